@@ -1,0 +1,47 @@
+"""infoloss: information-theoretic losses, stable from logits, on any array library.
+
+Information content, entropy, cross-entropy, KL and Jensen–Shannon divergence; stable
+log-sum-exp, softmax and sigmoid; softmax and sigmoid cross-entropy losses computed from raw
+logits with analytic gradients. One implementation written against the Python Array API serves
+NumPy, PyTorch, JAX, CuPy and array-api-strict; NumPy float32/float64 inputs use fused numba
+kernels. See ``docs/semantics.md`` for the exact definitions.
+"""
+
+from __future__ import annotations
+
+from .activations import log_sigmoid, log_softmax, logsumexp, sigmoid, softmax
+from .errors import InfolossError, InfolossTypeError
+from .gradients import value_and_grad
+from .losses import sigmoid_cross_entropy, softmax_cross_entropy, sparse_softmax_cross_entropy
+from .measures import (
+    cross_entropy,
+    entropy,
+    information,
+    js_divergence,
+    kl_divergence,
+    softmax_entropy,
+    softmax_kl_divergence,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "InfolossError",
+    "InfolossTypeError",
+    "cross_entropy",
+    "entropy",
+    "information",
+    "js_divergence",
+    "kl_divergence",
+    "log_sigmoid",
+    "log_softmax",
+    "logsumexp",
+    "sigmoid",
+    "sigmoid_cross_entropy",
+    "softmax",
+    "softmax_cross_entropy",
+    "softmax_entropy",
+    "softmax_kl_divergence",
+    "sparse_softmax_cross_entropy",
+    "value_and_grad",
+]

@@ -1,0 +1,103 @@
+"""The one place that decides whether a call takes the numba fast path.
+
+The generic array-API code in the public modules is the definition of every quantity. For NumPy
+inputs of dtype float32 or float64 on the CPU, the public functions hand their (validated, 2-D)
+arrays to the kernels in :mod:`infoloss._numba_kernels`, which must agree with the generic code.
+float16 inputs are upcast to float32 by the caller before they get here.
+
+The fast path is skipped when
+
+- numba cannot be imported (a single :class:`RuntimeWarning` says so, the generic path runs);
+- the environment variable ``INFOLOSS_DISABLE_FAST`` is set to a non-empty value other than ``0``;
+- inside ``with infoloss._dispatch.disabled():`` (used by the tests and the benchmark).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+_kernels: ModuleType | None = None
+_tried = False
+_disabled_depth = 0
+
+
+def kernels() -> ModuleType | None:
+    """The kernel module, imported on first use; ``None`` when numba is unavailable."""
+    global _kernels, _tried
+    if not _tried:
+        _tried = True
+        try:
+            import numba  # noqa: F401
+        except ImportError as e:
+            warnings.warn(
+                f"infoloss: numba could not be imported ({e}); the slower generic NumPy path is used",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            return None
+        from . import _numba_kernels
+
+        _kernels = _numba_kernels
+    return _kernels
+
+
+def _env_disabled() -> bool:
+    v = os.environ.get("INFOLOSS_DISABLE_FAST", "")
+    return v not in ("", "0")
+
+
+def enabled(*arrays: Any) -> bool:
+    """True when every given array (``None`` ignored) is a NumPy float32/float64 ndarray and the
+    fast path is available and not disabled."""
+    if _disabled_depth or _env_disabled():
+        return False
+    dtype = None
+    for a in arrays:
+        if a is None:
+            continue
+        if type(a) is not np.ndarray or a.dtype not in (np.float32, np.float64):
+            return False
+        dtype = a.dtype if dtype is None else dtype
+    if dtype is None:
+        return False
+    return kernels() is not None
+
+
+@contextmanager
+def disabled() -> Iterator[None]:
+    """Run the enclosed code on the generic array-API path (for tests and benchmarks)."""
+    global _disabled_depth
+    _disabled_depth += 1
+    try:
+        yield
+    finally:
+        _disabled_depth -= 1
+
+
+def rows(x: np.ndarray, axis: int) -> np.ndarray:
+    """``x`` with ``axis`` moved last, as a 2-D (rows, classes) array.
+
+    A view when ``axis`` is already last and ``x`` is C-contiguous; otherwise NumPy copies once
+    (documented cost: a non-last class axis costs one copy of the input).
+    """
+    if axis != x.ndim - 1:
+        x = np.moveaxis(x, axis, -1)
+    c = x.shape[-1] if x.ndim else 1
+    n = int(np.prod(x.shape[:-1])) if x.ndim > 1 else 1
+    return np.ascontiguousarray(x).reshape(n, c)
+
+
+def unrows(x2: np.ndarray, shape: tuple[int, ...], axis: int) -> np.ndarray:
+    """Inverse of :func:`rows`: back to ``shape`` (the moved-axis order undone, as a view)."""
+    moved = shape[:axis] + shape[axis + 1 :] + (shape[axis],)
+    out = x2.reshape(moved)
+    if axis != len(shape) - 1:
+        out = np.moveaxis(out, -1, axis)
+    return out

@@ -1,0 +1,258 @@
+"""Numerically stable activations: log-sum-exp, softmax, log-softmax, sigmoid, log-sigmoid.
+
+Every function accepts an array of any Array API library (NumPy, PyTorch, JAX, CuPy,
+array-api-strict; Python scalars and lists are treated as NumPy) and returns the same kind of
+array on the same device. float16 and bfloat16 inputs are computed in float32 and returned in
+their own dtype. None of them overflows or produces nan for finite inputs, however large.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import _dispatch
+from ._utils import (
+    Array,
+    Namespace,
+    compute_dtype,
+    finite_or_zero,
+    namespace,
+    normalize_axis,
+    require_floating,
+    upcast,
+)
+from .errors import InfolossError
+
+__all__ = ["log_sigmoid", "log_softmax", "logsumexp", "sigmoid", "softmax"]
+
+
+# --------------------------------------------------------------------------- generic kernels
+
+
+def _lse(xp: Namespace, x: Array, axis: int) -> Array:
+    """log Σ exp(x) along ``axis`` with keepdims; −inf for an all −inf slice, no warnings."""
+    m = finite_or_zero(xp, xp.max(x, axis=axis, keepdims=True))
+    s = xp.sum(xp.exp(x - m), axis=axis, keepdims=True)
+    pos = s > 0
+    safe = xp.where(pos, s, xp.ones_like(s))
+    return xp.where(pos, m + xp.log(safe), xp.full_like(s, -float("inf")))
+
+
+def _log_softmax(xp: Namespace, x: Array, axis: int) -> tuple[Array, Array]:
+    """``(lse, log_softmax)``, lse with keepdims. An all −inf slice gives −inf log-probabilities."""
+    lse = _lse(xp, x, axis)
+    return lse, x - finite_or_zero(xp, lse)
+
+
+def _softplus(xp: Namespace, x: Array) -> Array:
+    """log(1 + exp(x)) without overflow; differentiable everywhere (also at 0 and ±inf)."""
+    pos = x > 0
+    t = xp.log1p(xp.exp(xp.where(pos, -x, x)))  # exp of a non-positive number: never overflows
+    return xp.where(pos, x + t, t)
+
+
+def _prepare(x: Any, axis: int | None) -> tuple[Namespace, Array, Any, int | None]:
+    xp, (x,) = namespace(("x", x))
+    require_floating(xp, x, "x")
+    ax = None
+    if axis is not None:
+        ax = normalize_axis(axis, x.ndim)
+        if x.shape[ax] == 0:
+            raise InfolossError(f"`x` must have at least one class along `axis`={axis}; got shape {tuple(x.shape)}")
+    return xp, x, compute_dtype(xp, x.dtype), ax
+
+
+# --------------------------------------------------------------------------- public functions
+
+
+def logsumexp(x: Any, *, axis: int = -1, keepdims: bool = False) -> Array:
+    r"""Log of the sum of exponentials along an axis, computed without overflow.
+
+    .. math::
+
+        \operatorname{logsumexp}(x) = m + \log \sum_c e^{x_c - m}, \qquad m = \max_c x_c
+
+    Parameters
+    ----------
+    x : array, shape (..., C, ...)
+        Real floating array (logits).
+    axis : int, default -1
+        The axis to reduce.
+    keepdims : bool, default False
+        Keep the reduced axis with length 1.
+
+    Returns
+    -------
+    array, shape (..., ...)
+        Same array type, device and dtype as ``x``. A slice that is all ``-inf`` gives ``-inf``
+        (no warning); a ``+inf`` entry gives ``+inf``.
+
+    Notes
+    -----
+    Subtracting the maximum makes every exponent non-positive, so nothing overflows for finite
+    inputs up to the dtype's maximum. NumPy float32/float64 inputs use a compiled kernel.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from infoloss import logsumexp
+    >>> float(logsumexp(np.array([1000.0, 1000.0])))  # log(2 e^1000), no overflow
+    1000.6931471805599
+    >>> logsumexp(np.array([[0.0, 0.0], [-np.inf, -np.inf]]), axis=1)
+    array([0.69314718,       -inf])
+    """
+    xp, x, cd, ax = _prepare(x, axis)
+    assert ax is not None
+    if _dispatch.enabled(x):
+        import numpy as np
+
+        k = _dispatch.kernels()
+        assert k is not None
+        r = k.logsumexp_rows(_dispatch.rows(x, ax))
+        shape = tuple(x.shape[:ax]) + ((1,) if keepdims else ()) + tuple(x.shape[ax + 1 :])
+        out = np.asarray(r, dtype=x.dtype).reshape(shape)
+        return out if out.ndim else out[()]
+    out = _lse(xp, upcast(xp, x, cd), ax)
+    if not keepdims:
+        out = xp.squeeze(out, axis=ax)
+    return upcast(xp, out, x.dtype)
+
+
+def log_softmax(x: Any, *, axis: int = -1) -> Array:
+    r"""Logarithm of the softmax, computed stably from logits.
+
+    .. math::
+
+        \log \operatorname{softmax}(x)_c = x_c - \operatorname{logsumexp}(x)
+
+    Parameters
+    ----------
+    x : array, shape (..., C, ...)
+        Logits.
+    axis : int, default -1
+        The class axis.
+
+    Returns
+    -------
+    array, same shape as ``x``
+        Log-probabilities (≤ 0). A ``-inf`` logit gives ``-inf``; an all ``-inf`` slice gives
+        ``-inf`` everywhere (there is no distribution; PyTorch gives nan).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from infoloss import log_softmax
+    >>> log_softmax(np.array([0.0, np.log(3.0)]))
+    array([-1.38629436, -0.28768207])
+    >>> log_softmax(np.array([1e30, 0.0], dtype=np.float32))
+    array([ 0.e+00, -1.e+30], dtype=float32)
+    """
+    xp, x, cd, ax = _prepare(x, axis)
+    assert ax is not None
+    if _dispatch.enabled(x):
+        k = _dispatch.kernels()
+        assert k is not None
+        return _dispatch.unrows(k.log_softmax_rows(_dispatch.rows(x, ax)), tuple(x.shape), ax)
+    _, out = _log_softmax(xp, upcast(xp, x, cd), ax)
+    return upcast(xp, out, x.dtype)
+
+
+def softmax(x: Any, *, axis: int = -1) -> Array:
+    r"""Softmax: exponentials normalised to sum to one along an axis.
+
+    .. math::
+
+        \operatorname{softmax}(x)_c = \frac{e^{x_c}}{\sum_k e^{x_k}} = e^{x_c - \operatorname{logsumexp}(x)}
+
+    Parameters
+    ----------
+    x : array, shape (..., C, ...)
+        Logits.
+    axis : int, default -1
+        The class axis.
+
+    Returns
+    -------
+    array, same shape as ``x``
+        Probabilities summing to 1 along ``axis``. A ``-inf`` logit gets probability 0 (a masked
+        class); an all ``-inf`` slice gives zeros (no distribution, never nan).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from infoloss import softmax
+    >>> softmax(np.array([1.0, 2.0, 3.0]))
+    array([0.09003057, 0.24472847, 0.66524096])
+    >>> softmax(np.array([0.0, -np.inf]))
+    array([1., 0.])
+    """
+    xp, x, cd, ax = _prepare(x, axis)
+    assert ax is not None
+    if _dispatch.enabled(x):
+        k = _dispatch.kernels()
+        assert k is not None
+        return _dispatch.unrows(k.softmax_rows(_dispatch.rows(x, ax)), tuple(x.shape), ax)
+    _, logq = _log_softmax(xp, upcast(xp, x, cd), ax)
+    return upcast(xp, xp.exp(logq), x.dtype)
+
+
+def sigmoid(x: Any) -> Array:
+    r"""The logistic sigmoid, elementwise, without overflow.
+
+    .. math::
+
+        \sigma(x) = \frac{1}{1 + e^{-x}}
+
+    Parameters
+    ----------
+    x : array, any shape
+        Real floating array.
+
+    Returns
+    -------
+    array, same shape as ``x``
+        Values in [0, 1]; ``σ(-inf) = 0``, ``σ(+inf) = 1``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from infoloss import sigmoid
+    >>> sigmoid(np.array([-1000.0, 0.0, 1000.0]))
+    array([0. , 0.5, 1. ])
+    """
+    xp, x, cd, _ = _prepare(x, None)
+    xc = upcast(xp, x, cd)
+    e = xp.exp(xp.where(xc > 0, -xc, xc))  # exp(-|x|) in (0, 1]
+    out = xp.where(xc > 0, 1 / (1 + e), e / (1 + e))
+    return upcast(xp, out, x.dtype)
+
+
+def log_sigmoid(x: Any) -> Array:
+    r"""Logarithm of the sigmoid, elementwise, without overflow or underflow to -inf.
+
+    .. math::
+
+        \log \sigma(x) = -\operatorname{softplus}(-x) = -\log(1 + e^{-x})
+
+    Use ``log_sigmoid(-x)`` for :math:`\log(1 - \sigma(x))`.
+
+    Parameters
+    ----------
+    x : array, any shape
+        Real floating array.
+
+    Returns
+    -------
+    array, same shape as ``x``
+        Values ≤ 0; ``log_sigmoid(-1000) = -1000`` exactly rather than ``-inf``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from infoloss import log_sigmoid
+    >>> log_sigmoid(np.array([-1000.0, 0.0, 40.0]))
+    array([-1.00000000e+03, -6.93147181e-01, -4.24835426e-18])
+    """
+    xp, x, cd, _ = _prepare(x, None)
+    out = -_softplus(xp, -upcast(xp, x, cd))
+    return upcast(xp, out, x.dtype)

@@ -1,0 +1,144 @@
+"""Analytic gradients of the losses and logit measures, without an autodiff framework."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from ._utils import Array
+from .errors import InfolossError
+from .losses import (
+    _sigmoid_ce,
+    _softmax_ce,
+    sigmoid_cross_entropy,
+    softmax_cross_entropy,
+    sparse_softmax_cross_entropy,
+)
+from .measures import _softmax_entropy, _softmax_kl_divergence, softmax_entropy, softmax_kl_divergence
+
+__all__ = ["value_and_grad"]
+
+
+def _vg_softmax_ce(
+    logits: Any, labels: Any, *, axis: int = -1, class_weights: Any = None,
+    sample_weights: Any = None, label_smoothing: float = 0.0, z_loss: float = 0.0,
+    reduction: str = "none",
+) -> tuple[Array, Array]:
+    return _softmax_ce(  # type: ignore[return-value]
+        logits, labels, axis=axis, class_weights=class_weights, sample_weights=sample_weights,
+        label_smoothing=label_smoothing, z_loss=z_loss, reduction=reduction, sparse=False,
+        want_grad=True,
+    )
+
+
+def _vg_sparse_softmax_ce(
+    logits: Any, labels: Any, *, axis: int = -1, class_weights: Any = None,
+    sample_weights: Any = None, ignore_index: int | None = None, label_smoothing: float = 0.0,
+    z_loss: float = 0.0, reduction: str = "none",
+) -> tuple[Array, Array]:
+    return _softmax_ce(  # type: ignore[return-value]
+        logits, labels, axis=axis, class_weights=class_weights, sample_weights=sample_weights,
+        label_smoothing=label_smoothing, z_loss=z_loss, reduction=reduction, sparse=True,
+        ignore_index=ignore_index, want_grad=True,
+    )
+
+
+def _vg_sigmoid_ce(
+    logits: Any, labels: Any, *, pos_weight: Any = None, sample_weights: Any = None,
+    label_smoothing: float = 0.0, reduction: str = "none",
+) -> tuple[Array, Array]:
+    return _sigmoid_ce(  # type: ignore[return-value]
+        logits, labels, pos_weight=pos_weight, sample_weights=sample_weights,
+        label_smoothing=label_smoothing, reduction=reduction, want_grad=True,
+    )
+
+
+def _vg_softmax_entropy(
+    logits: Any, *, axis: int = -1, base: float | None = None, keepdims: bool = False
+) -> tuple[Array, Array]:
+    return _softmax_entropy(logits, axis=axis, base=base, keepdims=keepdims, want_grad=True)  # type: ignore[return-value]
+
+
+def _vg_softmax_kl(
+    p_logits: Any, q_logits: Any, *, axis: int = -1, base: float | None = None,
+    keepdims: bool = False,
+) -> tuple[Array, tuple[Array, Array]]:
+    return _softmax_kl_divergence(  # type: ignore[return-value]
+        p_logits, q_logits, axis=axis, base=base, keepdims=keepdims, want_grad=True
+    )
+
+
+_REGISTRY: dict[Callable[..., Any], Callable[..., Any]] = {
+    softmax_cross_entropy: _vg_softmax_ce,
+    sparse_softmax_cross_entropy: _vg_sparse_softmax_ce,
+    sigmoid_cross_entropy: _vg_sigmoid_ce,
+    softmax_entropy: _vg_softmax_entropy,
+    softmax_kl_divergence: _vg_softmax_kl,
+}
+
+
+def register(fn: Callable[..., Any], value_and_grad_fn: Callable[..., Any]) -> None:
+    """Make ``value_and_grad(fn)`` return ``value_and_grad_fn`` (used by infoloss's own modules)."""
+    _REGISTRY[fn] = value_and_grad_fn
+
+
+def value_and_grad(fn: Callable[..., Any]) -> Callable[..., tuple[Any, Any]]:
+    r"""Turn a loss into a function returning ``(value, gradient with respect to the logits)``.
+
+    Supported: :func:`~infoloss.softmax_cross_entropy`,
+    :func:`~infoloss.sparse_softmax_cross_entropy`, :func:`~infoloss.sigmoid_cross_entropy`,
+    :func:`~infoloss.softmax_entropy` and :func:`~infoloss.softmax_kl_divergence` (and, when
+    available, :func:`~infoloss.linear_cross_entropy`). The returned function takes the same
+    arguments as ``fn``. The gradient is computed analytically in the same pass as the value
+    (for NumPy float32/float64, in one fused sweep over the logits), on any backend:
+
+    .. math::
+
+        \frac{\partial \ell}{\partial x} = s\,[(\textstyle\sum_k w_k t_k + 2 z\,\mathrm{lse})\,
+        \operatorname{softmax}(x) - w \odot t] \quad\text{(softmax)}, \qquad
+        s\,[(p y' + 1 - y')\,\sigma(x) - p y'] \quad\text{(sigmoid)}
+
+    Parameters
+    ----------
+    fn : callable
+        One of the functions above.
+
+    Returns
+    -------
+    callable
+        ``f(*args, **kwargs) -> (value, grad)``. ``grad`` has the logits' shape, array type and
+        dtype. For ``reduction="none"`` it is the gradient of the *sum* of the per-example losses
+        (each row of the gradient is then the gradient of that example's loss). For
+        :func:`~infoloss.softmax_kl_divergence` it is a pair ``(d/dp_logits, d/dq_logits)``.
+
+    Raises
+    ------
+    InfolossError
+        If ``fn`` is not supported.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from infoloss import value_and_grad, softmax_cross_entropy, softmax
+    >>> h0 = np.array([[2.0, 1.0, 0.1]]); label = np.array([[0.0, 0.0, 1.0]])
+    >>> loss, grad = value_and_grad(softmax_cross_entropy)(h0, label)
+    >>> grad  # softmax(h0) - label
+    array([[ 0.65900114,  0.24243297, -0.90143411]])
+    >>> bool(np.allclose(grad, softmax(h0) - label))
+    True
+    """
+    try:
+        impl = _REGISTRY[fn]
+    except (KeyError, TypeError):
+        names = ", ".join(sorted(f.__name__ for f in _REGISTRY))
+        raise InfolossError(
+            f"`fn` must be one of {names}; got {getattr(fn, '__name__', repr(fn))}"
+        ) from None
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> tuple[Any, Any]:
+        return impl(*args, **kwargs)  # type: ignore[no-any-return]
+
+    wrapper.__doc__ = f"Value and gradient of :func:`infoloss.{fn.__name__}` (same arguments)."
+    return wrapper
