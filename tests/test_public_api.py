@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import __future__
 import inspect
 import re
 from types import ModuleType
@@ -50,7 +51,8 @@ def public_members(module: ModuleType) -> set[str]:
     return {
         name
         for name, obj in vars(module).items()
-        if not name.startswith("_") and not isinstance(obj, ModuleType)
+        if not name.startswith("_")
+        and not isinstance(obj, (ModuleType, __future__._Feature))  # `from __future__ import`
     }
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from .activations import log_sigmoid, log_softmax, logsumexp, sigmoid, softmax
 from .errors import InfolossError, InfolossTypeError
 from .gradients import value_and_grad
+from .linear import linear_cross_entropy
 from .losses import sigmoid_cross_entropy, softmax_cross_entropy, sparse_softmax_cross_entropy
 from .measures import (
     cross_entropy,
@@ -33,6 +34,7 @@ __all__ = [
     "information",
     "js_divergence",
     "kl_divergence",
+    "linear_cross_entropy",
     "log_sigmoid",
     "log_softmax",
     "logsumexp",

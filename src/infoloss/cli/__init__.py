@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 from typing import NoReturn
 
@@ -59,6 +60,18 @@ def _version() -> str:
         return "unknown"
 
 
+def _doc(text: str | None) -> str:
+    """A module docstring as plain text for --help (reST markup removed).
+
+    Examples
+    --------
+    >>> _doc("``infoloss demo`` uses :func:`infoloss.softmax`.")
+    'infoloss demo uses infoloss.softmax.'
+    """
+    text = re.sub(r":\w+:`~?([^`]+)`", r"\1", text or "")
+    return text.replace("``", "").strip()
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``infoloss`` command and its subcommands."""
     from . import _demo, _measure, _train
@@ -77,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser(
         "demo",
         help="the tutorial's experiments, number by number",
-        description=_demo.__doc__,
+        description=_doc(_demo.__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _demo.add_arguments(demo)
@@ -86,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     measure = sub.add_parser(
         "measure",
         help="entropy, cross-entropy, KL and JS divergence of given distributions",
-        description=_measure.__doc__,
+        description=_doc(_measure.__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
         f"  {PROG} measure --p 0.5,0.5 --q 0.9,0.1\n"
@@ -99,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser(
         "train",
         help="train softmax/sigmoid cross-entropy on the 8x8 digits (plain NumPy)",
-        description=_train.__doc__,
+        description=_doc(_train.__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
         f"  {PROG} train --epochs 20 --plot train.png\n"

@@ -53,7 +53,8 @@ def plot_demo(result: dict[str, Any], path: Path) -> None:
         text = result["part1"]["events"][name]
         ax_i.annotate(
             f"{name}: {text}\np = {pi:.6g}, I = {ii:.3g} bits", (pi, ii),
-            xytext=(10, 8) if name == "B" else (-8, 30), textcoords="offset points",
+            xytext=(10, 8) if name == "B" else (0.98, 0.55),
+            textcoords="offset points" if name == "B" else "axes fraction",
             fontsize=8, color=color, ha="left" if name == "B" else "right",
             arrowprops=None if name == "B" else {"arrowstyle": "-", "color": color},
         )
@@ -79,6 +80,8 @@ def plot_demo(result: dict[str, Any], path: Path) -> None:
 def plot_train(result: dict[str, Any], path: Path) -> None:
     """Loss curves (train and test) and, for single-label, the test confusion matrix."""
     Figure = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     hist = result["history"]
     single = result["task"] == "single"
     fig = Figure(figsize=(11, 4.2), layout="constrained")
@@ -87,6 +90,7 @@ def plot_train(result: dict[str, Any], path: Path) -> None:
     ax_l.plot(hist["epoch"], hist["train_loss"], marker="o", ms=3, label="train")
     ax_l.plot(hist["epoch"], hist["test_loss"], marker="o", ms=3, label="test")
     ax_l.set_xlabel("epoch")
+    ax_l.xaxis.set_major_locator(MaxNLocator(integer=True))
     kind = "softmax" if single else "sigmoid"
     ax_l.set_ylabel(f"{kind} cross-entropy [nats]")
     ax_l.set_yscale("log")
@@ -126,7 +130,7 @@ def plot_train(result: dict[str, Any], path: Path) -> None:
         ax_r.set_title(
             f"Per-label accuracy (test exact match {result['test']['exact_match']:.3f})"
         )
-        ax_r.legend(loc="lower right")
+        ax_r.legend(loc="upper center", bbox_to_anchor=(0.5, -0.08), ncols=2, frameon=False)
     fig.suptitle(
         f"infoloss train --task {result['task']}: digits 8x8, {result['epochs']} epochs, "
         f"seed {result['seed']}"

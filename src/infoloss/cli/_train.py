@@ -292,8 +292,9 @@ def render(r: dict[str, Any]) -> str:
                      "(sparse_softmax_cross_entropy)")
     else:
         props = "; ".join(f"{k} ({' '.join(map(str, v))})" for k, v in MULTI_LABELS.items())
-        lines.append(f"task multi: {len(MULTI_LABELS)} labels, sigmoid + cross-entropy "
-                     f"(sigmoid_cross_entropy): {props}")
+        lines.append(f"task multi: {len(MULTI_LABELS)} labels per image, sigmoid + cross-entropy "
+                     "(sigmoid_cross_entropy)")
+        lines.append(f"  labels: {props}")
     lines.append(
         f"model {r['model']}; Adam lr {fmt(r['lr'])}, {r['epochs']} epochs, batch size "
         f"{r['batch_size']}, label smoothing {fmt(r['label_smoothing'])} "
@@ -352,8 +353,11 @@ def run(args: argparse.Namespace) -> int:
                         disable=not show, leave=False, file=sys.stderr)
 
     def on_epoch(epoch: int, tr: dict[str, Any], te: dict[str, Any]) -> None:
-        bar.set_postfix(loss=f"{tr['loss']:.4f}", test_loss=f"{te['loss']:.4f}",
-                        test_acc=f"{te['accuracy']:.3f}", refresh=False)
+        bar.set_postfix(
+            {"train_loss": f"{tr['loss']:.4f}", "test_loss": f"{te['loss']:.4f}",
+             "test_acc": f"{te['accuracy']:.3f}"},
+            refresh=False,
+        )
         bar.update(1)
 
     try:
