@@ -82,19 +82,10 @@ def test_help_lists_every_subcommand_subprocess():
 
 @pytest.mark.parametrize("command", ["demo", "measure", "train"])
 def test_subcommand_help(capsys, command):
-    with pytest.raises(SystemExit) if False else _nullcontext():
-        rc, out, err = call(capsys, command, "--help")
+    rc, out, _ = call(capsys, command, "--help")
     assert rc == 0
     assert out.startswith(f"usage: infoloss {command}")
     assert "--json" in out
-
-
-class _nullcontext:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def test_unknown_command_and_missing_command(capsys):
@@ -140,11 +131,24 @@ def test_demo_subprocess_prints_the_tutorial():
     line = next(ln for ln in out.splitlines() if "output before softmax" in ln)
     np.testing.assert_allclose(numbers(line.split(":", 1)[1]), h0[0], rtol=1e-5)
     line = next(ln for ln in out.splitlines() if "after the softmax mapping" in ln)
-    np.testing.assert_allclose(
-        numbers(line.split(":", 1)[1]), infoloss.softmax(h0)[0], rtol=1e-5
-    )
+    np.testing.assert_allclose(numbers(line.split(":", 1)[1]), infoloss.softmax(h0)[0], rtol=1e-5)
     line = next(ln for ln in out.splitlines() if "I(B)" in ln)
-    assert numbers(line)[1] == pytest.approx(float(infoloss.information(1e-6, base=2)), rel=1e-5)
+    assert numbers(line)[0] == pytest.approx(float(infoloss.information(1e-6, base=2)), rel=1e-5)
+
+
+def test_docs_show_the_real_demo_output(capsys):
+    """docs/cli.md pastes the output of `infoloss demo`; it must stay the command's output."""
+    doc = Path(__file__).resolve().parents[1] / "docs" / "cli.md"
+    if not doc.is_file():
+        pytest.skip("docs/cli.md is not beside the tests")
+    block = doc.read_text(encoding="utf-8").split("$ infoloss demo\n", 1)[1].split("```", 1)[0]
+    rc, out, _ = call(capsys, "demo")
+    assert rc == 0
+
+    def stable(text: str) -> list[str]:  # the last-digit rounding differences may vary
+        return [ln for ln in text.strip().splitlines() if "difference" not in ln]
+
+    assert stable(block) == stable(out)
 
 
 def test_demo_json_matches_the_library(capsys):
@@ -256,8 +260,9 @@ def files(tmp_path):
     p = np.array([[0.5, 0.5, 0.0], [0.2, 0.3, 0.5], [1.0, 0.0, 0.0], [0.1, 0.1, 0.8]])
     q = np.array([[0.25, 0.25, 0.5], [0.2, 0.3, 0.5], [0.6, 0.2, 0.2], [0.3, 0.3, 0.4]])
     csv = tmp_path / "p.csv"
-    csv.write_text("# P, one distribution per row\n" + "\n".join(",".join(map(str, r)) for r in p)
-                   + "\n\n")
+    csv.write_text(
+        "# P, one distribution per row\n" + "\n".join(",".join(map(str, r)) for r in p) + "\n\n"
+    )
     txt = tmp_path / "q.txt"
     txt.write_text("\n".join("  ".join(map(str, r)) for r in q) + "\n")
     npy = tmp_path / "q.npy"
@@ -271,7 +276,14 @@ def test_measure_files_json(capsys, files, base):
     lib_base = {"2": 2, "e": None, "10": 10}[base]
     for qfile in (files["txt"], files["npy"]):
         rc, out, err = call(
-            capsys, "measure", "--p", str(files["csv"]), "--q", str(qfile), "--base", base,
+            capsys,
+            "measure",
+            "--p",
+            str(files["csv"]),
+            "--q",
+            str(qfile),
+            "--base",
+            base,
             "--json",
         )
         assert rc == 0, err
@@ -321,8 +333,9 @@ def test_measure_infinite_kl_is_reported(capsys):
     assert rc == 0
     row = json.loads(out)["rows"][0]
     assert row["kl_divergence"] == "inf" and row["cross_entropy"] == "inf"
-    assert row["js_divergence"] == pytest.approx(float(infoloss.js_divergence([0.5, 0.5], [1, 0],
-                                                                                base=2)))
+    assert row["js_divergence"] == pytest.approx(
+        float(infoloss.js_divergence([0.5, 0.5], [1, 0], base=2))
+    )
     rc, out, _ = call(capsys, "measure", "--p", "0.5,0.5", "--q", "1,0")
     assert rc == 0 and "inf" in out
 
@@ -332,12 +345,27 @@ def test_measure_axis_and_normalize(capsys, files):
     np.save(counts, (files["p"] * 10).T)  # columns are distributions, unnormalised
     rc, out, err = call(capsys, "measure", "--p", str(counts), "--axis", "0")
     assert_one_line_error(rc, out, err, "counts.npy", "column 1", "sums to 10", "--normalize")
-    rc, out, _ = call(capsys, "measure", "--p", str(counts), "--axis", "0", "--normalize",
-                      "--json")
+    rc, out, _ = call(capsys, "measure", "--p", str(counts), "--axis", "0", "--normalize", "--json")
     assert rc == 0
     np.testing.assert_allclose(
         [r["entropy_p"] for r in json.loads(out)["rows"]], infoloss.entropy(files["p"], base=2)
     )
+
+
+def test_measure_higher_dimensional_npy(capsys, tmp_path):
+    rng = np.random.default_rng(0)
+    a = rng.random((2, 3, 4))
+    a /= a.sum(axis=1, keepdims=True)  # distributions along axis 1
+    path = tmp_path / "a.npy"
+    np.save(path, a)
+    rc, out, _ = call(capsys, "measure", "--p", str(path), "--axis", "1", "--json")
+    assert rc == 0
+    rows = json.loads(out)["rows"]
+    assert [r["index"] for r in rows][:2] == [[0, 0], [0, 1]] and len(rows) == 8
+    expected = infoloss.entropy(a, axis=1, base=2).ravel()
+    np.testing.assert_allclose([r["entropy_p"] for r in rows], expected)
+    rc, out, _ = call(capsys, "measure", "--p", str(path), "--axis", "1")
+    assert rc == 0 and out.splitlines()[0].split()[0] == "index"
 
 
 def test_measure_inline_rows(capsys):
@@ -358,6 +386,7 @@ def test_measure_inline_rows(capsys):
         ("0.5,0.5\n0.5,nan\n", ["row 2", "not finite"]),
         ("0.5,,0.5\n", ["row 1", "empty field"]),
         ("0.5,0.5\n0.6,0.6\n", ["row 2", "sums to 1.2"]),
+        ("0.5,0.5\n0,0\n", ["row 2", "all entries are 0"]),
         ("# nothing\n\n", ["no numbers"]),
     ],
 )
@@ -372,16 +401,22 @@ def test_measure_bad_inputs(capsys, files, tmp_path):
     csv = str(files["csv"])
     assert_one_line_error(
         *call(capsys, "measure", "--p", csv, "--q", "0.5,0.5"),
-        "do not match", "3 classes", "has 2",
+        "do not match",
+        "3 classes",
+        "has 2",
     )
     two = tmp_path / "two.csv"
     two.write_text("0.5,0.5,0\n0.5,0,0.5\n")
     assert_one_line_error(
         *call(capsys, "measure", "--p", csv, "--q", str(two)),
-        "do not match", "4 distributions", "has 2",
+        "do not match",
+        "4 distributions",
+        "has 2",
     )
     assert_one_line_error(
-        *call(capsys, "measure", "--p", str(tmp_path / "missing.csv")), "missing.csv", "no such file"
+        *call(capsys, "measure", "--p", str(tmp_path / "missing.csv")),
+        "missing.csv",
+        "no such file",
     )
     assert_one_line_error(*call(capsys, "measure", "--p", csv, "--axis", "2"), "--axis 2")
     assert_one_line_error(*call(capsys, "measure", "--p", "0.5,0.5", "--base", "1"), "--base")
@@ -404,9 +439,8 @@ def test_measure_bad_inputs(capsys, files, tmp_path):
 # --------------------------------------------------------------------------- train
 
 
-def test_train_single_subprocess_reaches_accuracy(tmp_path):
-    plot = tmp_path / "train.png"
-    r = run_cli("train", "--epochs", "5", "--lr", "0.03", "--json", "--plot", str(plot))
+def test_train_single_subprocess_reaches_accuracy():
+    r = run_cli("train", "--epochs", "5", "--lr", "0.03", "--json")
     assert r.returncode == 0, r.stderr
     assert r.stderr == "", "no progress bar when stderr is not a terminal"
     d = json.loads(r.stdout)
@@ -419,13 +453,15 @@ def test_train_single_subprocess_reaches_accuracy(tmp_path):
     cm = np.array(d["confusion_matrix"])
     assert cm.shape == (10, 10) and cm.sum() == d["n_test"]
     assert np.trace(cm) / cm.sum() == pytest.approx(d["test"]["accuracy"])
-    assert_png(plot)
 
 
-def test_train_single_text_output(capsys):
-    rc, out, err = call(capsys, "train", "--epochs", "2", "--lr", "0.03", "--label-smoothing",
-                        "0.1", "--batch-size", "64")
+def test_train_single_text_output_and_plot(capsys, tmp_path):
+    plot = tmp_path / "train.png"
+    args = ["--epochs", "2", "--lr", "0.03", "--label-smoothing", "0.1", "--batch-size", "64"]
+    rc, out, _ = call(capsys, "train", *args, "--plot", str(plot))
     assert rc == 0
+    assert_png(plot)
+    assert f"wrote {plot}" in out
     assert "label smoothing 0.1" in out and "batch size 64" in out
     train_line = next(ln for ln in out.splitlines() if ln.strip().startswith("train "))
     test_line = next(ln for ln in out.splitlines() if ln.strip().startswith("test "))
@@ -436,8 +472,19 @@ def test_train_single_text_output(capsys):
 
 def test_train_multi_with_plot(capsys, tmp_path):
     plot = tmp_path / "multi.png"
-    rc, out, _ = call(capsys, "train", "--task", "multi", "--hidden", "32", "--epochs", "6",
-                      "--json", "--plot", str(plot))
+    rc, out, _ = call(
+        capsys,
+        "train",
+        "--task",
+        "multi",
+        "--hidden",
+        "32",
+        "--epochs",
+        "6",
+        "--json",
+        "--plot",
+        str(plot),
+    )
     assert rc == 0
     d = json.loads(out)
     assert d["label_names"] == ["even", "prime", ">=5", "closed loop"]

@@ -10,11 +10,15 @@ The fast path is skipped when
 - numba cannot be imported (a single :class:`RuntimeWarning` says so, the generic path runs);
 - the environment variable ``INFOLOSS_DISABLE_FAST`` is set to a non-empty value other than ``0``;
 - inside ``with infoloss._dispatch.disabled():`` (used by the tests and the benchmark).
+
+CPU torch tensors take the same kernels through :mod:`infoloss.torch` (zero-copy NumPy views
+inside a ``torch.autograd.Function``) when :func:`torch_enabled` says so.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -68,6 +72,49 @@ def enabled(*arrays: Any) -> bool:
     if dtype is None:
         return False
     return kernels() is not None
+
+
+def torch_enabled(logits: Any, *others: Any) -> bool:
+    """True when ``logits`` can take the fused kernels through :mod:`infoloss.torch`.
+
+    ``logits`` must be a plain (not subclassed, not functorch-wrapped) strided CPU torch tensor
+    of a floating dtype (float16/bfloat16 are computed in float32); every other argument must be
+    ``None``, a non-array value (scalar, list) or such a CPU tensor that does not require grad
+    (so autograd needs no gradient with respect to it). While ``torch.compile`` traces, only the
+    static properties (type, device, dtype, requires_grad) are checked: the call then becomes a
+    graph break that runs the fused path eagerly (``infoloss.torch`` is ``torch.compiler.disable``d).
+    """
+    if _disabled_depth or _env_disabled():
+        return False
+    torch = sys.modules.get("torch")
+    if torch is None or not isinstance(logits, torch.Tensor):
+        return False
+    if logits.device.type != "cpu" or logits.dtype not in (
+        torch.float32, torch.float64, torch.float16, torch.bfloat16
+    ):
+        return False
+    for t in others:
+        if t is None:
+            continue
+        if isinstance(t, torch.Tensor):
+            if t.device.type != "cpu" or t.requires_grad:
+                return False
+        elif hasattr(t, "__array_namespace__") or isinstance(t, np.ndarray):
+            return False  # another array library: the generic path reports the mix
+    if torch.compiler.is_compiling():
+        return True
+    for t in (logits, *others):
+        if isinstance(t, torch.Tensor) and not _plain_cpu_tensor(torch, t):
+            return False
+    return kernels() is not None
+
+
+def _plain_cpu_tensor(torch: Any, t: Any) -> bool:
+    if type(t) is not torch.Tensor and type(t) is not torch.nn.Parameter:
+        return False
+    if t.layout is not torch.strided:
+        return False
+    return not torch._C._functorch.is_functorch_wrapped_tensor(t)
 
 
 @contextmanager

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 from array_api_compat import array_namespace, is_array_api_obj, is_jax_array, is_lazy_array
@@ -15,6 +16,25 @@ Array = Any
 Namespace = Any
 
 REDUCTIONS = ("none", "sum", "mean")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def quiet_overflow(fn: F) -> F:
+    """Run ``fn`` with NumPy's overflow warnings off.
+
+    Differences such as ``x - max(x)`` of logits near the dtype's maximum round to ``±inf``,
+    which is the correctly rounded result and leads to the right answer (``exp(-inf) = 0``);
+    NumPy (and array-api-strict, built on it) would warn about it. Invalid operations and
+    divisions by zero still warn: the code never performs them on purpose.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with np.errstate(over="ignore"):
+            return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 # --------------------------------------------------------------------------- namespaces

@@ -18,6 +18,7 @@ from ._utils import (
     finite_or_zero,
     namespace,
     normalize_axis,
+    quiet_overflow,
     require_floating,
     upcast,
 )
@@ -29,19 +30,31 @@ __all__ = ["log_sigmoid", "log_softmax", "logsumexp", "sigmoid", "softmax"]
 # --------------------------------------------------------------------------- generic kernels
 
 
-def _lse(xp: Namespace, x: Array, axis: int) -> Array:
-    """log Σ exp(x) along ``axis`` with keepdims; −inf for an all −inf slice, no warnings."""
+def _lse_parts(xp: Namespace, x: Array, axis: int) -> tuple[Array, Array, Array]:
+    """``(m, log s, s > 0)`` with keepdims, where logsumexp(x) = m + log s.
+
+    ``m`` is the maximum (0 where it is not finite) and ``s = Σ exp(x - m)``. Keeping the two parts
+    apart lets callers form ``(x - m) - log s`` rather than ``x - lse``: with logits of 1e30 in
+    float32, ``lse = m + log 2`` rounds to ``m`` and the ``log 2`` would be lost. A slice with no
+    distribution (all ``-inf``) has ``s = 0``; its ``log s`` is reported as 0 (never a warning).
+    """
     m = finite_or_zero(xp, xp.max(x, axis=axis, keepdims=True))
     s = xp.sum(xp.exp(x - m), axis=axis, keepdims=True)
     pos = s > 0
-    safe = xp.where(pos, s, xp.ones_like(s))
-    return xp.where(pos, m + xp.log(safe), xp.full_like(s, -float("inf")))
+    ls = xp.where(pos, xp.log(xp.where(pos, s, xp.ones_like(s))), xp.zeros_like(s))
+    return m, ls, pos
+
+
+def _lse(xp: Namespace, x: Array, axis: int) -> Array:
+    """log Σ exp(x) along ``axis`` with keepdims; −inf for an all −inf slice, no warnings."""
+    m, ls, pos = _lse_parts(xp, x, axis)
+    return xp.where(pos, m + ls, xp.full_like(ls, -float("inf")))
 
 
 def _log_softmax(xp: Namespace, x: Array, axis: int) -> tuple[Array, Array]:
     """``(lse, log_softmax)``, lse with keepdims. An all −inf slice gives −inf log-probabilities."""
-    lse = _lse(xp, x, axis)
-    return lse, x - finite_or_zero(xp, lse)
+    m, ls, pos = _lse_parts(xp, x, axis)
+    return xp.where(pos, m + ls, xp.full_like(ls, -float("inf"))), (x - m) - ls
 
 
 def _softplus(xp: Namespace, x: Array) -> Array:
@@ -65,6 +78,7 @@ def _prepare(x: Any, axis: int | None) -> tuple[Namespace, Array, Any, int | Non
 # --------------------------------------------------------------------------- public functions
 
 
+@quiet_overflow
 def logsumexp(x: Any, *, axis: int = -1, keepdims: bool = False) -> Array:
     r"""Log of the sum of exponentials along an axis, computed without overflow.
 
@@ -118,6 +132,7 @@ def logsumexp(x: Any, *, axis: int = -1, keepdims: bool = False) -> Array:
     return upcast(xp, out, x.dtype)
 
 
+@quiet_overflow
 def log_softmax(x: Any, *, axis: int = -1) -> Array:
     r"""Logarithm of the softmax, computed stably from logits.
 
@@ -157,6 +172,7 @@ def log_softmax(x: Any, *, axis: int = -1) -> Array:
     return upcast(xp, out, x.dtype)
 
 
+@quiet_overflow
 def softmax(x: Any, *, axis: int = -1) -> Array:
     r"""Softmax: exponentials normalised to sum to one along an axis.
 
@@ -196,6 +212,7 @@ def softmax(x: Any, *, axis: int = -1) -> Array:
     return upcast(xp, xp.exp(logq), x.dtype)
 
 
+@quiet_overflow
 def sigmoid(x: Any) -> Array:
     r"""The logistic sigmoid, elementwise, without overflow.
 
@@ -227,6 +244,7 @@ def sigmoid(x: Any) -> Array:
     return upcast(xp, out, x.dtype)
 
 
+@quiet_overflow
 def log_sigmoid(x: Any) -> Array:
     r"""Logarithm of the sigmoid, elementwise, without overflow or underflow to -inf.
 

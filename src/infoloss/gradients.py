@@ -15,7 +15,12 @@ from .losses import (
     softmax_cross_entropy,
     sparse_softmax_cross_entropy,
 )
-from .measures import _softmax_entropy, _softmax_kl_divergence, softmax_entropy, softmax_kl_divergence
+from .measures import (
+    _softmax_entropy,
+    _softmax_kl_divergence,
+    softmax_entropy,
+    softmax_kl_divergence,
+)
 
 __all__ = ["value_and_grad"]
 

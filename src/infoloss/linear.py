@@ -18,6 +18,7 @@ from ._utils import (
     Namespace,
     compute_dtype,
     namespace,
+    quiet_overflow,
     reduce_loss,
     require_floating,
     upcast,
@@ -95,6 +96,7 @@ def _weight_total(xp: Namespace, y: Array, cw: Array | None, ignore_index: int |
     return xp.sum(wy if valid is None else xp.where(valid, wy, xp.zeros_like(wy)))
 
 
+@quiet_overflow
 def _linear_ce(
     hidden: Any, weight: Any, labels: Any, *, bias: Any = None, class_weights: Any = None,
     ignore_index: int | None = None, label_smoothing: float = 0.0, z_loss: float = 0.0,

@@ -15,6 +15,7 @@ computes the value and the gradient in one sweep over the logits.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from array_api_compat import is_torch_namespace
@@ -35,12 +36,13 @@ from ._utils import (
     moveaxis_last,
     namespace,
     normalize_axis,
+    quiet_overflow,
     reduce_loss,
     require_floating,
     safe_divide,
     upcast,
 )
-from .activations import _lse, _softplus
+from .activations import _lse_parts, _softplus
 from .errors import InfolossError, InfolossTypeError
 
 __all__ = ["sigmoid_cross_entropy", "softmax_cross_entropy", "sparse_softmax_cross_entropy"]
@@ -140,12 +142,21 @@ def _prepare_softmax(
 # --------------------------------------------------------------------------- softmax cross-entropy
 
 
+@quiet_overflow
 def _softmax_ce(
     logits: Any, labels: Any, *, axis: int, class_weights: Any, sample_weights: Any,
     label_smoothing: Any, z_loss: Any, reduction: Any, sparse: bool,
     ignore_index: int | None = None, want_grad: bool = False,
 ) -> tuple[Array, Grad]:
     """Both softmax cross-entropies: value and (optionally) d value / d logits."""
+    if _dispatch.torch_enabled(logits, labels, class_weights, sample_weights):
+        from .torch import _softmax_ce_torch  # CPU torch tensors: fused kernels under autograd
+
+        return _softmax_ce_torch(
+            logits, labels, axis=axis, class_weights=class_weights, sample_weights=sample_weights,
+            label_smoothing=label_smoothing, z_loss=z_loss, reduction=reduction, sparse=sparse,
+            ignore_index=ignore_index, want_grad=want_grad,
+        )
     reduction, eps, z = _check_options(reduction, label_smoothing, z_loss)
     if ignore_index is not None and (isinstance(ignore_index, bool) or not isinstance(ignore_index, int)):
         raise InfolossError(f"`ignore_index` must be an integer or None; got {ignore_index!r}")
@@ -175,7 +186,10 @@ def _softmax_ce_generic(
 ) -> tuple[Array, Grad]:
     x = moveaxis_last(xp, x, ax)
     c = int(x.shape[-1])
-    lse = finite_or_zero(xp, _lse(xp, x, -1))  # (..., 1); 0 for a row with no distribution
+    # logsumexp = m + ls, kept apart so that (m - x) + ls loses nothing at |x| ~ 1e30;
+    # both are 0 for a row with no distribution (all -inf)
+    m, ls, _ = _lse_parts(xp, x, -1)
+    m0, ls0 = m[..., 0], ls[..., 0]
     zero = xp.zeros_like(x)
     valid = None
     if sparse:
@@ -187,24 +201,25 @@ def _softmax_ce_generic(
         cw_y = None if cw is None else xp.reshape(xp.take(cw, xp.reshape(idx, (-1,))), idx.shape)
         coef = (1 - eps) if cw_y is None else (1 - eps) * cw_y
         if cw_y is None:
-            ce = coef * (lse[..., 0] - x_y) if eps < 1 else xp.zeros_like(x_y)
+            ce = coef * ((m0 - x_y) + ls0) if eps < 1 else xp.zeros_like(x_y)
         else:  # a zero weight times a -inf logit is 0, not nan
-            ce = coef * (lse[..., 0] - xp.where(coef != 0, x_y, xp.zeros_like(x_y)))
+            ce = coef * ((m0 - xp.where(coef != 0, x_y, xp.zeros_like(x_y))) + ls0)
         if eps > 0:
             if cw is None:
-                ce = ce + (eps / c) * xp.sum(lse - x, axis=-1)
+                ce = ce + (eps / c) * xp.sum((m - x) + ls, axis=-1)
             else:
-                ce = ce + (eps / c) * xp.sum(cw * (lse - xp.where(cw != 0, x, zero)), axis=-1)
+                ce = ce + (eps / c) * xp.sum(cw * ((m - xp.where(cw != 0, x, zero)) + ls), axis=-1)
         # weight of each example in the mean, and total target mass Σ_k cw_k t_k for the gradient
         w = xp.ones_like(ce) if cw_y is None else cw_y
         mass = (1 - eps) * w + (eps if cw is None else eps / c * xp.sum(cw))
     else:
+        y = moveaxis_last(xp, y, ax)
         t = y if eps == 0 else (1 - eps) * y + eps / c
         wt = t if cw is None else t * cw
-        ce = xp.sum(wt * (lse - xp.where(wt != 0, x, zero)), axis=-1)
+        ce = xp.sum(wt * ((m - xp.where(wt != 0, x, zero)) + ls), axis=-1)
         w = xp.ones_like(ce) if cw is None else xp.sum(y * cw, axis=-1)
         mass = xp.sum(wt, axis=-1)
-    lse0 = lse[..., 0]
+    lse0 = m0 + ls0
     loss = ce + z * lse0 * lse0 if z else ce
     if sw is not None:
         loss, w = loss * sw, w * sw
@@ -215,7 +230,7 @@ def _softmax_ce_generic(
     value = reduce_loss(xp, loss, weight_total, reduction)
     if not want_grad:
         return value, None
-    q = xp.exp(x - lse)
+    q = xp.exp((x - m) - ls)
     rowf = mass + 2 * z * lse0 if z else mass
     if sparse:
         onehot = xp.astype(idx[..., None] == xp.arange(c, device=_dev(x)), x.dtype)
@@ -452,10 +467,18 @@ def sparse_softmax_cross_entropy(
 # --------------------------------------------------------------------------- sigmoid cross-entropy
 
 
+@quiet_overflow
 def _sigmoid_ce(
     logits: Any, labels: Any, *, pos_weight: Any, sample_weights: Any, label_smoothing: Any,
     reduction: Any, want_grad: bool = False,
 ) -> tuple[Array, Grad]:
+    if _dispatch.torch_enabled(logits, labels, pos_weight, sample_weights):
+        from .torch import _sigmoid_ce_torch  # CPU torch tensors: fused kernels under autograd
+
+        return _sigmoid_ce_torch(
+            logits, labels, pos_weight=pos_weight, sample_weights=sample_weights,
+            label_smoothing=label_smoothing, reduction=reduction, want_grad=want_grad,
+        )
     reduction, eps, _ = _check_options(reduction, label_smoothing)
     xp, (x, y, pw, sw) = namespace(
         ("logits", logits), ("labels", labels), ("pos_weight", pos_weight),
@@ -501,7 +524,8 @@ def _sigmoid_ce_generic(
         loss = loss * sw
     weight_total = None
     if reduction == "mean":
-        weight_total = xp.sum(sw) if sw is not None else xp.asarray(float(loss.size), dtype=loss.dtype)
+        count = float(math.prod(tuple(loss.shape)))
+        weight_total = xp.sum(sw) if sw is not None else xp.asarray(count, dtype=loss.dtype, device=_dev(loss))
     value = reduce_loss(xp, loss, weight_total, reduction)
     if not want_grad:
         return value, None

@@ -147,7 +147,7 @@ def _bench(argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the ``infoloss`` command with ``argv`` (default: ``sys.argv[1:]``); return the exit code."""
+    """Run the ``infoloss`` command on ``argv`` (default ``sys.argv[1:]``); return the exit code."""
     from infoloss.errors import InfolossError
 
     args_list = list(sys.argv[1:] if argv is None else argv)

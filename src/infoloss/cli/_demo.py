@@ -123,10 +123,13 @@ def compute(seed: int = DEFAULT_SEED, dtype: str = "float64") -> dict[str, Any]:
     spred = infoloss.sigmoid(h0)
     sloss = infoloss.sigmoid_cross_entropy(labels=mlabel, logits=h0)
     with np.errstate(divide="ignore", invalid="ignore"):
-        stextbook = -(
-            np.where(mlabel > 0, mlabel * np.log(spred), 0.0)
-            + np.where(mlabel < 1, (1 - mlabel) * np.log(1 - spred), 0.0)
-        ) + 0.0  # + 0.0 turns -0.0 into 0.0
+        stextbook = (
+            -(
+                np.where(mlabel > 0, mlabel * np.log(spred), 0.0)
+                + np.where(mlabel < 1, (1 - mlabel) * np.log(1 - spred), 0.0)
+            )
+            + 0.0
+        )  # + 0.0 turns -0.0 into 0.0
     part3 = {
         "label": mlabel,
         "logits": h0,
@@ -173,7 +176,9 @@ def _label(label: Any, *, integer: bool) -> str:
     ('[[0, 0, 1]]', '[[1., 0., 1.]]')
     """
     rows = np.asarray(label, dtype=float).tolist()
-    cell = (lambda v: str(int(v))) if integer else (lambda v: f"{v:g}" + ("." if v == int(v) else ""))
+    cell = (
+        (lambda v: str(int(v))) if integer else (lambda v: f"{v:g}" + ("." if v == int(v) else ""))
+    )
     return "[" + ", ".join("[" + ", ".join(cell(v) for v in row) + "]" for row in rows) + "]"
 
 
@@ -194,7 +199,8 @@ def render(r: dict[str, Any]) -> str:
         "  information content I(x) = -log p(x): the less likely, the more informative",
         f"    I(A) = {fmt(ib[0]):>12} {bits} = {fmt(in_[0]):>12} nats",
         f"    I(B) = {fmt(ib[1]):>12} {bits} = {fmt(in_[1]):>12} nats",
-        f"  entropy of P_real = (p(A), p(B)):  H(P) = -sum p log p = {fmt(p1['entropy_p_bits'])} {bits}",
+        f"  entropy of P_real = (p(A), p(B)):  H(P) = -sum p log p = "
+        f"{fmt(p1['entropy_p_bits'])} {bits}",
         f"  a model predicts Q_pred = ({fmt(qa)}, {fmt(qb)}):",
         f"    KL divergence  D_KL(P||Q) = sum p log(p/q) = {fmt(p1['kl_divergence_bits'])} {bits}",
         f"    cross-entropy  H(P,Q) = -sum p log q       = {fmt(p1['cross_entropy_bits'])} {bits}",

@@ -123,7 +123,7 @@ def _split(line: str) -> list[str]:
 
 def _rows_to_array(rows: list[list[float]], wheres: list[str]) -> np.ndarray:
     width = len(rows[0])
-    for row, where in zip(rows, wheres):
+    for row, where in zip(rows, wheres, strict=True):
         if len(row) != width:
             raise CLIError(
                 f"{where}: has {len(row)} values but the first row has {width} (ragged rows)"
@@ -145,7 +145,8 @@ def parse_inline(text: str, name: str = "--p") -> np.ndarray:
     chunks = text.split(";")
     if all(not c.strip() for c in chunks):
         raise CLIError(f"{name}: no numbers given")
-    rows, wheres = [], []
+    rows: list[list[float]] = []
+    wheres: list[str] = []
     if len(chunks) > 1 and not chunks[-1].strip():
         chunks.pop()  # a trailing ';'
     for i, chunk in enumerate(chunks, start=1):
@@ -165,7 +166,9 @@ def _read_text(path: str) -> tuple[np.ndarray, list[int]]:
             text = fh.read()
     except UnicodeDecodeError:
         raise CLIError(f"{path}: not a text file (use .npy for binary arrays)") from None
-    rows, wheres, lines = [], [], []
+    rows: list[list[float]] = []
+    wheres: list[str] = []
+    lines: list[int] = []
     for lineno, raw in enumerate(text.splitlines(), start=1):
         line = raw.split("#", 1)[0].strip()
         if not line:
@@ -217,26 +220,26 @@ def _validate(d: Distributions, axis: int, normalize: bool) -> np.ndarray:
     v = d.values
     if not -v.ndim <= axis < v.ndim:
         raise CLIError(f"--axis {axis} is out of range for {d.name} with shape {v.shape}")
+    # Entries, in the order of the source (its rows are the last axis).
+    source_rows = v.reshape(-1, v.shape[-1])
+    bad = ~np.isfinite(source_rows) | (source_rows < 0)
+    if bad.any():
+        i, j = (int(k) for k in np.argwhere(bad)[0])
+        value = float(source_rows[i, j])
+        what = "is negative" if value < 0 else "is not finite"
+        raise CLIError(f"{d.where(i)}: entry {fmt(value)} in column {j + 1} {what}")
+    # Sums, one per distribution (a column of the source when --axis 0 on a table).
     moved = np.moveaxis(v, axis, -1)
-    rows = moved.reshape(-1, moved.shape[-1])
-    # A row here is a distribution; map it back to the row of the source for messages.
-    transposed = v.ndim == 2 and axis in (0, -2)
-    for i, r in enumerate(rows):
-        bad = np.flatnonzero(~np.isfinite(r) | (r < 0))
-        if bad.size:
-            j = int(bad[0])
-            src_row, col = (j, i) if transposed else (i, j)
-            value = float(r[j])
-            what = "is negative" if value < 0 else "is not finite"
-            raise CLIError(f"{d.where(src_row)}: entry {fmt(value)} in column {col + 1} {what}")
-        total = float(r.sum())
+    totals = moved.reshape(-1, moved.shape[-1]).sum(axis=-1)
+    wrong = (totals <= 0) if normalize else (np.abs(totals - 1.0) > _TOLERANCE)
+    if wrong.any():
+        i = int(np.flatnonzero(wrong)[0])
+        transposed = v.ndim == 2 and axis in (0, -2)
         label = f"{d.label()}, column {i + 1}" if transposed else d.where(i)
+        total = float(totals[i])
         if total <= 0:
             raise CLIError(f"{label}: all entries are 0; not a distribution")
-        if not normalize and abs(total - 1.0) > _TOLERANCE:
-            raise CLIError(
-                f"{label}: sums to {fmt(total, 8)}, not 1 (pass --normalize to rescale)"
-            )
+        raise CLIError(f"{label}: sums to {fmt(total, 8)}, not 1 (pass --normalize to rescale)")
     if normalize:
         moved = moved / moved.sum(axis=-1, keepdims=True)
     return moved
@@ -255,7 +258,7 @@ def compute(
     pv = _validate(p, axis, normalize)
     qv = _validate(q, axis, normalize) if q is not None else None
     lib_base = None if base == math.e else base
-    if qv is not None:
+    if q is not None and qv is not None:
         if pv.shape[-1] != qv.shape[-1]:
             raise CLIError(
                 f"P and Q do not match: {p.label()} has {pv.shape[-1]} classes per "
@@ -288,7 +291,7 @@ def compute(
         row.update({k: float(v[i]) for k, v in columns.items()})
         rows.append(row)
     return {
-        "base": "e" if base == math.e else base,
+        "base": base,
         "unit": unit_name(lib_base),
         "axis": axis,
         "normalized": normalize,
@@ -310,7 +313,7 @@ _HEADERS = {
 def render(result: dict[str, Any]) -> str:
     """An aligned table, one line per distribution."""
     keys = [k for k in _HEADERS if k in result["rows"][0]]
-    head = ["row"] + [_HEADERS[k] for k in keys]
+    head = ["index" if "index" in result["rows"][0] else "row"] + [_HEADERS[k] for k in keys]
     body = [
         [str(r["row"]) if "index" not in r else ",".join(map(str, r["index"]))]
         + [fmt(r[k]) for k in keys]
@@ -318,22 +321,22 @@ def render(result: dict[str, Any]) -> str:
     ]
     widths = [max(len(line[c]) for line in [head, *body]) for c in range(len(head))]
     out = [
-        "  ".join(h.rjust(w) for h, w in zip(head, widths)),
+        "  ".join(h.rjust(w) for h, w in zip(head, widths, strict=True)),
         "  ".join("-" * w for w in widths),
     ]
-    out += ["  ".join(c.rjust(w) for c, w in zip(line, widths)) for line in body]
+    out += ["  ".join(c.rjust(w) for c, w in zip(line, widths, strict=True)) for line in body]
     src = f"P: {result['p']['source']}"
     if result["q"] is not None:
         src += f", Q: {result['q']['source']}"
     notes = [f"{src}; unit: {result['unit']}"]
     if result["q"] is not None:
         b = result["base"]
-        js_max = 1.0 if b == 2 else math.log(2) / (1.0 if b == "e" else math.log(b))
+        js_max = 1.0 if b == 2 else math.log(2) / math.log(b)
         notes.append(
             f"H(P,Q) = H(P) + D_KL(P||Q); JS(P,Q) is symmetric and at most "
             f"{fmt(js_max)} {result['unit'] if js_max != 1 else 'bit'}"
         )
-    return "\n".join(out + [""] + notes)
+    return "\n".join([*out, "", *notes])
 
 
 def run(args: argparse.Namespace) -> int:

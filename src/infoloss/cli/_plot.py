@@ -24,10 +24,15 @@ def _bars(ax: Any, values: np.ndarray, label: np.ndarray, title: str, names: lis
     x = np.arange(len(values))
     ax.bar(x - 0.2, values, width=0.4, color="tab:blue", label="model output")
     ax.bar(x + 0.2, label, width=0.4, color="tab:orange", label="label")
-    for xi, v in zip(x, values):
+    for xi, v in zip(x, values, strict=True):
         ax.annotate(
-            f"{v:.3g}", (xi - 0.2, v), ha="center", va="bottom", fontsize=8,
-            xytext=(0, 2), textcoords="offset points",
+            f"{v:.3g}",
+            (xi - 0.2, v),
+            ha="center",
+            va="bottom",
+            fontsize=8,
+            xytext=(0, 2),
+            textcoords="offset points",
         )
     ax.set_xticks(x, names)
     ax.set_ylim(0, 1.3)
@@ -48,14 +53,18 @@ def plot_demo(result: dict[str, Any], path: Path) -> None:
     ax_i.plot(p, info, color="tab:gray")
     p_real = np.asarray(result["part1"]["p_real"], dtype=float)
     bits = np.asarray(result["part1"]["information_bits"], dtype=float)
-    for name, pi, ii, color in zip(("A", "B"), p_real, bits, ("tab:green", "tab:red")):
+    colors = ("tab:green", "tab:red")
+    for name, pi, ii, color in zip(("A", "B"), p_real, bits, colors, strict=True):
         ax_i.scatter([pi], [ii], color=color, zorder=3)
         text = result["part1"]["events"][name]
         ax_i.annotate(
-            f"{name}: {text}\np = {pi:.6g}, I = {ii:.3g} bits", (pi, ii),
+            f"{name}: {text}\np = {pi:.6g}, I = {ii:.3g} bits",
+            (pi, ii),
             xytext=(10, 8) if name == "B" else (0.98, 0.55),
             textcoords="offset points" if name == "B" else "axes fraction",
-            fontsize=8, color=color, ha="left" if name == "B" else "right",
+            fontsize=8,
+            color=color,
+            ha="left" if name == "B" else "right",
             arrowprops=None if name == "B" else {"arrowstyle": "-", "color": color},
         )
     ax_i.set_xscale("log")
@@ -66,12 +75,18 @@ def plot_demo(result: dict[str, Any], path: Path) -> None:
     names = ["class 0", "class 1", "class 2"]
     p2, p3 = result["part2"], result["part3"]
     _bars(
-        ax_s, np.ravel(p2["softmax"]), np.ravel(p2["label"]),
-        f"softmax (loss {float(np.ravel(p2['loss'])[0]):.4g} nats)", names,
+        ax_s,
+        np.ravel(p2["softmax"]),
+        np.ravel(p2["label"]),
+        f"softmax (loss {float(np.ravel(p2['loss'])[0]):.4g} nats)",
+        names,
     )
     _bars(
-        ax_g, np.ravel(p3["sigmoid"]), np.ravel(p3["label"]),
-        f"sigmoid (losses {', '.join(f'{v:.3g}' for v in np.ravel(p3['loss']))} nats)", names,
+        ax_g,
+        np.ravel(p3["sigmoid"]),
+        np.ravel(p3["label"]),
+        f"sigmoid (losses {', '.join(f'{v:.3g}' for v in np.ravel(p3['loss']))} nats)",
+        names,
     )
     fig.suptitle(f"infoloss demo (seed {result['seed']})")
     save_figure(fig, path)
@@ -106,8 +121,9 @@ def plot_train(result: dict[str, Any], path: Path) -> None:
             for j in range(n):
                 if cm[i, j]:
                     color = "white" if cm[i, j] > cm.max() / 2 else "black"
-                    ax_r.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=7,
-                              color=color)
+                    ax_r.text(
+                        j, i, str(cm[i, j]), ha="center", va="center", fontsize=7, color=color
+                    )
         ax_r.set_xticks(range(n))
         ax_r.set_yticks(range(n))
         ax_r.set_xlabel("predicted digit")
@@ -121,15 +137,20 @@ def plot_train(result: dict[str, Any], path: Path) -> None:
         x = np.arange(len(names))
         ax_r.bar(x - 0.2, train_acc, width=0.4, label="train")
         ax_r.bar(x + 0.2, test_acc, width=0.4, label="test")
-        for xi, v in zip(x, test_acc):
-            ax_r.annotate(f"{v:.3f}", (xi + 0.2, v), ha="center", va="bottom", fontsize=8,
-                          xytext=(0, 2), textcoords="offset points")
+        for xi, v in zip(x, test_acc, strict=True):
+            ax_r.annotate(
+                f"{v:.3f}",
+                (xi + 0.2, v),
+                ha="center",
+                va="bottom",
+                fontsize=8,
+                xytext=(0, 2),
+                textcoords="offset points",
+            )
         ax_r.set_xticks(x, names)
         lo = min(min(train_acc), min(test_acc))
         ax_r.set_ylim(max(0.0, lo - 0.1), 1.02)
-        ax_r.set_title(
-            f"Per-label accuracy (test exact match {result['test']['exact_match']:.3f})"
-        )
+        ax_r.set_title(f"Per-label accuracy (test exact match {result['test']['exact_match']:.3f})")
         ax_r.legend(loc="upper center", bbox_to_anchor=(0.5, -0.08), ncols=2, frameon=False)
     fig.suptitle(
         f"infoloss train --task {result['task']}: digits 8x8, {result['epochs']} epochs, "

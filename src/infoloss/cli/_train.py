@@ -15,8 +15,9 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -24,8 +25,8 @@ from ._common import CLIError, check_output_path, dumps_json, fmt, require
 
 __all__ = ["MULTI_LABELS", "Adam", "Model", "load_digits_task", "run", "train"]
 
-#: Properties of the digits 0-9 used as the multi-label targets. "Closed loop" counts the
-#: digits whose usual handwritten form encloses an area (0, 6, 8, 9; a handwritten 4 is mostly open).
+#: Properties of the digits 0-9 used as the multi-label targets. "Closed loop" counts the digits
+#: whose usual handwritten form encloses an area (0, 6, 8, 9; a handwritten 4 is mostly open).
 MULTI_LABELS: dict[str, tuple[int, ...]] = {
     "even": (0, 2, 4, 6, 8),
     "prime": (2, 3, 5, 7),
@@ -42,24 +43,50 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="single: which digit (softmax + cross-entropy, 10 classes); multi: several "
         "properties of the digit at once (sigmoid + cross-entropy). Default: %(default)s",
     )
-    parser.add_argument("--epochs", type=int, default=20, help="passes over the training set "
-                        "(default: %(default)s)")
-    parser.add_argument("--lr", type=float, default=0.01, help="Adam learning rate "
-                        "(default: %(default)s)")
-    parser.add_argument("--batch-size", type=int, default=32, help="examples per step "
-                        "(default: %(default)s)")
-    parser.add_argument("--label-smoothing", type=float, default=0.0, metavar="EPS",
-                        help="mix the targets with the uniform distribution, in [0, 1] "
-                        "(default: %(default)s)")
-    parser.add_argument("--hidden", type=int, default=0, metavar="N",
-                        help="units of one ReLU hidden layer; 0 (default) is the tutorial's "
-                        "single layer h = X.W + b")
-    parser.add_argument("--test-size", type=float, default=0.25, metavar="FRACTION",
-                        help="fraction of the images held out for testing (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the train/test split, the "
-                        "initial weights and the batch order (default: %(default)s)")
-    parser.add_argument("--plot", metavar="FILE", help="write the loss curves (train and test) "
-                        "and, for --task single, the test confusion matrix (needs matplotlib)")
+    parser.add_argument(
+        "--epochs", type=int, default=20, help="passes over the training set (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--lr", type=float, default=0.01, help="Adam learning rate (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=32, help="examples per step (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--label-smoothing",
+        type=float,
+        default=0.0,
+        metavar="EPS",
+        help="mix the targets with the uniform distribution, in [0, 1] (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--hidden",
+        type=int,
+        default=0,
+        metavar="N",
+        help="units of one ReLU hidden layer; 0 (default) is the tutorial's "
+        "single layer h = X.W + b",
+    )
+    parser.add_argument(
+        "--test-size",
+        type=float,
+        default=0.25,
+        metavar="FRACTION",
+        help="fraction of the images held out for testing (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the train/test split, the "
+        "initial weights and the batch order (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--plot",
+        metavar="FILE",
+        help="write the loss curves (train and test) "
+        "and, for --task single, the test confusion matrix (needs matplotlib)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
 
@@ -78,8 +105,9 @@ class Data:
 def load_digits_task(task: str, *, test_size: float, seed: int) -> Data:
     """scikit-learn's 8x8 digits, pixels scaled to [0, 1], split with a stratified seed."""
     datasets = require("sklearn.datasets", package="scikit-learn", purpose="infoloss train")
-    model_selection = require("sklearn.model_selection", package="scikit-learn",
-                              purpose="infoloss train")
+    model_selection = require(
+        "sklearn.model_selection", package="scikit-learn", purpose="infoloss train"
+    )
     digits = datasets.load_digits()
     X = digits.data.astype(np.float64) / 16.0
     d = digits.target.astype(np.int64)
@@ -118,8 +146,10 @@ class Model:
                 np.zeros(n_out),
             ]
         else:
-            self.params = [rng.standard_normal((n_in, n_out)) * np.sqrt(1.0 / n_in),
-                           np.zeros(n_out)]
+            self.params = [
+                rng.standard_normal((n_in, n_out)) * np.sqrt(1.0 / n_in),
+                np.zeros(n_out),
+            ]
         self._cache: tuple[np.ndarray, ...] = ()
 
     def forward(self, X: np.ndarray) -> np.ndarray:
@@ -147,8 +177,14 @@ class Model:
 class Adam:
     """Adam (Kingma & Ba, 2015) on a list of NumPy arrays, updated in place."""
 
-    def __init__(self, params: list[np.ndarray], lr: float, b1: float = 0.9,
-                 b2: float = 0.999, eps: float = 1e-8) -> None:
+    def __init__(
+        self,
+        params: list[np.ndarray],
+        lr: float,
+        b1: float = 0.9,
+        b2: float = 0.999,
+        eps: float = 1e-8,
+    ) -> None:
         self.params, self.lr, self.b1, self.b2, self.eps = params, lr, b1, b2, eps
         self.m = [np.zeros_like(p) for p in params]
         self.v = [np.zeros_like(p) for p in params]
@@ -157,7 +193,7 @@ class Adam:
     def step(self, grads: list[np.ndarray]) -> None:
         self.t += 1
         c1, c2 = 1 - self.b1**self.t, 1 - self.b2**self.t
-        for p, g, m, v in zip(self.params, grads, self.m, self.v):
+        for p, g, m, v in zip(self.params, grads, self.m, self.v, strict=True):
             m *= self.b1
             m += (1 - self.b1) * g
             v *= self.b2
@@ -211,8 +247,12 @@ def train(
     model = Model(data.X_train.shape[1], n_out, hidden=hidden, rng=rng)
     opt = Adam(model.params, lr)
     loss_and_grad = infoloss.value_and_grad(_loss_fn(task))
-    history: dict[str, list[Any]] = {"epoch": [], "train_loss": [], "test_loss": [],
-                                       "train_objective": []}
+    history: dict[str, list[Any]] = {
+        "epoch": [],
+        "train_loss": [],
+        "test_loss": [],
+        "train_objective": [],
+    }
 
     def record(epoch: int, objective: float | None) -> tuple[dict[str, Any], dict[str, Any]]:
         tr = _evaluate(model, data.X_train, data.y_train, task)
@@ -233,7 +273,9 @@ def train(
             idx = perm[i : i + batch_size]
             h = model.forward(data.X_train[idx])
             loss, g = loss_and_grad(
-                logits=h, labels=data.y_train[idx], label_smoothing=label_smoothing,
+                logits=h,
+                labels=data.y_train[idx],
+                label_smoothing=label_smoothing,
                 reduction="mean",
             )
             if not np.isfinite(loss):
@@ -275,8 +317,13 @@ def train(
     else:
         # Exact-match broken down by digit shows which digits the properties are hard for.
         result["test_exact_match_by_digit"] = [
-            float(np.all(te["predictions"][data.digits_test == dgt] == data.y_test[
-                data.digits_test == dgt], axis=1).mean())
+            float(
+                np.all(
+                    te["predictions"][data.digits_test == dgt]
+                    == data.y_test[data.digits_test == dgt],
+                    axis=1,
+                ).mean()
+            )
             for dgt in range(10)
         ]
     return result
@@ -288,12 +335,16 @@ def render(r: dict[str, Any]) -> str:
         f"seed {r['seed']}",
     ]
     if r["task"] == "single":
-        lines.append("task single: which digit, 10 classes, softmax + cross-entropy "
-                     "(sparse_softmax_cross_entropy)")
+        lines.append(
+            "task single: which digit, 10 classes, softmax + cross-entropy "
+            "(sparse_softmax_cross_entropy)"
+        )
     else:
         props = "; ".join(f"{k} ({' '.join(map(str, v))})" for k, v in MULTI_LABELS.items())
-        lines.append(f"task multi: {len(MULTI_LABELS)} labels per image, sigmoid + cross-entropy "
-                     "(sigmoid_cross_entropy)")
+        lines.append(
+            f"task multi: {len(MULTI_LABELS)} labels per image, sigmoid + cross-entropy "
+            "(sigmoid_cross_entropy)"
+        )
         lines.append(f"  labels: {props}")
     lines.append(
         f"model {r['model']}; Adam lr {fmt(r['lr'])}, {r['epochs']} epochs, batch size "
@@ -309,7 +360,7 @@ def render(r: dict[str, Any]) -> str:
         ]
     else:
         names = r["label_names"]
-        w = max(len(n) for n in names + ["exact match"])
+        w = max(len(n) for n in [*names, "exact match"])
         lines += [
             f"  {'':{w}}  {'train':>7}  {'test':>7}",
             f"  {'loss [nats]':{w}}  {r['train']['loss']:7.4f}  {r['test']['loss']:7.4f}",
@@ -319,8 +370,10 @@ def render(r: dict[str, Any]) -> str:
                 f"  {name:{w}}  {r['train']['per_label_accuracy'][i]:7.4f}  "
                 f"{r['test']['per_label_accuracy'][i]:7.4f}"
             )
-        lines.append(f"  {'exact match':{w}}  {r['train']['exact_match']:7.4f}  "
-                     f"{r['test']['exact_match']:7.4f}")
+        lines.append(
+            f"  {'exact match':{w}}  {r['train']['exact_match']:7.4f}  "
+            f"{r['test']['exact_match']:7.4f}"
+        )
         lines.append("  (rows per label: accuracy; exact match: all labels of an image right)")
     return "\n".join(lines)
 
@@ -349,21 +402,36 @@ def run(args: argparse.Namespace) -> int:
     data = load_digits_task(args.task, test_size=args.test_size, seed=args.seed)
 
     show = not args.quiet and sys.stderr.isatty()
-    bar = tqdm_mod.tqdm(total=args.epochs, desc=f"train ({args.task})", unit="epoch",
-                        disable=not show, leave=False, file=sys.stderr)
+    bar = tqdm_mod.tqdm(
+        total=args.epochs,
+        desc=f"train ({args.task})",
+        unit="epoch",
+        disable=not show,
+        leave=False,
+        file=sys.stderr,
+    )
 
     def on_epoch(epoch: int, tr: dict[str, Any], te: dict[str, Any]) -> None:
         bar.set_postfix(
-            {"train_loss": f"{tr['loss']:.4f}", "test_loss": f"{te['loss']:.4f}",
-             "test_acc": f"{te['accuracy']:.3f}"},
+            {
+                "train_loss": f"{tr['loss']:.4f}",
+                "test_loss": f"{te['loss']:.4f}",
+                "test_acc": f"{te['accuracy']:.3f}",
+            },
             refresh=False,
         )
         bar.update(1)
 
     try:
         result = train(
-            data, task=args.task, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
-            label_smoothing=args.label_smoothing, hidden=args.hidden, seed=args.seed,
+            data,
+            task=args.task,
+            epochs=args.epochs,
+            lr=args.lr,
+            batch_size=args.batch_size,
+            label_smoothing=args.label_smoothing,
+            hidden=args.hidden,
+            seed=args.seed,
             on_epoch=on_epoch,
         )
     finally:

@@ -1,0 +1,1005 @@
+"""Fused numba kernels for the NumPy fast path (rows × classes).
+
+Every public function here takes 2-D ``(N, C)`` NumPy arrays (rows = examples, classes along the
+last axis) of dtype float32 or float64 and returns NumPy arrays. They implement exactly the
+definitions of ``docs/semantics.md`` (natural log; the caller applies ``base``, reductions and
+dtype casts). :mod:`infoloss._dispatch` decides when they are used.
+
+Design (see issue 3):
+
+- Rows run in parallel with ``prange``. Per row the logits are read from memory once: a max pass
+  (which brings the row into L2), then one pass that evaluates ``exp`` once per element, sums it
+  in float64 and, when the gradient is wanted, stores it straight into the gradient output; a last
+  in-cache pass turns the stored exponentials into the gradient. Max, exp-and-store and sums are
+  separate inner loops so that LLVM vectorizes each of them (AVX2 on this machine).
+- numba has no vector ``exp`` (no SVML), so ``exp`` is a polynomial (Cody–Waite range reduction
+  to ``2^k · e^r`` with ``2^k`` built from the exponent bits): Cephes' degree-6 minimax in float32
+  (≈1 ulp), a degree-13 Taylor polynomial in float64 (≈1 ulp). Both vectorize.
+- Loops are compiled with the fast-math flags ``nsz, arcp, contract, afn, reassoc`` (``reassoc``
+  lets reductions vectorize). Never ``nnan``/``ninf``: ``-inf`` logits (masked classes) and all
+  ``-inf`` rows are part of the contract. The polynomials are compiled *without* ``reassoc`` so
+  LLVM cannot fold the two-constant ``ln 2`` split of the range reduction.
+- Per-row results are float64; callers combine them in float64 outside the parallel loop.
+- Memory: the value alone needs O(N) extra memory; with the gradient, the only N×C array
+  allocated is the returned gradient.
+- Input layout: a row may start anywhere (any non-negative row stride, e.g. ``x[::2]`` or
+  ``x[:, :k]`` are used in place, without a copy) but the classes of one row must be contiguous.
+  Arrays whose class stride is not the item size (e.g. Fortran order, ``x.T``) or with a
+  negative row stride are copied once to C order (``np.ascontiguousarray``).
+- Threads: the kernels use numba's thread pool, sized by the environment variable
+  ``NUMBA_NUM_THREADS`` at import; lower it at run time with ``numba.set_num_threads(k)``.
+- Compilation happens on first use (a few seconds per kernel and dtype) and is cached on disk
+  (``cache=True``), so later processes load the machine code instead of recompiling.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic, overload
+
+__all__ = [
+    "log_softmax_rows",
+    "logsumexp_rows",
+    "sigmoid_ce",
+    "softmax_ce",
+    "softmax_entropy_rows",
+    "softmax_kl_rows",
+    "softmax_rows",
+    "sparse_softmax_ce",
+]
+
+# Fast-math flags: everything except `nnan`/`ninf` (which would break -inf handling) ...
+_F = {"nsz", "arcp", "contract", "afn", "reassoc"}
+# ... and for the exp/log polynomials also without `reassoc` (keeps the Cody–Waite split exact).
+_FP = {"nsz", "arcp", "contract", "afn"}
+
+_JIT = {"cache": True, "fastmath": _F, "error_model": "numpy", "nogil": True}
+_PJIT = dict(_JIT, parallel=True)
+
+
+def num_threads() -> int:
+    """The number of threads the kernels run on (``numba.get_num_threads()``)."""
+    return int(numba.get_num_threads())
+
+
+# --------------------------------------------------------------------------- LLVM intrinsics
+
+
+def _float_suffix(t: ir.Type) -> str:
+    return ".f32" if isinstance(t, ir.FloatType) else ".f64"
+
+
+@intrinsic
+def _fmaximum(typingctx, a, b):  # type: ignore[no-untyped-def]
+    """``llvm.maximum``: IEEE maximum that propagates NaN; vectorizes as a reduction (vmaxps)."""
+    if not (isinstance(a, types.Float) and a == b):
+        return None
+    sig = a(a, b)
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        t = args[0].type
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(t, [t, t]), "llvm.maximum" + _float_suffix(t)
+        )
+        return builder.call(fn, args)
+
+    return sig, codegen
+
+
+@intrinsic
+def _rint(typingctx, a):  # type: ignore[no-untyped-def]
+    """``llvm.rint`` (round half to even in the default mode; vroundps)."""
+    if not isinstance(a, types.Float):
+        return None
+    sig = a(a)
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        t = args[0].type
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(t, [t]), "llvm.rint" + _float_suffix(t)
+        )
+        return builder.call(fn, args)
+
+    return sig, codegen
+
+
+@intrinsic
+def _bits_f32(typingctx, k):  # type: ignore[no-untyped-def]
+    """Reinterpret the low 32 bits of an integer as a float32."""
+    if not isinstance(k, types.Integer):
+        return None
+    sig = types.float32(k)
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        v = args[0]
+        if v.type.width > 32:
+            v = builder.trunc(v, ir.IntType(32))
+        elif v.type.width < 32:
+            v = builder.sext(v, ir.IntType(32))
+        return builder.bitcast(v, ir.FloatType())
+
+    return sig, codegen
+
+
+@intrinsic
+def _bits_f64(typingctx, k):  # type: ignore[no-untyped-def]
+    """Reinterpret a 64-bit integer as a float64."""
+    if not isinstance(k, types.Integer):
+        return None
+    sig = types.float64(k)
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        v = args[0]
+        if v.type.width < 64:
+            v = builder.sext(v, ir.IntType(64))
+        return builder.bitcast(v, ir.DoubleType())
+
+    return sig, codegen
+
+
+# --------------------------------------------------------------------------- polynomials
+
+
+@intrinsic
+def _f32_bits(typingctx, v):  # type: ignore[no-untyped-def]
+    """Reinterpret a float32 as an int32."""
+    if v != types.float32:
+        return None
+    sig = types.int32(v)
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        return builder.bitcast(args[0], ir.IntType(32))
+
+    return sig, codegen
+
+
+@intrinsic
+def _f64_bits(typingctx, v):  # type: ignore[no-untyped-def]
+    """Reinterpret a float64 as an int64."""
+    if v != types.float64:
+        return None
+    sig = types.int64(v)
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        return builder.bitcast(args[0], ir.IntType(64))
+
+    return sig, codegen
+
+
+# exp(x) = 2^k e^r with k = round(x / ln 2) and |r| <= ln2/2 (Cody–Waite: ln 2 = hi + lo, hi
+# with trailing zero bits so that k*hi is exact). k is rounded with the 1.5*2^p "magic number"
+# (x*log2e + M has k in its low mantissa bits; NaN and ±inf stay well-defined, unlike a
+# float->int conversion), e^r is a polynomial and 2^k is added to the exponent field of e^r.
+# Results below 2^-125 (float32) / 2^-1021 (float64) are flushed to 0 (as is exp(-inf));
+# these polynomials are only called with x <= 0 (x − max, or −|x|); NaN propagates.
+_M32 = 12582912.0  # 1.5 * 2^23
+_M64 = 6755399441055744.0  # 1.5 * 2^52
+
+
+@njit(cache=True, fastmath=_FP, error_model="numpy")
+def _exp32(x):  # type: ignore[no-untyped-def]
+    mg = np.float32(_M32)
+    kb = x * np.float32(1.44269504088896341) + mg
+    kf = kb - mg
+    r = x - kf * np.float32(0.693359375)
+    r = r - kf * np.float32(-2.12194440e-4)
+    # degree-6 near-minimax polynomial for e^r on |r| <= ln2/2 (error 2e-9 < 1/30 ulp), p(0) = 1
+    p = np.float32(0.0013843650231137872)
+    p = p * r + np.float32(0.008374156430363655)
+    p = p * r + np.float32(0.04166800156235695)
+    p = p * r + np.float32(0.16666431725025177)
+    p = p * r + np.float32(0.4999999403953552)
+    p = p * r + np.float32(1.0)
+    p = p * r + np.float32(1.0)
+    k = _f32_bits(kb) - _f32_bits(mg)
+    res = _bits_f32(_f32_bits(p) + (k << np.int32(23)))
+    return np.float32(0.0) if x < np.float32(-86.5) else res
+
+
+@njit(cache=True, fastmath=_FP, error_model="numpy")
+def _exp64_neg(x):  # type: ignore[no-untyped-def]
+    mg = _M64
+    kb = x * 1.4426950408889634074 + mg
+    kf = kb - mg
+    r = x - kf * 6.93145751953125e-1
+    r = r - kf * 1.42860682030941723212e-6
+    # Taylor series to degree 13: |r|^14/14! < 4e-18 on |r| <= ln2/2
+    p = 1.0 / 6227020800.0
+    p = p * r + 1.0 / 479001600.0
+    p = p * r + 1.0 / 39916800.0
+    p = p * r + 1.0 / 3628800.0
+    p = p * r + 1.0 / 362880.0
+    p = p * r + 1.0 / 40320.0
+    p = p * r + 1.0 / 5040.0
+    p = p * r + 1.0 / 720.0
+    p = p * r + 1.0 / 120.0
+    p = p * r + 1.0 / 24.0
+    p = p * r + 1.0 / 6.0
+    p = p * r + 0.5
+    p = p * (r * r) + r + 1.0
+    k = _f64_bits(kb) - _f64_bits(mg)
+    res = _bits_f64(_f64_bits(p) + (k << 52))
+    return 0.0 if x < -708.0 else res
+
+
+@njit(cache=True, fastmath=_FP, error_model="numpy")
+def _log1p_unit32(t):  # type: ignore[no-untyped-def]
+    # log1p(t) for t in [0, 1]: 2 atanh(s), s = t/(2+t) in [0, 1/3]; full relative accuracy
+    # for tiny t. Series in w = s^2 to w^6: truncation < 1.5e-8 relative.
+    s = t / (np.float32(2.0) + t)
+    w = s * s
+    p = np.float32(1.0 / 13.0)
+    p = p * w + np.float32(1.0 / 11.0)
+    p = p * w + np.float32(1.0 / 9.0)
+    p = p * w + np.float32(1.0 / 7.0)
+    p = p * w + np.float32(1.0 / 5.0)
+    p = p * w + np.float32(1.0 / 3.0)
+    return (s + s) + (s + s) * (w * p)
+
+
+@njit(cache=True, fastmath=_FP, error_model="numpy")
+def _log1p_unit64(t):  # type: ignore[no-untyped-def]
+    s = t / (2.0 + t)
+    w = s * s  # series to w^16: truncation < 2e-17 relative
+    p = 1.0 / 33.0
+    p = p * w + 1.0 / 31.0
+    p = p * w + 1.0 / 29.0
+    p = p * w + 1.0 / 27.0
+    p = p * w + 1.0 / 25.0
+    p = p * w + 1.0 / 23.0
+    p = p * w + 1.0 / 21.0
+    p = p * w + 1.0 / 19.0
+    p = p * w + 1.0 / 17.0
+    p = p * w + 1.0 / 15.0
+    p = p * w + 1.0 / 13.0
+    p = p * w + 1.0 / 11.0
+    p = p * w + 1.0 / 9.0
+    p = p * w + 1.0 / 7.0
+    p = p * w + 1.0 / 5.0
+    p = p * w + 1.0 / 3.0
+    return (s + s) + (s + s) * (w * p)
+
+
+def _vexp(x):  # type: ignore[no-untyped-def]  # pragma: no cover - replaced by the overload
+    """exp(x) for x <= 0 in the dtype of x (vectorizable polynomial)."""
+    raise NotImplementedError
+
+
+@overload(_vexp, jit_options={"fastmath": _FP, "error_model": "numpy"})
+def _vexp_ov(x):  # type: ignore[no-untyped-def]
+    if x == types.float32:
+        return lambda x: _exp32(x)
+    if x == types.float64:
+        return lambda x: _exp64_neg(x)
+    return None
+
+
+def _vlog1p_unit(x):  # type: ignore[no-untyped-def]  # pragma: no cover
+    raise NotImplementedError
+
+
+@overload(_vlog1p_unit, jit_options={"fastmath": _FP, "error_model": "numpy"})
+def _vlog1p_unit_ov(x):  # type: ignore[no-untyped-def]
+    if x == types.float32:
+        return lambda x: _log1p_unit32(x)
+    if x == types.float64:
+        return lambda x: _log1p_unit64(x)
+    return None
+
+
+def _like(v, ref):  # type: ignore[no-untyped-def]  # pragma: no cover
+    raise NotImplementedError
+
+
+@overload(_like, inline="always")
+def _like_ov(v, ref):  # type: ignore[no-untyped-def]
+    """``v`` converted to the float type of the scalar ``ref``."""
+    if ref == types.float32:
+        return lambda v, ref: np.float32(v)
+    return lambda v, ref: np.float64(v)
+
+
+# --------------------------------------------------------------------------- row helpers
+# `xr` is one row (1-D, C-contiguous). Each helper is one vectorizable inner loop.
+
+
+@njit(**_JIT)
+def _row_max(xr):  # type: ignore[no-untyped-def]
+    m = xr[0]
+    for j in range(xr.shape[0]):
+        m = _fmaximum(m, xr[j])
+    return m
+
+
+# Sums of exponentials: blocks of _BLK elements are summed in the row's dtype (8 float32 lanes,
+# a few interleaved accumulators, so each partial sum has only a few dozen terms) and the block
+# sums are added in float64. Keeps the loop at the full float32 vector width.
+_BLK = 512
+
+
+@njit(**_JIT)
+def _exp_sum(xr, m):  # type: ignore[no-untyped-def]
+    n = xr.shape[0]
+    s = 0.0
+    z0 = _like(0.0, m)
+    for b0 in range(0, n, _BLK):
+        t = z0
+        for j in range(b0, min(b0 + _BLK, n)):
+            t += _vexp(xr[j] - m)
+        s += t
+    return s
+
+
+@njit(**_JIT)
+def _exp_store_sum(xr, m, out):  # type: ignore[no-untyped-def]
+    n = xr.shape[0]
+    s = 0.0
+    z0 = _like(0.0, m)
+    for b0 in range(0, n, _BLK):
+        t = z0
+        for j in range(b0, min(b0 + _BLK, n)):
+            e = _vexp(xr[j] - m)
+            out[j] = e
+            t += e
+        s += t
+    return s
+
+
+@njit(**_JIT)
+def _scale(out, a):  # type: ignore[no-untyped-def]
+    for j in range(out.shape[0]):
+        out[j] = out[j] * a
+
+
+@njit(**_JIT)
+def _scale_shift(out, a, b):  # type: ignore[no-untyped-def]
+    for j in range(out.shape[0]):
+        out[j] = out[j] * a - b
+
+
+@njit(**_JIT)
+def _scale_shift_w(out, a, b, w):  # type: ignore[no-untyped-def]
+    # out = a*out - b*w, w float64 (C,) class weights
+    for j in range(out.shape[0]):
+        out[j] = out[j] * a - _like(b * w[j], a)
+
+
+@njit(**_JIT)
+def _gap_sum(xr, m):  # type: ignore[no-untyped-def]
+    """Σ_j (m − x_j) in float64 (each term ≥ 0; +inf for a −inf logit)."""
+    s = 0.0
+    mm = np.float64(m)
+    for j in range(xr.shape[0]):
+        s += mm - np.float64(xr[j])
+    return s
+
+
+@njit(**_JIT)
+def _gap_sum_w(xr, m, w):  # type: ignore[no-untyped-def]
+    """Σ_{w_j ≠ 0} w_j (m − x_j) in float64 (a zero weight times a −inf logit is 0)."""
+    s = 0.0
+    mm = np.float64(m)
+    for j in range(xr.shape[0]):
+        wj = w[j]
+        s += wj * (mm - np.float64(xr[j])) if wj != 0.0 else 0.0
+    return s
+
+
+@njit(**_JIT)
+def _fill(out, v):  # type: ignore[no-untyped-def]
+    for j in range(out.shape[0]):
+        out[j] = v
+
+
+@njit(**_JIT)
+def _exp_shift_store(xr, off, out):  # type: ignore[no-untyped-def]
+    """Rare rows whose max is not finite: out_j = exp(x_j − off) (off = 0) with libm exp."""
+    for j in range(xr.shape[0]):
+        out[j] = np.exp(np.float64(xr[j]) - off)
+
+
+@njit(**_JIT)
+def _finite(m):  # type: ignore[no-untyped-def]
+    return m > -np.inf and m < np.inf
+
+
+# --------------------------------------------------------------------------- activations
+
+
+@njit(**_PJIT)
+def _k_lse(xf, rs, n, c, out):  # type: ignore[no-untyped-def]
+    for i in prange(n):
+        xr = xf[i * rs : i * rs + c]
+        m = _row_max(xr)
+        if _finite(m):
+            out[i] = np.float64(m) + math.log(_exp_sum(xr, m))
+        else:
+            out[i] = np.float64(m)  # -inf for an all -inf row, +inf (or nan) otherwise
+
+
+@njit(**_PJIT)
+def _k_softmax(xf, rs, n, c, log, out):  # type: ignore[no-untyped-def]
+    for i in prange(n):
+        xr = xf[i * rs : i * rs + c]
+        orow = out[i]
+        m = _row_max(xr)
+        if _finite(m):
+            if log:
+                ls = _like(math.log(_exp_sum(xr, m)), m)
+                for j in range(c):
+                    orow[j] = (xr[j] - m) - ls  # both terms ≤ 0: no cancellation
+            else:
+                s = _exp_store_sum(xr, m, orow)
+                _scale(orow, _like(1.0 / s, m))
+        elif log:  # generic path: x − finite_or_zero(lse)
+            for j in range(c):
+                orow[j] = xr[j] if m != -np.inf else -np.inf
+        else:
+            _exp_shift_store(xr, 0.0, orow)
+
+
+def _rows_view(x: np.ndarray) -> tuple[np.ndarray, int]:
+    """A read-only 1-D C-contiguous view over ``x`` (N, C) and the row stride in items.
+
+    Row ``i`` is ``flat[i*rs : i*rs + C]``. No copy when the classes of a row are contiguous and
+    the row stride is a non-negative multiple of the item size; otherwise one C-order copy.
+    """
+    n, c = x.shape
+    isz = x.itemsize
+    s0, s1 = x.strides
+    if not ((s1 == isz or c <= 1) and (s0 >= 0 and s0 % isz == 0 or n <= 1)):
+        x = np.ascontiguousarray(x)
+        s0 = x.strides[0]
+    rs = s0 // isz if n > 1 else c
+    length = (n - 1) * rs + c if n > 0 else 0
+    flat = np.lib.stride_tricks.as_strided(x, shape=(length,), strides=(isz,), writeable=False)
+    return flat, int(rs)
+
+
+def _ro(a: np.ndarray) -> np.ndarray:
+    v = a.view()
+    v.flags.writeable = False
+    return v
+
+
+def _check2d(x: np.ndarray) -> None:
+    if x.ndim != 2 or x.dtype not in (np.float32, np.float64):
+        raise TypeError(f"expected a 2-D float32/float64 array, got {x.dtype} of shape {x.shape}")
+
+
+def logsumexp_rows(x: np.ndarray) -> np.ndarray:
+    """log Σ_c exp(x_ic) per row, (N,) of ``x.dtype``; −inf for an all −inf row."""
+    _check2d(x)
+    n, c = x.shape
+    out = np.empty(n, np.float64)
+    if n and c:
+        xf, rs = _rows_view(x)
+        _k_lse(xf, rs, n, c, out)
+    else:
+        out.fill(-np.inf)
+    return out.astype(x.dtype)
+
+
+def log_softmax_rows(x: np.ndarray) -> np.ndarray:
+    """x − logsumexp(x) per row, (N, C) of ``x.dtype``; an all −inf row gives −inf."""
+    _check2d(x)
+    n, c = x.shape
+    out = np.empty((n, c), x.dtype)
+    if n and c:
+        xf, rs = _rows_view(x)
+        _k_softmax(xf, rs, n, c, True, out)
+    return out
+
+
+def softmax_rows(x: np.ndarray) -> np.ndarray:
+    """softmax per row, (N, C) of ``x.dtype``; an all −inf row gives zeros."""
+    _check2d(x)
+    n, c = x.shape
+    out = np.empty((n, c), x.dtype)
+    if n and c:
+        xf, rs = _rows_view(x)
+        _k_softmax(xf, rs, n, c, False, out)
+    return out
+
+
+# --------------------------------------------------------------------------- softmax CE
+
+
+@njit(**_PJIT)
+def _k_sparse_ce(xf, rs, n, c, lab, cw, has_cw, sumcw, sw, has_sw, ignore, has_ignore,
+                 eps, z, want_grad, gs, loss, g):  # type: ignore[no-untyped-def]
+    for i in prange(n):
+        y = lab[i]
+        grow = g[i] if want_grad else g[0]
+        if has_ignore and y == ignore:
+            loss[i] = 0.0
+            if want_grad:
+                _fill(grow, _like(0.0, xf[0]))
+            continue
+        xr = xf[i * rs : i * rs + c]
+        swi = sw[i] if has_sw else 1.0
+        cwy = cw[y] if has_cw else 1.0
+        coef = (1.0 - eps) * cwy  # weight of the label's own term
+        m = _row_max(xr)
+        xy = np.float64(xr[y])
+        if _finite(m):
+            if want_grad:
+                s = _exp_store_sum(xr, m, grow)
+            else:
+                s = _exp_sum(xr, m)
+            logs = math.log(s)
+            lse = np.float64(m) + logs
+            ce = coef * ((np.float64(m) - xy) + logs) if coef != 0.0 else 0.0
+            if eps > 0.0:
+                gap = _gap_sum_w(xr, m, cw) if has_cw else _gap_sum(xr, m)
+                ce += (eps / c) * (sumcw * logs + gap)
+            inv = 1.0 / s
+        else:  # no distribution (all -inf) or +inf logits: generic path uses lse = 0
+            lse = 0.0
+            ce = coef * (0.0 - xy) if coef != 0.0 else 0.0
+            if eps > 0.0:
+                ce += (eps / c) * (_gap_sum_w(xr, 0.0, cw) if has_cw else _gap_sum(xr, 0.0))
+            if want_grad:
+                _exp_shift_store(xr, 0.0, grow)
+            inv = 1.0
+        loss[i] = swi * (ce + z * lse * lse)
+        if want_grad:
+            f = swi * gs
+            a = f * (coef + eps * (sumcw / c) + 2.0 * z * lse) * inv
+            b = f * (eps / c)
+            ey = np.float64(grow[y])
+            if eps > 0.0:
+                if has_cw:
+                    _scale_shift_w(grow, _like(a, m), b, cw)
+                else:
+                    _scale_shift(grow, _like(a, m), _like(b, m))
+            else:
+                _scale(grow, _like(a, m))
+            grow[y] = a * ey - b * cwy - f * coef
+
+
+def sparse_softmax_ce(
+    x: np.ndarray,
+    labels: np.ndarray,
+    class_weights: np.ndarray | None,
+    sample_weights: np.ndarray | None,
+    ignore_index: int | None,
+    label_smoothing: float,
+    z_loss: float,
+    grad_scale: float | None,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Sparse softmax cross-entropy per row (``loss_i`` of docs/semantics.md) and its gradient.
+
+    ``x`` (N, C) float32/float64; ``labels`` (N,) integers in [0, C) or ``ignore_index``
+    (validated by the caller); ``class_weights`` (C,), ``sample_weights`` (N,) float64 or None.
+    Returns ``(loss_rows float64 (N,), grad (N, C) x.dtype or None)``; the gradient is
+    ``d(Σ_i loss_i)/dx · grad_scale``. Ignored rows: loss 0 and zero gradient.
+    """
+    _check2d(x)
+    n, c = x.shape
+    loss = np.empty(n, np.float64)
+    want_grad = grad_scale is not None
+    g = np.empty((n, c) if want_grad else (1, 1), x.dtype)
+    if n == 0 or c == 0:
+        loss.fill(0.0)
+        return loss, (g if want_grad else None)
+    xf, rs = _rows_view(x)
+    lab = _ro(np.ascontiguousarray(labels, dtype=np.int64).reshape(n))
+    has_cw = class_weights is not None
+    cw = _ro(np.ascontiguousarray(class_weights, dtype=np.float64).reshape(c)) if has_cw else _ONE
+    sumcw = float(np.sum(cw)) if has_cw else float(c)
+    has_sw = sample_weights is not None
+    sw = _ro(np.ascontiguousarray(sample_weights, dtype=np.float64).reshape(n)) if has_sw else _ONE
+    has_ignore = ignore_index is not None
+    _k_sparse_ce(xf, rs, n, c, lab, cw, has_cw, sumcw, sw, has_sw,
+                 int(ignore_index) if has_ignore else 0, has_ignore,  # type: ignore[arg-type]
+                 float(label_smoothing), float(z_loss), want_grad,
+                 float(grad_scale) if want_grad else 0.0, loss, g)  # type: ignore[arg-type]
+    return loss, (g if want_grad else None)
+
+
+@njit(**_JIT)
+def _target_stats(xr, yr, m, onem, epsc, cw, has_cw):  # type: ignore[no-untyped-def]
+    """mass = Σ_j wt_j and gap = Σ_{wt_j ≠ 0} wt_j (m − x_j), wt_j = cw_j ((1−ε) y_j + ε/C)."""
+    mass = 0.0
+    gap = 0.0
+    mm = np.float64(m)
+    if has_cw:
+        for j in range(xr.shape[0]):
+            wt = (onem * np.float64(yr[j]) + epsc) * cw[j]
+            mass += wt
+            gap += wt * (mm - np.float64(xr[j])) if wt != 0.0 else 0.0
+    else:
+        for j in range(xr.shape[0]):
+            wt = onem * np.float64(yr[j]) + epsc
+            mass += wt
+            gap += wt * (mm - np.float64(xr[j])) if wt != 0.0 else 0.0
+    return mass, gap
+
+
+@njit(**_JIT)
+def _dense_grad(grow, yr, a, b, onem, epsc, cw, has_cw):  # type: ignore[no-untyped-def]
+    """g_j = a e_j − b wt_j (in the row's dtype)."""
+    at = _like(a, grow[0])
+    if has_cw:
+        for j in range(grow.shape[0]):
+            wt = (onem * np.float64(yr[j]) + epsc) * cw[j]
+            grow[j] = grow[j] * at - _like(b * wt, at)
+    else:
+        bt = _like(b, at)
+        o = _like(onem, at)
+        e = _like(epsc, at)
+        for j in range(grow.shape[0]):
+            grow[j] = grow[j] * at - bt * (o * yr[j] + e)
+
+
+@njit(**_PJIT)
+def _k_dense_ce(xf, rs, yf, yrs, n, c, cw, has_cw, sw, has_sw, eps, z, want_grad, gs,
+                loss, g):  # type: ignore[no-untyped-def]
+    onem = 1.0 - eps
+    epsc = eps / c
+    for i in prange(n):
+        xr = xf[i * rs : i * rs + c]
+        yr = yf[i * yrs : i * yrs + c]
+        grow = g[i] if want_grad else g[0]
+        swi = sw[i] if has_sw else 1.0
+        m = _row_max(xr)
+        if _finite(m):
+            if want_grad:
+                s = _exp_store_sum(xr, m, grow)
+            else:
+                s = _exp_sum(xr, m)
+            logs = math.log(s)
+            lse = np.float64(m) + logs
+            mass, gap = _target_stats(xr, yr, m, onem, epsc, cw, has_cw)
+            ce = mass * logs + gap
+            inv = 1.0 / s
+        else:
+            lse = 0.0
+            mass, gap = _target_stats(xr, yr, _like(0.0, m), onem, epsc, cw, has_cw)
+            ce = gap
+            if want_grad:
+                _exp_shift_store(xr, 0.0, grow)
+            inv = 1.0
+        loss[i] = swi * (ce + z * lse * lse)
+        if want_grad:
+            f = swi * gs
+            _dense_grad(grow, yr, f * (mass + 2.0 * z * lse) * inv, f, onem, epsc, cw, has_cw)
+
+
+def softmax_ce(
+    x: np.ndarray,
+    y: np.ndarray,
+    class_weights: np.ndarray | None,
+    sample_weights: np.ndarray | None,
+    label_smoothing: float,
+    z_loss: float,
+    grad_scale: float | None,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Softmax cross-entropy with dense targets ``y`` (N, C) per row, and its gradient.
+
+    Same conventions as :func:`sparse_softmax_ce`.
+    """
+    _check2d(x)
+    n, c = x.shape
+    loss = np.empty(n, np.float64)
+    want_grad = grad_scale is not None
+    g = np.empty((n, c) if want_grad else (1, 1), x.dtype)
+    if n == 0 or c == 0:
+        loss.fill(0.0)
+        return loss, (g if want_grad else None)
+    xf, rs = _rows_view(x)
+    yf, yrs = _rows_view(np.asarray(y, dtype=x.dtype).reshape(n, c))
+    has_cw = class_weights is not None
+    cw = _ro(np.ascontiguousarray(class_weights, dtype=np.float64).reshape(c)) if has_cw else _ONE
+    has_sw = sample_weights is not None
+    sw = _ro(np.ascontiguousarray(sample_weights, dtype=np.float64).reshape(n)) if has_sw else _ONE
+    _k_dense_ce(xf, rs, yf, yrs, n, c, cw, has_cw, sw, has_sw, float(label_smoothing),
+                float(z_loss), want_grad, float(grad_scale) if want_grad else 0.0,  # type: ignore[arg-type]
+                loss, g)
+    return loss, (g if want_grad else None)
+
+
+# --------------------------------------------------------------------------- sigmoid CE
+
+
+@njit(**_JIT)
+def _sig_row(xr, yr, pw, has_pw, swr, has_swv, rw, ehalf, onem, want_grad, gsr, elementwise,
+             lrow, grow):  # type: ignore[no-untyped-def]
+    """One row of sigmoid CE. Loss weight per element: rw · (swr[j] if has_swv else 1)."""
+    z0 = _like(0.0, xr[0])
+    one = _like(1.0, z0)
+    o = _like(onem, z0)
+    e2 = _like(ehalf, z0)
+    rwt = _like(rw, z0)
+    gst = _like(gsr, z0)
+    acc = 0.0
+    for j in range(xr.shape[0]):
+        x = xr[j]
+        yp = yr[j] * o + e2
+        a = _like(pw[j], z0) * yp if has_pw else yp  # coefficient of softplus(-x)
+        b = one - yp  # coefficient of softplus(x)
+        t = _vexp(-x if x > z0 else x)  # exp(-|x|)
+        l1p = _vlog1p_unit(t)
+        sp_pos = (x if x > z0 else z0) + l1p  # softplus(x)
+        sp_neg = (z0 - x if x < z0 else z0) + l1p  # softplus(-x)
+        l = (a * sp_neg if a != z0 else z0) + (b * sp_pos if b != z0 else z0)
+        w = swr[j] * rwt if has_swv else rwt
+        lw = w * l
+        if elementwise:
+            lrow[j] = lw
+        else:
+            acc += lw
+        if want_grad:
+            d = one + t
+            sig = one / d if x > z0 else t / d
+            grow[j] = ((a + b) * sig - a) * (w * gst)
+    return acc
+
+
+@njit(**_PJIT)
+def _k_sigmoid_ce(xf, rs, yf, yrs, n, c, pw, has_pw, swf, srs, has_sw, sw_per_row, eps,
+                  want_grad, gs, elementwise, lsum, lel, g):  # type: ignore[no-untyped-def]
+    ehalf = eps / 2.0
+    onem = 1.0 - eps
+    for i in prange(n):
+        xr = xf[i * rs : i * rs + c]
+        yr = yf[i * yrs : i * yrs + c]
+        grow = g[i] if want_grad else g[0]
+        lrow = lel[i] if elementwise else lel[0]
+        if has_sw and not sw_per_row:
+            swr = swf[i * srs : i * srs + c]
+            acc = _sig_row(xr, yr, pw, has_pw, swr, True, 1.0, ehalf, onem, want_grad, gs,
+                           elementwise, lrow, grow)
+        else:
+            rw = swf[i * srs] if has_sw else 1.0
+            acc = _sig_row(xr, yr, pw, has_pw, swf, False, rw, ehalf, onem, want_grad, gs,
+                           elementwise, lrow, grow)
+        lsum[i] = acc
+
+
+def sigmoid_ce(
+    x: np.ndarray,
+    y: np.ndarray,
+    pos_weight: np.ndarray | None,
+    sample_weights: np.ndarray | None,
+    label_smoothing: float,
+    grad_scale: float | None,
+    elementwise: bool,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Sigmoid (binary) cross-entropy, elementwise, and its gradient.
+
+    ``x``, ``y`` (N, C); ``pos_weight`` (C,) float64 or None; ``sample_weights`` None or (N, C)
+    (a ``np.broadcast_to`` view with zero strides is read in place: per-row weights of shape
+    (N, 1) or a scalar broadcast are used as one weight per row; class-wise (C,) broadcasts and
+    full arrays are read per element; other stride patterns are copied once).
+    Returns ``(loss, grad)``: loss (N, C) of ``x.dtype`` (sample weights included) when
+    ``elementwise``, else per-row sums in float64 (N,).
+    """
+    _check2d(x)
+    n, c = x.shape
+    want_grad = grad_scale is not None
+    g = np.empty((n, c) if want_grad else (1, 1), x.dtype)
+    lel = np.empty((n, c) if elementwise else (1, 1), x.dtype)
+    lsum = np.zeros(n, np.float64)
+    if n == 0 or c == 0:
+        return (lel if elementwise else lsum), (g if want_grad else None)
+    xf, rs = _rows_view(x)
+    yf, yrs = _rows_view(np.asarray(y, dtype=x.dtype).reshape(n, c))
+    has_pw = pos_weight is not None
+    pw = _ro(np.ascontiguousarray(pos_weight, dtype=np.float64).reshape(c)) if has_pw else _ONE
+    has_sw = sample_weights is not None
+    sw_per_row = False
+    swf, srs = _ONE, 0
+    if has_sw:
+        sw = np.asarray(sample_weights, dtype=np.float64)
+        sw = np.broadcast_to(sw, (n, c))
+        s0, s1 = sw.strides
+        if (s1 == 0 or c == 1) and s0 >= 0 and s0 % 8 == 0:  # one weight per row
+            sw_per_row = True
+            srs = s0 // 8
+            swf = np.lib.stride_tricks.as_strided(
+                sw, shape=((n - 1) * srs + 1,), strides=(8,), writeable=False
+            )
+        else:
+            swf, srs = _rows_view(sw)
+    _k_sigmoid_ce(xf, rs, yf, yrs, n, c, pw, has_pw, swf, srs, has_sw, sw_per_row,
+                  float(label_smoothing), want_grad, float(grad_scale) if want_grad else 0.0,
+                  bool(elementwise), lsum, lel, g)
+    return (lel if elementwise else lsum), (g if want_grad else None)
+
+
+# --------------------------------------------------------------------------- measures from logits
+
+
+@njit(**_JIT)
+def _ent_sum(xr, grow, m, want_grad):  # type: ignore[no-untyped-def]
+    """(S, U) with S = Σ e_j, U = Σ_{e_j>0} e_j (m − x_j), e_j = exp(x_j − m) (stored if grad)."""
+    s = 0.0
+    u = 0.0
+    mm = np.float64(m)
+    z0 = _like(0.0, m)
+    if want_grad:
+        for j in range(xr.shape[0]):
+            e = _vexp(xr[j] - m)
+            grow[j] = e
+            s += e
+            u += np.float64(e) * (mm - np.float64(xr[j])) if e > z0 else 0.0
+    else:
+        for j in range(xr.shape[0]):
+            e = _vexp(xr[j] - m)
+            s += e
+            u += np.float64(e) * (mm - np.float64(xr[j])) if e > z0 else 0.0
+    return s, u
+
+
+@njit(**_PJIT)
+def _k_entropy(xf, rs, n, c, want_grad, gs, h, g):  # type: ignore[no-untyped-def]
+    for i in prange(n):
+        xr = xf[i * rs : i * rs + c]
+        grow = g[i] if want_grad else g[0]
+        m = _row_max(xr)
+        if _finite(m):
+            s, u = _ent_sum(xr, grow, m, want_grad)
+            inv = 1.0 / s
+            ubar = u * inv
+            h[i] = math.log(s) + ubar  # lse − Σ q x = log S + Σ q (m − x): both ≥ 0
+            if want_grad:  # dH/dx_j = −q_j (log q_j + H) = q_j ((m − x_j) − Ū)
+                mm = np.float64(m)
+                z0 = _like(0.0, m)
+                for j in range(c):
+                    e = grow[j]
+                    grow[j] = (
+                        _like((np.float64(e) * inv) * ((mm - np.float64(xr[j])) - ubar) * gs, m)
+                        if e > z0 else z0
+                    )
+        elif m == -np.inf:  # no distribution: H = 0, zero gradient
+            h[i] = 0.0
+            if want_grad:
+                _fill(grow, _like(0.0, m))
+        else:  # +inf (or nan) logits: follow the generic formula literally (rare, scalar)
+            hv = 0.0
+            for j in range(c):
+                q = np.exp(np.float64(xr[j]))
+                hv -= q * np.float64(xr[j]) if q > 0.0 else 0.0
+            h[i] = hv
+            if want_grad:
+                for j in range(c):
+                    q = np.exp(np.float64(xr[j]))
+                    grow[j] = -q * ((np.float64(xr[j]) if q > 0.0 else 0.0) + hv) * gs
+
+
+def softmax_entropy_rows(
+    x: np.ndarray, grad_scale: float | None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """H(softmax(x)) per row in nats, float64 (N,), and ``dH/dx · grad_scale`` or None.
+
+    An all −inf row has entropy 0 and a zero gradient.
+    """
+    _check2d(x)
+    n, c = x.shape
+    h = np.zeros(n, np.float64)
+    want_grad = grad_scale is not None
+    g = np.empty((n, c) if want_grad else (1, 1), x.dtype)
+    if n and c:
+        xf, rs = _rows_view(x)
+        _k_entropy(xf, rs, n, c, want_grad, float(grad_scale) if want_grad else 0.0, h, g)
+    return h, (g if want_grad else None)
+
+
+@njit(**_JIT)
+def _offsets(xr):  # type: ignore[no-untyped-def]
+    """(off, S, finite): log-probabilities are (x_j − off) − log S, probabilities
+    exp(x_j − off)/S. A float64 exp for both dtypes (accuracy of KL when p ≈ q). A row without a
+    finite max gets off = 0, S = 1 (the generic path's x − finite_or_zero(lse))."""
+    m = _row_max(xr)
+    if not _finite(m):
+        return 0.0, 1.0, False
+    mm = np.float64(m)
+    s = 0.0
+    for j in range(xr.shape[0]):
+        s += _exp64_neg(np.float64(xr[j]) - mm)
+    return mm, s, True
+
+
+@njit(**_JIT)
+def _kl_sum(ar, br, oa, ob, c0):  # type: ignore[no-untyped-def]
+    """Σ_{p_j>0} e^(a_j − oa) ((a_j − oa) − (b_j − ob) − c0), row of `a` with a finite max."""
+    u = 0.0
+    for j in range(ar.shape[0]):
+        da = np.float64(ar[j]) - oa
+        ea = _exp64_neg(da)
+        u += ea * ((da - (np.float64(br[j]) - ob)) - c0) if ea > 0.0 else 0.0
+    return u
+
+
+@njit(**_JIT)
+def _kl_sum_slow(ar, br, oa, ob, c0):  # type: ignore[no-untyped-def]
+    u = 0.0
+    for j in range(ar.shape[0]):
+        da = np.float64(ar[j]) - oa
+        ea = np.exp(da)
+        u += ea * ((da - (np.float64(br[j]) - ob)) - c0) if ea > 0.0 else 0.0
+    return u
+
+
+@njit(**_JIT)
+def _kl_grad(ar, br, oa, ob, c0, inva, invb, raw, gs, gar, gbr):  # type: ignore[no-untyped-def]
+    for j in range(ar.shape[0]):
+        da = np.float64(ar[j]) - oa
+        db = np.float64(br[j]) - ob
+        p = _exp64_neg(da) * inva
+        q = _exp64_neg(db) * invb
+        d = (da - db) - c0 if p > 0.0 else 0.0
+        gar[j] = p * (d - raw) * gs
+        gbr[j] = (q - p) * gs
+
+
+@njit(**_JIT)
+def _kl_grad_slow(ar, br, oa, ob, c0, inva, invb, raw, gs, gar, gbr):  # type: ignore[no-untyped-def]
+    for j in range(ar.shape[0]):
+        da = np.float64(ar[j]) - oa
+        db = np.float64(br[j]) - ob
+        p = np.exp(da) * inva
+        q = np.exp(db) * invb
+        d = (da - db) - c0 if p > 0.0 else 0.0
+        gar[j] = p * (d - raw) * gs
+        gbr[j] = (q - p) * gs
+
+
+@njit(**_PJIT)
+def _k_kl(af, ars, bf, brs, n, c, want_grad, gs, kl, ga, gb):  # type: ignore[no-untyped-def]
+    for i in prange(n):
+        ar = af[i * ars : i * ars + c]
+        br = bf[i * brs : i * brs + c]
+        oa, sa, fa = _offsets(ar)
+        ob, sb, fb = _offsets(br)
+        c0 = math.log(sa) - math.log(sb)
+        inva = 1.0 / sa
+        if fa:
+            raw = _kl_sum(ar, br, oa, ob, c0) * inva
+        else:  # rare: no distribution in `a`, or +inf logits (libm exp, scalar)
+            raw = _kl_sum_slow(ar, br, oa, ob, c0) * inva
+        kl[i] = raw if raw > 0.0 else 0.0
+        if want_grad:
+            if fa and fb:
+                _kl_grad(ar, br, oa, ob, c0, inva, 1.0 / sb, raw, gs, ga[i], gb[i])
+            else:
+                _kl_grad_slow(ar, br, oa, ob, c0, inva, 1.0 / sb, raw, gs, ga[i], gb[i])
+
+
+def softmax_kl_rows(
+    a: np.ndarray, b: np.ndarray, grad_scale: float | None
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """KL(softmax(a) ‖ softmax(b)) per row in nats, float64 (N,), clipped at 0, with gradients.
+
+    Returns ``(kl, d/da · grad_scale, d/db · grad_scale)`` (gradients None when ``grad_scale``
+    is None). Computed with a float64 exp for both dtypes (accuracy when p ≈ q).
+    """
+    _check2d(a)
+    _check2d(b)
+    if a.shape != b.shape or a.dtype != b.dtype:
+        raise ValueError("`a` and `b` must have the same shape and dtype")
+    n, c = a.shape
+    kl = np.zeros(n, np.float64)
+    want_grad = grad_scale is not None
+    shape = (n, c) if want_grad else (1, 1)
+    ga = np.empty(shape, a.dtype)
+    gb = np.empty(shape, a.dtype)
+    if n and c:
+        af, ars = _rows_view(a)
+        bf, brs = _rows_view(b)
+        _k_kl(af, ars, bf, brs, n, c, want_grad, float(grad_scale) if want_grad else 0.0,
+              kl, ga, gb)
+    if not want_grad:
+        return kl, None, None
+    return kl, ga, gb
+
+
+_ONE = _ro(np.ones(1, np.float64))
