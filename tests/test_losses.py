@@ -15,6 +15,7 @@ from _helpers import (
     one_hot,
     ref_sigmoid_ce,
     ref_softmax_ce,
+    ref_softmax_entropy,
     ref_sparse_ce,
 )
 
@@ -89,7 +90,21 @@ def test_dense_one_hot_equals_sparse(backend, combo):
     assert_close(sparse, dense, rtol=1e-12, atol=1e-14)
 
 
-@pytest.mark.parametrize("combo", GRID, ids=[_grid_id(p) for p in GRID])
+def _covering(factors, cycled):
+    """Every combination of ``factors``; the ``cycled`` options rotate through theirs."""
+    rows = []
+    cyc = list(itertools.product(*cycled))
+    for i, combo in enumerate(itertools.product(*factors)):
+        rows.append(combo + cyc[(i + i // len(cyc)) % len(cyc)])
+    return rows
+
+
+# (cw, sw, ignore, eps, z, reduction): weights x ignore x reduction in full, eps/z rotating
+REF_GRID = [(cw, sw, ign, eps, z, red) for cw, sw, ign, red, eps, z in _covering(
+    [[None, "cw"], [None, "sw"], [None, IGNORE], REDUCTIONS], [[0.0, 0.2], [0.0, 0.01]])]
+
+
+@pytest.mark.parametrize("combo", REF_GRID, ids=[_grid_id(p) for p in REF_GRID])
 def test_sparse_matches_reference(backend, combo):
     cw, sw, ign, eps, z, red = combo
     cw = CW if cw else None
@@ -103,7 +118,7 @@ def test_sparse_matches_reference(backend, combo):
     assert_close(got, expect(backend, ref))
 
 
-DENSE_GRID = [c for c in GRID if c[2] is None]
+DENSE_GRID = [c for c in REF_GRID if c[2] is None]
 
 
 @pytest.mark.parametrize("combo", DENSE_GRID, ids=[_grid_id(p) for p in DENSE_GRID])
@@ -139,7 +154,7 @@ def test_dense_mean_with_class_weights_divides_by_unsmoothed_weight(backend):
 # against PyTorch where the semantics coincide
 # ------------------------------------------------------------------------------------------------
 
-TORCH_SPARSE = list(itertools.product([None, "cw"], [None, IGNORE, 1], [0.0, 0.2], REDUCTIONS))
+TORCH_SPARSE = _covering([[None, "cw"], [None, IGNORE, 1], REDUCTIONS], [[0.0, 0.2]])
 
 
 @pytest.mark.parametrize("combo", TORCH_SPARSE)
@@ -147,7 +162,7 @@ def test_sparse_matches_torch(backend, combo):
     torch = pytest.importorskip("torch")
     import torch.nn.functional as F
 
-    cw, ign, eps, red = combo
+    cw, ign, red, eps = combo
     cw = CW if cw else None
     labels = LABELS_IGN if ign == IGNORE else LABELS
     xt = torch.tensor(X).permute(0, 2, 1)  # torch wants classes on dim 1
@@ -560,3 +575,31 @@ def test_lists_are_numpy():
     np.testing.assert_allclose(out, np.log1p(np.exp(-1.0)), rtol=1e-12)
     out = infoloss.sigmoid_cross_entropy([0.0], [1.0])
     assert isinstance(out, (np.ndarray, np.generic))
+
+
+@pytest.mark.parametrize("fn", ["sparse_softmax_cross_entropy", "softmax_cross_entropy",
+                                "softmax_entropy", "log_softmax", "softmax"])
+def test_shift_invariance_float32(backend, fn):
+    # softmax quantities depend on logit differences only; a common offset of 1e4 (float32 ulp
+    # ~1e-3) must not cost more than float32 rounding of the result
+    base = np.array([[0.0, 0.0, 0.0, 0.0], [1.0, -2.0, 0.5, 3.0]])
+    shifted = backend.asarray(base + 1e4, "float32")
+    x64 = as_float64(shifted) - 1e4  # exact: the offsets are representable
+    f = getattr(infoloss, fn)
+    if fn == "sparse_softmax_cross_entropy":
+        got = f(shifted, backend.asarray([1, 3], "int64"))
+        ref = ref_sparse_ce(x64, [1, 3])
+    elif fn == "softmax_cross_entropy":
+        y = np.array([[0.25, 0.25, 0.25, 0.25], [0.1, 0.2, 0.3, 0.4]])
+        got = f(shifted, backend.asarray(y, "float32"))
+        ref = ref_softmax_ce(x64, y)
+    elif fn == "softmax_entropy":
+        got = f(shifted)
+        ref = ref_softmax_entropy(x64)
+    elif fn == "log_softmax":
+        got = f(shifted)
+        ref = x64 - np.log(np.exp(x64).sum(-1, keepdims=True))
+    else:
+        got = f(shifted)
+        ref = np.exp(x64) / np.exp(x64).sum(-1, keepdims=True)
+    assert_close(got, expect(backend, ref, like=shifted), rtol=1e-5, atol=1e-6)

@@ -5,15 +5,20 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from _helpers import Backend, as_float64, available_backends, one_hot
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import infoloss
 
-SETTINGS = settings(max_examples=40, deadline=None, derandomize=True,
+# no shrinking phase: a failure reports the first falsifying example, which keeps the runtime
+# bounded when the implementation is broken
+SETTINGS = settings(max_examples=30, deadline=None, derandomize=True,
+                    phases=[Phase.explicit, Phase.reuse, Phase.generate],
                     suppress_health_check=[HealthCheck.too_slow])
-BACKENDS = st.sampled_from(available_backends())
+# JAX compiles every new shape eagerly (~0.1 s each), so the hypothesis runs use the eager
+# libraries; JAX is covered by the parametrised tests of the other files.
+BACKENDS = st.sampled_from([b for b in available_backends() if b != "jax"])
 DTYPES = st.sampled_from(["float32", "float64"])
 TOL = {"float32": (2e-4, 1e-5), "float64": (1e-9, 1e-12)}
 

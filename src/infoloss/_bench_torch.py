@@ -37,7 +37,9 @@ def time_torch_autograd(n: int, c: int, repeat: int) -> dict[str, Any]:
     >>> from infoloss._bench_torch import time_torch_autograd
     >>> r = time_torch_autograd(64, 100, repeat=2)
     >>> sorted(r)
-    ['dtype', 'fast_path', 'infoloss_torch_ms', 'repeat', 'shape', 'speedup', 'torch_cross_entropy_ms']
+    ... # doctest: +NORMALIZE_WHITESPACE
+    ['dtype', 'fast_path', 'infoloss_torch_ms', 'repeat', 'shape', 'speedup',
+     'torch_cross_entropy_ms']
     """
     import torch
     import torch.nn.functional as F
@@ -56,7 +58,7 @@ def time_torch_autograd(n: int, c: int, repeat: int) -> dict[str, Any]:
         F.cross_entropy(logits, labels).backward()
 
     times: dict[str, list[float]] = {"ours": [], "theirs": []}
-    for name, fn in (("ours", ours), ("theirs", theirs)):  # warm-up
+    for fn in (ours, theirs):  # warm-up
         logits.grad = None
         fn()
     for _ in range(max(int(repeat), 1)):

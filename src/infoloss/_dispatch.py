@@ -82,7 +82,8 @@ def torch_enabled(logits: Any, *others: Any) -> bool:
     ``None``, a non-array value (scalar, list) or such a CPU tensor that does not require grad
     (so autograd needs no gradient with respect to it). While ``torch.compile`` traces, only the
     static properties (type, device, dtype, requires_grad) are checked: the call then becomes a
-    graph break that runs the fused path eagerly (``infoloss.torch`` is ``torch.compiler.disable``d).
+    graph break that runs the fused path eagerly (``infoloss.torch`` is
+    ``torch.compiler.disable``d).
     """
     if _disabled_depth or _env_disabled():
         return False

@@ -317,38 +317,60 @@ def _row_max(xr):  # type: ignore[no-untyped-def]
     return m
 
 
-# Sums of exponentials: blocks of _BLK elements are summed in the row's dtype (8 float32 lanes,
-# a few interleaved accumulators, so each partial sum has only a few dozen terms) and the block
-# sums are added in float64. Keeps the loop at the full float32 vector width.
+# Sums of exponentials S = Σ_j exp(x_j − m). Blocks of _BLK elements are summed in the row's
+# dtype (8 float32 lanes, a few interleaved accumulators, so each partial sum has only a few
+# dozen terms) and the block sums are added in float64; this keeps the loop at the full float32
+# vector width. The maxima (x_j == m, whose exponential is exactly 1) are counted instead of
+# summed, so that d = S − 1 = (count − 1) + Σ_{x_j < m} e_j is accurate even when it is tiny
+# (a confident prediction: loss = log1p(d) keeps full relative accuracy in float32).
 _BLK = 512
 
 
 @njit(**_JIT)
 def _exp_sum(xr, m):  # type: ignore[no-untyped-def]
+    """(S, S − 1) for one row with a finite max m."""
     n = xr.shape[0]
     s = 0.0
+    cnt = 0.0
     z0 = _like(0.0, m)
+    one = _like(1.0, m)
     for b0 in range(0, n, _BLK):
         t = z0
+        k = z0
         for j in range(b0, min(b0 + _BLK, n)):
-            t += _vexp(xr[j] - m)
+            v = xr[j]
+            e = _vexp(v - m)
+            top = v == m
+            t += z0 if top else e
+            k += one if top else z0
         s += t
-    return s
+        cnt += k
+    d = (cnt - 1.0) + s
+    return cnt + s, d
 
 
 @njit(**_JIT)
 def _exp_store_sum(xr, m, out):  # type: ignore[no-untyped-def]
+    """Like :func:`_exp_sum`, also storing exp(x_j − m) into ``out``."""
     n = xr.shape[0]
     s = 0.0
+    cnt = 0.0
     z0 = _like(0.0, m)
+    one = _like(1.0, m)
     for b0 in range(0, n, _BLK):
         t = z0
+        k = z0
         for j in range(b0, min(b0 + _BLK, n)):
-            e = _vexp(xr[j] - m)
+            v = xr[j]
+            e = _vexp(v - m)
             out[j] = e
-            t += e
+            top = v == m
+            t += z0 if top else e
+            k += one if top else z0
         s += t
-    return s
+        cnt += k
+    d = (cnt - 1.0) + s
+    return cnt + s, d
 
 
 @njit(**_JIT)
@@ -418,7 +440,7 @@ def _k_lse(xf, rs, n, c, out):  # type: ignore[no-untyped-def]
         xr = xf[i * rs : i * rs + c]
         m = _row_max(xr)
         if _finite(m):
-            out[i] = np.float64(m) + math.log(_exp_sum(xr, m))
+            out[i] = np.float64(m) + math.log1p(_exp_sum(xr, m)[1])
         else:
             out[i] = np.float64(m)  # -inf for an all -inf row, +inf (or nan) otherwise
 
@@ -431,11 +453,11 @@ def _k_softmax(xf, rs, n, c, log, out):  # type: ignore[no-untyped-def]
         m = _row_max(xr)
         if _finite(m):
             if log:
-                ls = _like(math.log(_exp_sum(xr, m)), m)
+                ls = _like(math.log1p(_exp_sum(xr, m)[1]), m)
                 for j in range(c):
                     orow[j] = (xr[j] - m) - ls  # both terms ≤ 0: no cancellation
             else:
-                s = _exp_store_sum(xr, m, orow)
+                s, _ = _exp_store_sum(xr, m, orow)
                 _scale(orow, _like(1.0 / s, m))
         elif log:  # generic path: x − finite_or_zero(lse)
             for j in range(c):
@@ -530,10 +552,10 @@ def _k_sparse_ce(xf, rs, n, c, lab, cw, has_cw, sumcw, sw, has_sw, ignore, has_i
         xy = np.float64(xr[y])
         if _finite(m):
             if want_grad:
-                s = _exp_store_sum(xr, m, grow)
+                s, dm = _exp_store_sum(xr, m, grow)
             else:
-                s = _exp_sum(xr, m)
-            logs = math.log(s)
+                s, dm = _exp_sum(xr, m)
+            logs = math.log1p(dm)
             lse = np.float64(m) + logs
             ce = coef * ((np.float64(m) - xy) + logs) if coef != 0.0 else 0.0
             if eps > 0.0:
@@ -542,6 +564,8 @@ def _k_sparse_ce(xf, rs, n, c, lab, cw, has_cw, sumcw, sw, has_sw, ignore, has_i
             inv = 1.0 / s
         else:  # no distribution (all -inf) or +inf logits: generic path uses lse = 0
             lse = 0.0
+            s = 1.0
+            dm = 0.0
             ce = coef * (0.0 - xy) if coef != 0.0 else 0.0
             if eps > 0.0:
                 ce += (eps / c) * (_gap_sum_w(xr, 0.0, cw) if has_cw else _gap_sum(xr, 0.0))
@@ -554,6 +578,8 @@ def _k_sparse_ce(xf, rs, n, c, lab, cw, has_cw, sumcw, sw, has_sw, ignore, has_i
             a = f * (coef + eps * (sumcw / c) + 2.0 * z * lse) * inv
             b = f * (eps / c)
             ey = np.float64(grow[y])
+            # label entry a e_y − b w_y − f coef, with e_y − S = (e_y − 1) − (S − 1) kept exact
+            gy = f * (coef * ((ey - 1.0) - dm) + (eps * (sumcw / c) + 2.0 * z * lse) * ey) * inv
             if eps > 0.0:
                 if has_cw:
                     _scale_shift_w(grow, _like(a, m), b, cw)
@@ -561,7 +587,7 @@ def _k_sparse_ce(xf, rs, n, c, lab, cw, has_cw, sumcw, sw, has_sw, ignore, has_i
                     _scale_shift(grow, _like(a, m), _like(b, m))
             else:
                 _scale(grow, _like(a, m))
-            grow[y] = a * ey - b * cwy - f * coef
+            grow[y] = gy - b * cwy
 
 
 def sparse_softmax_ce(
@@ -624,19 +650,14 @@ def _target_stats(xr, yr, m, onem, epsc, cw, has_cw):  # type: ignore[no-untyped
 
 
 @njit(**_JIT)
-def _dense_grad(grow, yr, a, b, onem, epsc, cw, has_cw):  # type: ignore[no-untyped-def]
-    """g_j = a e_j − b wt_j (in the row's dtype)."""
-    at = _like(a, grow[0])
-    if has_cw:
-        for j in range(grow.shape[0]):
-            wt = (onem * np.float64(yr[j]) + epsc) * cw[j]
-            grow[j] = grow[j] * at - _like(b * wt, at)
-    else:
-        bt = _like(b, at)
-        o = _like(onem, at)
-        e = _like(epsc, at)
-        for j in range(grow.shape[0]):
-            grow[j] = grow[j] * at - bt * (o * yr[j] + e)
+def _dense_grad(grow, yr, f, rowf, inv, dm, onem, epsc, cw, has_cw):  # type: ignore[no-untyped-def]
+    """g_j = f (rowf q_j − wt_j) = f ((rowf e_j − wt_j) − (S − 1) wt_j) / S, in float64 so that
+    q_j − t_j ≈ 0 for a confident one-hot target keeps its relative accuracy."""
+    for j in range(grow.shape[0]):
+        wt = onem * np.float64(yr[j]) + epsc
+        if has_cw:
+            wt *= cw[j]
+        grow[j] = f * (((rowf * np.float64(grow[j]) - wt) - dm * wt) * inv)
 
 
 @njit(**_PJIT)
@@ -652,10 +673,10 @@ def _k_dense_ce(xf, rs, yf, yrs, n, c, cw, has_cw, sw, has_sw, eps, z, want_grad
         m = _row_max(xr)
         if _finite(m):
             if want_grad:
-                s = _exp_store_sum(xr, m, grow)
+                s, dm = _exp_store_sum(xr, m, grow)
             else:
-                s = _exp_sum(xr, m)
-            logs = math.log(s)
+                s, dm = _exp_sum(xr, m)
+            logs = math.log1p(dm)
             lse = np.float64(m) + logs
             mass, gap = _target_stats(xr, yr, m, onem, epsc, cw, has_cw)
             ce = mass * logs + gap
@@ -667,10 +688,11 @@ def _k_dense_ce(xf, rs, yf, yrs, n, c, cw, has_cw, sw, has_sw, eps, z, want_grad
             if want_grad:
                 _exp_shift_store(xr, 0.0, grow)
             inv = 1.0
+            dm = 0.0
         loss[i] = swi * (ce + z * lse * lse)
         if want_grad:
             f = swi * gs
-            _dense_grad(grow, yr, f * (mass + 2.0 * z * lse) * inv, f, onem, epsc, cw, has_cw)
+            _dense_grad(grow, yr, f, mass + 2.0 * z * lse, inv, dm, onem, epsc, cw, has_cw)
 
 
 def softmax_ce(
@@ -820,23 +842,29 @@ def sigmoid_ce(
 
 @njit(**_JIT)
 def _ent_sum(xr, grow, m, want_grad):  # type: ignore[no-untyped-def]
-    """(S, U) with S = Σ e_j, U = Σ_{e_j>0} e_j (m − x_j), e_j = exp(x_j − m) (stored if grad)."""
+    """(S, S − 1, U): S and S − 1 as in :func:`_exp_sum`, U = Σ_{e_j>0} e_j (m − x_j);
+    e_j = exp(x_j − m) is stored into ``grow`` when the gradient is wanted."""
+    n = xr.shape[0]
     s = 0.0
+    cnt = 0.0
     u = 0.0
-    mm = np.float64(m)
     z0 = _like(0.0, m)
-    if want_grad:
-        for j in range(xr.shape[0]):
-            e = _vexp(xr[j] - m)
-            grow[j] = e
-            s += e
-            u += np.float64(e) * (mm - np.float64(xr[j])) if e > z0 else 0.0
-    else:
-        for j in range(xr.shape[0]):
-            e = _vexp(xr[j] - m)
-            s += e
-            u += np.float64(e) * (mm - np.float64(xr[j])) if e > z0 else 0.0
-    return s, u
+    one = _like(1.0, m)
+    for b0 in range(0, n, _BLK):
+        t = z0
+        k = z0
+        for j in range(b0, min(b0 + _BLK, n)):
+            v = xr[j]
+            e = _vexp(v - m)
+            if want_grad:
+                grow[j] = e
+            top = v == m
+            t += z0 if top else e
+            k += one if top else z0
+            u += np.float64(e) * (np.float64(m) - np.float64(v)) if e > z0 else 0.0
+        s += t
+        cnt += k
+    return cnt + s, (cnt - 1.0) + s, u
 
 
 @njit(**_PJIT)
@@ -846,10 +874,10 @@ def _k_entropy(xf, rs, n, c, want_grad, gs, h, g):  # type: ignore[no-untyped-de
         grow = g[i] if want_grad else g[0]
         m = _row_max(xr)
         if _finite(m):
-            s, u = _ent_sum(xr, grow, m, want_grad)
+            s, dm, u = _ent_sum(xr, grow, m, want_grad)
             inv = 1.0 / s
             ubar = u * inv
-            h[i] = math.log(s) + ubar  # lse − Σ q x = log S + Σ q (m − x): both ≥ 0
+            h[i] = math.log1p(dm) + ubar  # lse − Σ q x = log S + Σ q (m − x): both ≥ 0
             if want_grad:  # dH/dx_j = −q_j (log q_j + H) = q_j ((m − x_j) − Ū)
                 mm = np.float64(m)
                 z0 = _like(0.0, m)

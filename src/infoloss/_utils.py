@@ -8,7 +8,13 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
-from array_api_compat import array_namespace, is_array_api_obj, is_jax_array, is_lazy_array
+from array_api_compat import (
+    array_namespace,
+    is_array_api_obj,
+    is_jax_array,
+    is_lazy_array,
+    is_torch_array,
+)
 
 from .errors import InfolossError, InfolossTypeError
 
@@ -94,6 +100,11 @@ def is_concrete(x: Array) -> bool:
         import jax
 
         return not isinstance(x, jax.core.Tracer)
+    if is_torch_array(x):
+        import torch
+
+        # under torch.func transforms (vmap, grad) values cannot be read either
+        return not torch._C._functorch.is_functorch_wrapped_tensor(x)
     return not is_lazy_array(x)
 
 
@@ -241,6 +252,8 @@ def reduce_loss(xp: Namespace, loss: Array, weight_total: Array | None, reductio
     if reduction == "none":
         return loss
     total = xp.sum(loss)
+    if isinstance(total, np.generic):  # NumPy gives a scalar; return a 0-d array on every path
+        total = np.asarray(total)
     if reduction == "sum":
         return total
     assert weight_total is not None

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from array_api_compat import is_torch_namespace
+
 from . import _dispatch
 from ._utils import (
     Array,
@@ -92,7 +94,7 @@ def _weight_total(xp: Namespace, y: Array, cw: Array | None, ignore_index: int |
         ones = xp.ones(y.shape, dtype=dtype)
         return xp.sum(ones if valid is None else xp.where(valid, ones, xp.zeros_like(ones)))
     safe = y if valid is None else xp.where(valid, y, xp.zeros_like(y))
-    wy = xp.take(cw, xp.astype(safe, xp.int64))
+    wy = xp.take(cw, xp.astype(safe, xp.int64) if is_torch_namespace(xp) else safe)
     return xp.sum(wy if valid is None else xp.where(valid, wy, xp.zeros_like(wy)))
 
 

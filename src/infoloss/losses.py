@@ -195,7 +195,7 @@ def _softmax_ce_generic(
     if sparse:
         valid = (y != ignore_index) if ignore_index is not None else None
         idx = y if valid is None else xp.where(valid, y, xp.zeros_like(y))
-        if is_torch_namespace(xp) or idx.dtype != xp.int64:
+        if is_torch_namespace(xp) and idx.dtype != xp.int64:  # torch's gather wants int64
             idx = xp.astype(idx, xp.int64)
         x_y = xp.take_along_axis(x, idx[..., None], axis=-1)[..., 0]
         cw_y = None if cw is None else xp.reshape(xp.take(cw, xp.reshape(idx, (-1,))), idx.shape)
