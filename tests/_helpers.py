@@ -60,10 +60,15 @@ class Backend:
             return jnp
         raise AssertionError(self.name)
 
-    @property
-    def supports_low_precision(self) -> bool:
-        """float16 and bfloat16 natively (array-api-strict has neither)."""
-        return self.name in ("torch", "jax")
+    def supports(self, dtype: str) -> bool:
+        """Whether this library has ``dtype`` natively (array-api-strict has neither float16 nor
+        bfloat16; NumPy's bfloat16 comes from ml_dtypes and is tested on its own in
+        test_losses.py::test_numpy_ml_dtypes_bfloat16)."""
+        if dtype == "float16":
+            return self.name != "array_api_strict"
+        if dtype == "bfloat16":
+            return self.name in ("torch", "jax")
+        return True
 
     def dtype(self, name: str) -> Any:
         if name == "bfloat16" and self.name == "numpy":
@@ -81,7 +86,7 @@ class Backend:
         if dtype in ("float16", "bfloat16", "float32", "float64"):
             a = a.astype(np.float64)
         if self.name == "numpy":
-            return a.astype(self.dtype(dtype))
+            return np.asarray(a.astype(self.dtype(dtype)))
         if self.name == "array_api_strict":
             xs = self.xp
             return xs.asarray(a.astype(np.dtype(dtype)), dtype=getattr(xs, dtype))
@@ -156,8 +161,9 @@ def default_tolerance(name: str) -> tuple[float, float]:
     return _DEFAULT_TOL.get(name, (0.0, 0.0))
 
 
-def assert_close(actual: Any, expected: Any, *, rtol: float | None = None,
-                 atol: float | None = None) -> None:
+def assert_close(
+    actual: Any, expected: Any, *, rtol: float | None = None, atol: float | None = None
+) -> None:
     """Assert that ``actual`` has the array type, dtype and shape of ``expected`` and close values.
 
     ``expected`` is an array of the library the caller used (build it with ``Backend.asarray``)
@@ -173,8 +179,9 @@ def assert_close(actual: Any, expected: Any, *, rtol: float | None = None,
     r0, a0 = default_tolerance(de)
     rtol = r0 if rtol is None else rtol
     atol = a0 if atol is None else atol
-    np.testing.assert_allclose(as_float64(actual), as_float64(expected), rtol=rtol, atol=atol,
-                               equal_nan=True)
+    np.testing.assert_allclose(
+        as_float64(actual), as_float64(expected), rtol=rtol, atol=atol, equal_nan=True
+    )
 
 
 def expect(backend: Backend, values: Any, like: Any = None, dtype: str | None = None) -> Any:
@@ -237,16 +244,28 @@ def _reduce(loss, w, reduction):
     raise AssertionError(reduction)
 
 
-def ref_softmax_ce(logits, labels, *, axis=-1, class_weights=None, sample_weights=None,
-                   label_smoothing=0.0, z_loss=0.0, reduction="none"):
+def ref_softmax_ce(
+    logits,
+    labels,
+    *,
+    axis=-1,
+    class_weights=None,
+    sample_weights=None,
+    label_smoothing=0.0,
+    z_loss=0.0,
+    reduction="none",
+):
     """Dense-label softmax cross-entropy, float64, straight from semantics.md."""
     x = np.moveaxis(np.asarray(logits, np.float64), axis, -1)
     y = np.moveaxis(np.asarray(labels, np.float64), axis, -1)
     C = x.shape[-1]
     lse = sp.logsumexp(x, axis=-1)
     cw = np.ones(C) if class_weights is None else np.asarray(class_weights, np.float64)
-    sw = np.ones(x.shape[:-1]) if sample_weights is None else np.broadcast_to(
-        np.asarray(sample_weights, np.float64), x.shape[:-1])
+    sw = (
+        np.ones(x.shape[:-1])
+        if sample_weights is None
+        else np.broadcast_to(np.asarray(sample_weights, np.float64), x.shape[:-1])
+    )
     t = (1 - label_smoothing) * y + label_smoothing / C
     with np.errstate(invalid="ignore"):
         terms = np.where(t == 0, 0.0, cw * t * (lse[..., None] - x))
@@ -262,16 +281,29 @@ def one_hot(labels, C, axis=-1):
     return np.moveaxis(oh, -1, axis)
 
 
-def ref_sparse_ce(logits, labels, *, axis=-1, class_weights=None, sample_weights=None,
-                  ignore_index=None, label_smoothing=0.0, z_loss=0.0, reduction="none"):
+def ref_sparse_ce(
+    logits,
+    labels,
+    *,
+    axis=-1,
+    class_weights=None,
+    sample_weights=None,
+    ignore_index=None,
+    label_smoothing=0.0,
+    z_loss=0.0,
+    reduction="none",
+):
     """Sparse-label softmax cross-entropy, float64, written with the gather form of semantics.md."""
     x = np.moveaxis(np.asarray(logits, np.float64), axis, -1)
     labels = np.asarray(labels)
     C = x.shape[-1]
     lse = sp.logsumexp(x, axis=-1)
     cw = np.ones(C) if class_weights is None else np.asarray(class_weights, np.float64)
-    sw = np.ones(x.shape[:-1]) if sample_weights is None else np.broadcast_to(
-        np.asarray(sample_weights, np.float64), x.shape[:-1])
+    sw = (
+        np.ones(x.shape[:-1])
+        if sample_weights is None
+        else np.broadcast_to(np.asarray(sample_weights, np.float64), x.shape[:-1])
+    )
     keep = np.ones(labels.shape, bool) if ignore_index is None else labels != ignore_index
     safe = np.where(keep, labels, 0)
     x_y = np.take_along_axis(x, safe[..., None], axis=-1)[..., 0]
@@ -284,15 +316,19 @@ def ref_sparse_ce(logits, labels, *, axis=-1, class_weights=None, sample_weights
     return _reduce(loss, w, reduction)
 
 
-def ref_sigmoid_ce(logits, labels, *, pos_weight=None, sample_weights=None, label_smoothing=0.0,
-                   reduction="none"):
+def ref_sigmoid_ce(
+    logits, labels, *, pos_weight=None, sample_weights=None, label_smoothing=0.0, reduction="none"
+):
     x = np.asarray(logits, np.float64)
     y = np.asarray(labels, np.float64)
     eps = label_smoothing
     y = y * (1 - eps) + eps / 2
     pw = 1.0 if pos_weight is None else np.asarray(pos_weight, np.float64)
-    sw = np.ones(x.shape) if sample_weights is None else np.broadcast_to(
-        np.asarray(sample_weights, np.float64), x.shape)
+    sw = (
+        np.ones(x.shape)
+        if sample_weights is None
+        else np.broadcast_to(np.asarray(sample_weights, np.float64), x.shape)
+    )
     with np.errstate(invalid="ignore"):
         a = np.where(y == 0, 0.0, pw * y * ref_softplus(-x))
         b = np.where(y == 1, 0.0, (1 - y) * ref_softplus(x))
@@ -310,4 +346,3 @@ def finite_difference(f, x, h=1e-6):
         xm[idx] -= h
         g[idx] = (np.sum(f(xp_)) - np.sum(f(xm))) / (2 * h)
     return g
-

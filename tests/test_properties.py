@@ -13,9 +13,13 @@ import infoloss
 
 # no shrinking phase: a failure reports the first falsifying example, which keeps the runtime
 # bounded when the implementation is broken
-SETTINGS = settings(max_examples=30, deadline=None, derandomize=True,
-                    phases=[Phase.explicit, Phase.reuse, Phase.generate],
-                    suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(
+    max_examples=30,
+    deadline=None,
+    derandomize=True,
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
+    suppress_health_check=[HealthCheck.too_slow],
+)
 # JAX compiles every new shape eagerly (~0.1 s each), so the hypothesis runs use the eager
 # libraries; JAX is covered by the parametrised tests of the other files.
 BACKENDS = st.sampled_from([b for b in available_backends() if b != "jax"])
@@ -85,7 +89,8 @@ def test_kl_nonnegative_and_zero_on_diagonal(data, sa, backend, dtype):
     y = data.draw(logits_of(shape))
     xb, yb = _cast(b, x, dtype), _cast(b, y, dtype)
     assert np.all(as_float64(infoloss.softmax_kl_divergence(xb, yb, axis=axis)) >= 0)
-    assert np.all(as_float64(infoloss.softmax_kl_divergence(xb, xb, axis=axis)) == 0)
+    self_kl = as_float64(infoloss.softmax_kl_divergence(xb, xb, axis=axis))
+    assert np.all(self_kl >= 0) and np.all(self_kl <= TOL[dtype][1])
 
 
 @SETTINGS
@@ -119,10 +124,18 @@ def test_softmax_sums_to_one(data, sa, backend, dtype):
 
 
 @SETTINGS
-@given(data=st.data(), sa=shape_and_axis(), backend=BACKENDS, dtype=DTYPES,
-       eps=st.sampled_from([0.0, 0.1, 1.0]), z=st.sampled_from([0.0, 1e-3]),
-       reduction=st.sampled_from(["none", "sum", "mean"]), cw=st.booleans(), sw=st.booleans(),
-       ignore=st.booleans())
+@given(
+    data=st.data(),
+    sa=shape_and_axis(),
+    backend=BACKENDS,
+    dtype=DTYPES,
+    eps=st.sampled_from([0.0, 0.1, 1.0]),
+    z=st.sampled_from([0.0, 1e-3]),
+    reduction=st.sampled_from(["none", "sum", "mean"]),
+    cw=st.booleans(),
+    sw=st.booleans(),
+    ignore=st.booleans(),
+)
 def test_dense_one_hot_equals_sparse(data, sa, backend, dtype, eps, z, reduction, cw, sw, ignore):
     shape, axis = sa
     b = Backend(backend)
@@ -147,15 +160,18 @@ def test_dense_one_hot_equals_sparse(data, sa, backend, dtype, eps, z, reduction
         dense_kw["sample_weights"] = b.asarray(s * keep, dtype)
     xb = b.asarray(x, dtype)
     common = dict(axis=axis, label_smoothing=eps, z_loss=z, reduction=reduction)
-    sparse = infoloss.sparse_softmax_cross_entropy(xb, b.asarray(sparse_labels, "int64"),
-                                                   **common, **kw)
-    dense = infoloss.softmax_cross_entropy(xb, b.asarray(one_hot(labels, C, axis=axis), dtype),
-                                           **common, **dense_kw)
+    sparse = infoloss.sparse_softmax_cross_entropy(
+        xb, b.asarray(sparse_labels, "int64"), **common, **kw
+    )
+    dense = infoloss.softmax_cross_entropy(
+        xb, b.asarray(one_hot(labels, C, axis=axis), dtype), **common, **dense_kw
+    )
     rtol, atol = TOL[dtype]
     a, d = as_float64(sparse), as_float64(dense)
     assert a.shape == d.shape
-    np.testing.assert_allclose(a, d, rtol=rtol, atol=atol * max(1.0, float(np.max(np.abs(d),
-                                                                               initial=0))))
+    np.testing.assert_allclose(
+        a, d, rtol=rtol, atol=atol * max(1.0, float(np.max(np.abs(d), initial=0)))
+    )
     assert np.all(np.isfinite(a))
     if reduction == "mean":
         assert np.all(a >= 0)

@@ -1,8 +1,8 @@
 """The public surface of infoloss: names, module layout, signatures and docstrings (issue 2)."""
 
 from __future__ import annotations
-
 import __future__
+
 import inspect
 import re
 from types import ModuleType
@@ -28,14 +28,27 @@ CONTRACT = {
     "softmax_cross_entropy": (
         "losses",
         ["logits", "labels"],
-        {"axis": -1, "class_weights": None, "sample_weights": None, "label_smoothing": 0.0,
-         "z_loss": 0.0, "reduction": "none"},
+        {
+            "axis": -1,
+            "class_weights": None,
+            "sample_weights": None,
+            "label_smoothing": 0.0,
+            "z_loss": 0.0,
+            "reduction": "none",
+        },
     ),
     "sparse_softmax_cross_entropy": (
         "losses",
         ["logits", "labels"],
-        {"axis": -1, "class_weights": None, "sample_weights": None, "ignore_index": None,
-         "label_smoothing": 0.0, "z_loss": 0.0, "reduction": "none"},
+        {
+            "axis": -1,
+            "class_weights": None,
+            "sample_weights": None,
+            "ignore_index": None,
+            "label_smoothing": 0.0,
+            "z_loss": 0.0,
+            "reduction": "none",
+        },
     ),
     "sigmoid_cross_entropy": (
         "losses",
@@ -88,10 +101,7 @@ def test_signature(name):
     _, positional, keywords = CONTRACT[name]
     sig = inspect.signature(getattr(infoloss, name))
     params = sig.parameters
-    pos = [
-        n for n, p in params.items()
-        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-    ]
+    pos = [n for n, p in params.items() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     assert pos[: len(positional)] == positional
     for n in positional:
         # keyword names are the contract: `labels=y, logits=h` must work

@@ -13,12 +13,21 @@ Design (see issue 3):
   in-cache pass turns the stored exponentials into the gradient. Max, exp-and-store and sums are
   separate inner loops so that LLVM vectorizes each of them (AVX2 on this machine).
 - numba has no vector ``exp`` (no SVML), so ``exp`` is a polynomial (Cody–Waite range reduction
-  to ``2^k · e^r`` with ``2^k`` built from the exponent bits): Cephes' degree-6 minimax in float32
-  (≈1 ulp), a degree-13 Taylor polynomial in float64 (≈1 ulp). Both vectorize.
-- Loops are compiled with the fast-math flags ``nsz, arcp, contract, afn, reassoc`` (``reassoc``
-  lets reductions vectorize). Never ``nnan``/``ninf``: ``-inf`` logits (masked classes) and all
-  ``-inf`` rows are part of the contract. The polynomials are compiled *without* ``reassoc`` so
-  LLVM cannot fold the two-constant ``ln 2`` split of the range reduction.
+  to ``2^k · e^r``, ``2^k`` added to the exponent bits): a degree-6 near-minimax polynomial in
+  float32 (≤ 1.03 ulp measured), a degree-13 Taylor polynomial in float64 (≤ 1 ulp). Both
+  vectorize. Results below 2^-125 (float32) / 2^-1021 (float64) are flushed to 0, as is
+  ``exp(-inf)``; the polynomials are only evaluated at arguments ≤ 0 (``x − max``, ``−|x|``).
+- Sums of exponentials: float32 partial sums over blocks of 512 elements, added in float64; the
+  row maxima (whose exponential is exactly 1) are counted rather than summed, so that
+  ``log S = log1p(S − 1)`` and the label's gradient ``q_y − 1`` keep full relative accuracy for
+  confident predictions (tiny losses).
+- Loops are compiled with the fast-math flags ``nsz, arcp, contract, afn`` plus ``reassoc`` only
+  in the helpers whose loops are reductions (``reassoc`` lets them vectorize). Never
+  ``nnan``/``ninf``: ``-inf`` logits (masked classes) and all ``-inf`` rows are part of the
+  contract. The polynomials and all per-row scalar arithmetic are compiled *without*
+  ``reassoc`` so LLVM cannot fold the two-constant ``ln 2`` split or reorder sums of terms of
+  different sizes. Hot loops are branch-free (an LLVM ``select`` intrinsic, or indicators as
+  numbers), since numba lowers conditional expressions to branches that block vectorization.
 - Per-row results are float64; callers combine them in float64 outside the parallel loop.
 - Memory: the value alone needs O(N) extra memory; with the gradient, the only N×C array
   allocated is the returned gradient.
@@ -27,7 +36,11 @@ Design (see issue 3):
   Arrays whose class stride is not the item size (e.g. Fortran order, ``x.T``) or with a
   negative row stride are copied once to C order (``np.ascontiguousarray``).
 - Threads: the kernels use numba's thread pool, sized by the environment variable
-  ``NUMBA_NUM_THREADS`` at import; lower it at run time with ``numba.set_num_threads(k)``.
+  ``NUMBA_NUM_THREADS`` at import; lower it at run time with ``numba.set_num_threads(k)``
+  (per calling thread). Problems below ``_PARALLEL_MIN_ELEMENTS`` (2^17) elements run on the
+  calling thread only. On a machine shared with other busy processes, numba's default OpenMP
+  layer can take a scheduler time slice (milliseconds) to wake its workers; setting
+  ``OMP_WAIT_POLICY=passive`` or ``NUMBA_THREADING_LAYER=workqueue`` avoids that.
 - Compilation happens on first use (a few seconds per kernel and dtype) and is cached on disk
   (``cache=True``), so later processes load the machine code instead of recompiling.
 """
@@ -35,6 +48,7 @@ Design (see issue 3):
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numba
 import numpy as np
@@ -59,8 +73,12 @@ _F = {"nsz", "arcp", "contract", "afn", "reassoc"}
 # ... and for the exp/log polynomials also without `reassoc` (keeps the Cody–Waite split exact).
 _FP = {"nsz", "arcp", "contract", "afn"}
 
+# Helpers with reductions (max, sums) get `reassoc`; everything else, including the parallel
+# kernels' scalar per-row arithmetic (where `reassoc` could turn (m − x_y) + log S into
+# m − (x_y − log S) and lose a small loss), is compiled without it.
 _JIT = {"cache": True, "fastmath": _F, "error_model": "numpy", "nogil": True}
-_PJIT = dict(_JIT, parallel=True)
+_JIT_NR = dict(_JIT, fastmath=_FP)
+_PJIT = dict(_JIT_NR, parallel=True)
 
 
 def num_threads() -> int:
@@ -88,6 +106,20 @@ def _fmaximum(typingctx, a, b):  # type: ignore[no-untyped-def]
             builder.module, ir.FunctionType(t, [t, t]), "llvm.maximum" + _float_suffix(t)
         )
         return builder.call(fn, args)
+
+    return sig, codegen
+
+
+@intrinsic
+def _where(typingctx, cond, a, b):  # type: ignore[no-untyped-def]
+    """``a if cond else b`` as one LLVM ``select`` (a Python conditional expression becomes
+    branches, which can keep a loop from vectorizing)."""
+    if not (isinstance(cond, types.Boolean) and a == b):
+        return None
+    sig = a(cond, a, b)
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        return builder.select(args[0], args[1], args[2])
 
     return sig, codegen
 
@@ -326,6 +358,24 @@ def _row_max(xr):  # type: ignore[no-untyped-def]
 _BLK = 512
 
 
+@njit(cache=True, fastmath=_FP, error_model="numpy")
+def _d_plus(a, b, c):  # type: ignore[no-untyped-def]
+    """(a − b) + c in exactly this order: compiled without `reassoc`, so LLVM cannot rewrite
+    (count − 1) + Σ into (count + Σ) − 1, which would lose the digits of a tiny Σ."""
+    return (a - b) + c
+
+
+@njit(cache=True, fastmath=_FP, error_model="numpy")
+def _sub_nr(a, b):  # type: ignore[no-untyped-def]
+    """a − b, compiled without `reassoc` so that a reduction Σ (e_j − [x_j = m]) is never split
+    into Σ e_j − Σ [x_j = m] (which would put the 1.0 of the maximum back into the sum)."""
+    return a - b
+
+
+# The loops below are written branch-free (the indicator [x_j = m] as a number) so that LLVM
+# vectorizes them; a conditional inside a reduction would keep them scalar.
+
+
 @njit(**_JIT)
 def _exp_sum(xr, m):  # type: ignore[no-untyped-def]
     """(S, S − 1) for one row with a finite max m."""
@@ -333,20 +383,18 @@ def _exp_sum(xr, m):  # type: ignore[no-untyped-def]
     s = 0.0
     cnt = 0.0
     z0 = _like(0.0, m)
-    one = _like(1.0, m)
     for b0 in range(0, n, _BLK):
         t = z0
         k = z0
         for j in range(b0, min(b0 + _BLK, n)):
             v = xr[j]
             e = _vexp(v - m)
-            top = v == m
-            t += z0 if top else e
-            k += one if top else z0
+            top = _like(v == m, m)
+            t += _sub_nr(e, top)  # the maxima contribute exp(0) − 1 = 0
+            k += top
         s += t
         cnt += k
-    d = (cnt - 1.0) + s
-    return cnt + s, d
+    return cnt + s, _d_plus(cnt, 1.0, s)
 
 
 @njit(**_JIT)
@@ -356,7 +404,6 @@ def _exp_store_sum(xr, m, out):  # type: ignore[no-untyped-def]
     s = 0.0
     cnt = 0.0
     z0 = _like(0.0, m)
-    one = _like(1.0, m)
     for b0 in range(0, n, _BLK):
         t = z0
         k = z0
@@ -364,28 +411,27 @@ def _exp_store_sum(xr, m, out):  # type: ignore[no-untyped-def]
             v = xr[j]
             e = _vexp(v - m)
             out[j] = e
-            top = v == m
-            t += z0 if top else e
-            k += one if top else z0
+            top = _like(v == m, m)
+            t += _sub_nr(e, top)
+            k += top
         s += t
         cnt += k
-    d = (cnt - 1.0) + s
-    return cnt + s, d
+    return cnt + s, _d_plus(cnt, 1.0, s)
 
 
-@njit(**_JIT)
+@njit(**_JIT_NR)
 def _scale(out, a):  # type: ignore[no-untyped-def]
     for j in range(out.shape[0]):
         out[j] = out[j] * a
 
 
-@njit(**_JIT)
+@njit(**_JIT_NR)
 def _scale_shift(out, a, b):  # type: ignore[no-untyped-def]
     for j in range(out.shape[0]):
         out[j] = out[j] * a - b
 
 
-@njit(**_JIT)
+@njit(**_JIT_NR)
 def _scale_shift_w(out, a, b, w):  # type: ignore[no-untyped-def]
     # out = a*out - b*w, w float64 (C,) class weights
     for j in range(out.shape[0]):
@@ -413,20 +459,20 @@ def _gap_sum_w(xr, m, w):  # type: ignore[no-untyped-def]
     return s
 
 
-@njit(**_JIT)
+@njit(**_JIT_NR)
 def _fill(out, v):  # type: ignore[no-untyped-def]
     for j in range(out.shape[0]):
         out[j] = v
 
 
-@njit(**_JIT)
+@njit(**_JIT_NR)
 def _exp_shift_store(xr, off, out):  # type: ignore[no-untyped-def]
     """Rare rows whose max is not finite: out_j = exp(x_j − off) (off = 0) with libm exp."""
     for j in range(xr.shape[0]):
         out[j] = np.exp(np.float64(xr[j]) - off)
 
 
-@njit(**_JIT)
+@njit(**_JIT_NR)
 def _finite(m):  # type: ignore[no-untyped-def]
     return m > -np.inf and m < np.inf
 
@@ -466,6 +512,26 @@ def _k_softmax(xf, rs, n, c, log, out):  # type: ignore[no-untyped-def]
             _exp_shift_store(xr, 0.0, orow)
 
 
+# Below this many elements a call runs on the calling thread only: waking the thread pool costs
+# more than the work (on a loaded machine a sleeping OpenMP worker can take a scheduler time
+# slice, several milliseconds, to start).
+_PARALLEL_MIN_ELEMENTS = 1 << 17
+
+
+def _launch(kernel: Any, elements: int, *args: Any) -> None:
+    """Run a parallel kernel, on one thread when the problem is small."""
+    if elements < _PARALLEL_MIN_ELEMENTS:
+        prev = numba.get_num_threads()
+        if prev > 1:
+            numba.set_num_threads(1)
+            try:
+                kernel(*args)
+            finally:
+                numba.set_num_threads(prev)
+            return
+    kernel(*args)
+
+
 def _rows_view(x: np.ndarray) -> tuple[np.ndarray, int]:
     """A read-only 1-D C-contiguous view over ``x`` (N, C) and the row stride in items.
 
@@ -475,7 +541,7 @@ def _rows_view(x: np.ndarray) -> tuple[np.ndarray, int]:
     n, c = x.shape
     isz = x.itemsize
     s0, s1 = x.strides
-    if not ((s1 == isz or c <= 1) and (s0 >= 0 and s0 % isz == 0 or n <= 1)):
+    if not ((s1 == isz or c <= 1) and ((s0 >= 0 and s0 % isz == 0) or n <= 1)):
         x = np.ascontiguousarray(x)
         s0 = x.strides[0]
     rs = s0 // isz if n > 1 else c
@@ -502,7 +568,7 @@ def logsumexp_rows(x: np.ndarray) -> np.ndarray:
     out = np.empty(n, np.float64)
     if n and c:
         xf, rs = _rows_view(x)
-        _k_lse(xf, rs, n, c, out)
+        _launch(_k_lse, n * c, xf, rs, n, c, out)
     else:
         out.fill(-np.inf)
     return out.astype(x.dtype)
@@ -515,7 +581,7 @@ def log_softmax_rows(x: np.ndarray) -> np.ndarray:
     out = np.empty((n, c), x.dtype)
     if n and c:
         xf, rs = _rows_view(x)
-        _k_softmax(xf, rs, n, c, True, out)
+        _launch(_k_softmax, n * c, xf, rs, n, c, True, out)
     return out
 
 
@@ -526,7 +592,7 @@ def softmax_rows(x: np.ndarray) -> np.ndarray:
     out = np.empty((n, c), x.dtype)
     if n and c:
         xf, rs = _rows_view(x)
-        _k_softmax(xf, rs, n, c, False, out)
+        _launch(_k_softmax, n * c, xf, rs, n, c, False, out)
     return out
 
 
@@ -534,8 +600,26 @@ def softmax_rows(x: np.ndarray) -> np.ndarray:
 
 
 @njit(**_PJIT)
-def _k_sparse_ce(xf, rs, n, c, lab, cw, has_cw, sumcw, sw, has_sw, ignore, has_ignore,
-                 eps, z, want_grad, gs, loss, g):  # type: ignore[no-untyped-def]
+def _k_sparse_ce(
+    xf,
+    rs,
+    n,
+    c,
+    lab,
+    cw,
+    has_cw,
+    sumcw,
+    sw,
+    has_sw,
+    ignore,
+    has_ignore,
+    eps,
+    z,
+    want_grad,
+    gs,
+    loss,
+    g,
+):  # type: ignore[no-untyped-def]
     for i in prange(n):
         y = lab[i]
         grow = g[i] if want_grad else g[0]
@@ -579,7 +663,7 @@ def _k_sparse_ce(xf, rs, n, c, lab, cw, has_cw, sumcw, sw, has_sw, ignore, has_i
             b = f * (eps / c)
             ey = np.float64(grow[y])
             # label entry a e_y − b w_y − f coef, with e_y − S = (e_y − 1) − (S − 1) kept exact
-            gy = f * (coef * ((ey - 1.0) - dm) + (eps * (sumcw / c) + 2.0 * z * lse) * ey) * inv
+            gy = f * (coef * _d_plus(ey, 1.0, -dm) + (eps * (sumcw / c) + 2.0 * z * lse) * ey) * inv
             if eps > 0.0:
                 if has_cw:
                     _scale_shift_w(grow, _like(a, m), b, cw)
@@ -623,10 +707,28 @@ def sparse_softmax_ce(
     has_sw = sample_weights is not None
     sw = _ro(np.ascontiguousarray(sample_weights, dtype=np.float64).reshape(n)) if has_sw else _ONE
     has_ignore = ignore_index is not None
-    _k_sparse_ce(xf, rs, n, c, lab, cw, has_cw, sumcw, sw, has_sw,
-                 int(ignore_index) if has_ignore else 0, has_ignore,  # type: ignore[arg-type]
-                 float(label_smoothing), float(z_loss), want_grad,
-                 float(grad_scale) if want_grad else 0.0, loss, g)  # type: ignore[arg-type]
+    _launch(
+        _k_sparse_ce,
+        n * c,
+        xf,
+        rs,
+        n,
+        c,
+        lab,
+        cw,
+        has_cw,
+        sumcw,
+        sw,
+        has_sw,
+        int(ignore_index) if has_ignore else 0,
+        has_ignore,  # type: ignore[arg-type]
+        float(label_smoothing),
+        float(z_loss),
+        want_grad,
+        float(grad_scale) if want_grad else 0.0,
+        loss,
+        g,
+    )  # type: ignore[arg-type]
     return loss, (g if want_grad else None)
 
 
@@ -649,7 +751,7 @@ def _target_stats(xr, yr, m, onem, epsc, cw, has_cw):  # type: ignore[no-untyped
     return mass, gap
 
 
-@njit(**_JIT)
+@njit(**_JIT_NR)  # no `reassoc`: keep the order of the terms
 def _dense_grad(grow, yr, f, rowf, inv, dm, onem, epsc, cw, has_cw):  # type: ignore[no-untyped-def]
     """g_j = f (rowf q_j − wt_j) = f ((rowf e_j − wt_j) − (S − 1) wt_j) / S, in float64 so that
     q_j − t_j ≈ 0 for a confident one-hot target keeps its relative accuracy."""
@@ -661,8 +763,7 @@ def _dense_grad(grow, yr, f, rowf, inv, dm, onem, epsc, cw, has_cw):  # type: ig
 
 
 @njit(**_PJIT)
-def _k_dense_ce(xf, rs, yf, yrs, n, c, cw, has_cw, sw, has_sw, eps, z, want_grad, gs,
-                loss, g):  # type: ignore[no-untyped-def]
+def _k_dense_ce(xf, rs, yf, yrs, n, c, cw, has_cw, sw, has_sw, eps, z, want_grad, gs, loss, g):  # type: ignore[no-untyped-def]
     onem = 1.0 - eps
     epsc = eps / c
     for i in prange(n):
@@ -722,68 +823,132 @@ def softmax_ce(
     cw = _ro(np.ascontiguousarray(class_weights, dtype=np.float64).reshape(c)) if has_cw else _ONE
     has_sw = sample_weights is not None
     sw = _ro(np.ascontiguousarray(sample_weights, dtype=np.float64).reshape(n)) if has_sw else _ONE
-    _k_dense_ce(xf, rs, yf, yrs, n, c, cw, has_cw, sw, has_sw, float(label_smoothing),
-                float(z_loss), want_grad, float(grad_scale) if want_grad else 0.0,  # type: ignore[arg-type]
-                loss, g)
+    _launch(
+        _k_dense_ce,
+        n * c,
+        xf,
+        rs,
+        yf,
+        yrs,
+        n,
+        c,
+        cw,
+        has_cw,
+        sw,
+        has_sw,
+        float(label_smoothing),
+        float(z_loss),
+        want_grad,
+        float(grad_scale) if want_grad else 0.0,  # type: ignore[arg-type]
+        loss,
+        g,
+    )
     return loss, (g if want_grad else None)
 
 
 # --------------------------------------------------------------------------- sigmoid CE
 
 
+@njit(**_JIT_NR)
+def _sig_elem(x, yv, pwj, o, e2):  # type: ignore[no-untyped-def]
+    """(loss, dloss/dx) of one element, unweighted, in the dtype of x (branch-free)."""
+    z0 = _like(0.0, x)
+    one = _like(1.0, x)
+    yp = yv * o + e2
+    a = pwj * yp  # coefficient of softplus(-x)
+    b = one - yp  # coefficient of softplus(x)
+    pos = x > z0
+    t = _vexp(_where(pos, z0 - x, x))  # exp(-|x|)
+    l1p = _vlog1p_unit(t)
+    sp_pos = _where(pos, x, z0) + l1p  # softplus(x)
+    sp_neg = _where(pos, z0, z0 - x) + l1p  # softplus(-x)
+    # each product is 0 where its coefficient is 0 (also against an infinite softplus)
+    loss = _where(a != z0, a * sp_neg, z0) + _where(b != z0, b * sp_pos, z0)
+    # (a + b) σ(x) − a with σ = 1/(1+t) (x > 0) or t/(1+t): written as (b − a t)/(1+t) or
+    # (b t − a)/(1+t), so the rounding of σ ≈ 1 does not leak into a small result
+    num = _where(pos, b - a * t, b * t - a)
+    return loss, num / (one + t)
+
+
 @njit(**_JIT)
-def _sig_row(xr, yr, pw, has_pw, swr, has_swv, rw, ehalf, onem, want_grad, gsr, elementwise,
-             lrow, grow):  # type: ignore[no-untyped-def]
-    """One row of sigmoid CE. Loss weight per element: rw · (swr[j] if has_swv else 1)."""
-    z0 = _like(0.0, xr[0])
-    one = _like(1.0, z0)
-    o = _like(onem, z0)
-    e2 = _like(ehalf, z0)
-    rwt = _like(rw, z0)
-    gst = _like(gsr, z0)
+def _sig_row_el(xr, yr, pw, swr, rw, o, e2, lrow):  # type: ignore[no-untyped-def]
+    for j in range(xr.shape[0]):
+        le, _ = _sig_elem(xr[j], yr[j], pw[j], o, e2)
+        lrow[j] = le * _like(swr[j] * rw, o)
+
+
+@njit(**_JIT)
+def _sig_row_el_g(xr, yr, pw, swr, rw, gs, o, e2, lrow, grow):  # type: ignore[no-untyped-def]
+    for j in range(xr.shape[0]):
+        le, g = _sig_elem(xr[j], yr[j], pw[j], o, e2)
+        w = _like(swr[j] * rw, o)
+        lrow[j] = le * w
+        grow[j] = g * (w * _like(gs, o))
+
+
+@njit(**_JIT)
+def _sig_row_sum(xr, yr, pw, swr, rw, o, e2):  # type: ignore[no-untyped-def]
     acc = 0.0
     for j in range(xr.shape[0]):
-        x = xr[j]
-        yp = yr[j] * o + e2
-        a = _like(pw[j], z0) * yp if has_pw else yp  # coefficient of softplus(-x)
-        b = one - yp  # coefficient of softplus(x)
-        t = _vexp(-x if x > z0 else x)  # exp(-|x|)
-        l1p = _vlog1p_unit(t)
-        sp_pos = (x if x > z0 else z0) + l1p  # softplus(x)
-        sp_neg = (z0 - x if x < z0 else z0) + l1p  # softplus(-x)
-        l = (a * sp_neg if a != z0 else z0) + (b * sp_pos if b != z0 else z0)
-        w = swr[j] * rwt if has_swv else rwt
-        lw = w * l
-        if elementwise:
-            lrow[j] = lw
-        else:
-            acc += lw
-        if want_grad:
-            d = one + t
-            sig = one / d if x > z0 else t / d
-            grow[j] = ((a + b) * sig - a) * (w * gst)
+        le, _ = _sig_elem(xr[j], yr[j], pw[j], o, e2)
+        acc += np.float64(le * _like(swr[j] * rw, o))
+    return acc
+
+
+@njit(**_JIT)
+def _sig_row_sum_g(xr, yr, pw, swr, rw, gs, o, e2, grow):  # type: ignore[no-untyped-def]
+    acc = 0.0
+    for j in range(xr.shape[0]):
+        le, g = _sig_elem(xr[j], yr[j], pw[j], o, e2)
+        w = _like(swr[j] * rw, o)
+        acc += np.float64(le * w)
+        grow[j] = g * (w * _like(gs, o))
     return acc
 
 
 @njit(**_PJIT)
-def _k_sigmoid_ce(xf, rs, yf, yrs, n, c, pw, has_pw, swf, srs, has_sw, sw_per_row, eps,
-                  want_grad, gs, elementwise, lsum, lel, g):  # type: ignore[no-untyped-def]
-    ehalf = eps / 2.0
-    onem = 1.0 - eps
+def _k_sigmoid_ce(
+    xf,
+    rs,
+    yf,
+    yrs,
+    n,
+    c,
+    pw,
+    swf,
+    srs,
+    sw_per_row,
+    ones,
+    eps,
+    want_grad,
+    gs,
+    elementwise,
+    lsum,
+    lel,
+    g,
+):  # type: ignore[no-untyped-def]
+    # pw: (C,) in the dtype of x (ones when absent); per-element weights are read from
+    # swf[i*srs : i*srs + C], or the row weight swf[i*srs] times `ones` when sw_per_row.
+    o = _like(1.0 - eps, xf[0])
+    e2 = _like(eps / 2.0, xf[0])
     for i in prange(n):
         xr = xf[i * rs : i * rs + c]
         yr = yf[i * yrs : i * yrs + c]
-        grow = g[i] if want_grad else g[0]
-        lrow = lel[i] if elementwise else lel[0]
-        if has_sw and not sw_per_row:
-            swr = swf[i * srs : i * srs + c]
-            acc = _sig_row(xr, yr, pw, has_pw, swr, True, 1.0, ehalf, onem, want_grad, gs,
-                           elementwise, lrow, grow)
+        if sw_per_row:
+            swr = ones
+            rw = swf[i * srs]
         else:
-            rw = swf[i * srs] if has_sw else 1.0
-            acc = _sig_row(xr, yr, pw, has_pw, swf, False, rw, ehalf, onem, want_grad, gs,
-                           elementwise, lrow, grow)
-        lsum[i] = acc
+            swr = swf[i * srs : i * srs + c]
+            rw = 1.0
+        if elementwise:
+            if want_grad:
+                _sig_row_el_g(xr, yr, pw, swr, rw, gs, o, e2, lel[i], g[i])
+            else:
+                _sig_row_el(xr, yr, pw, swr, rw, o, e2, lel[i])
+        elif want_grad:
+            lsum[i] = _sig_row_sum_g(xr, yr, pw, swr, rw, gs, o, e2, g[i])
+        else:
+            lsum[i] = _sig_row_sum(xr, yr, pw, swr, rw, o, e2)
 
 
 def sigmoid_ce(
@@ -814,30 +979,80 @@ def sigmoid_ce(
         return (lel if elementwise else lsum), (g if want_grad else None)
     xf, rs = _rows_view(x)
     yf, yrs = _rows_view(np.asarray(y, dtype=x.dtype).reshape(n, c))
-    has_pw = pos_weight is not None
-    pw = _ro(np.ascontiguousarray(pos_weight, dtype=np.float64).reshape(c)) if has_pw else _ONE
-    has_sw = sample_weights is not None
-    sw_per_row = False
-    swf, srs = _ONE, 0
-    if has_sw:
-        sw = np.asarray(sample_weights, dtype=np.float64)
-        sw = np.broadcast_to(sw, (n, c))
+    if pos_weight is not None:
+        pw = _ro(np.ascontiguousarray(pos_weight, dtype=np.float64).reshape(c).astype(x.dtype))
+    else:
+        pw = _ro(np.ones(c, x.dtype))
+    ones = _ro(np.ones(c, np.float64))
+    sw_per_row = True
+    swf, srs = _ONE, 0  # no weights: the row weight 1 times ones
+    if sample_weights is not None:
+        sw = np.broadcast_to(np.asarray(sample_weights, dtype=np.float64), (n, c))
         s0, s1 = sw.strides
-        if (s1 == 0 or c == 1) and s0 >= 0 and s0 % 8 == 0:  # one weight per row
-            sw_per_row = True
-            srs = s0 // 8
+        if (s1 == 0 or c == 1) and ((s0 >= 0 and s0 % 8 == 0) or n == 1):  # one weight per row
+            srs = s0 // 8 if n > 1 else 0
             swf = np.lib.stride_tricks.as_strided(
                 sw, shape=((n - 1) * srs + 1,), strides=(8,), writeable=False
             )
         else:
+            sw_per_row = False
             swf, srs = _rows_view(sw)
-    _k_sigmoid_ce(xf, rs, yf, yrs, n, c, pw, has_pw, swf, srs, has_sw, sw_per_row,
-                  float(label_smoothing), want_grad, float(grad_scale) if want_grad else 0.0,
-                  bool(elementwise), lsum, lel, g)
+    _launch(
+        _k_sigmoid_ce,
+        n * c,
+        xf,
+        rs,
+        yf,
+        yrs,
+        n,
+        c,
+        pw,
+        swf,
+        srs,
+        sw_per_row,
+        ones,
+        float(label_smoothing),
+        want_grad,
+        float(grad_scale) if want_grad else 0.0,
+        bool(elementwise),
+        lsum,
+        lel,
+        g,
+    )
     return (lel if elementwise else lsum), (g if want_grad else None)
 
 
 # --------------------------------------------------------------------------- measures from logits
+
+
+@njit(**_JIT)
+def _ent_block(xr, b0, b1, m, grow, want_grad):  # type: ignore[no-untyped-def]
+    """One block of :func:`_ent_sum`: (Σ (e_j − [x_j = m]), Σ [x_j = m], Σ e_j (m − x_j))."""
+    z0 = _like(0.0, m)
+    t = z0
+    k = z0
+    u = 0.0
+    mm = np.float64(m)
+    if want_grad:
+        for j in range(b0, b1):
+            v = xr[j]
+            e = _vexp(v - m)
+            grow[j] = e
+            top = _like(v == m, m)
+            t += _sub_nr(e, top)
+            k += top
+            gap = mm - np.float64(v)
+            u += np.float64(e) * (gap if e > z0 else 0.0)  # e = 0: also for x = −inf
+    else:
+        for j in range(b0, b1):
+            v = xr[j]
+            e = _vexp(v - m)
+            top = _like(v == m, m)
+            t += _sub_nr(e, top)
+            k += top
+            gap = mm - np.float64(v)
+            u += np.float64(e) * (gap if e > z0 else 0.0)
+    return t, k, u
 
 
 @njit(**_JIT)
@@ -848,23 +1063,12 @@ def _ent_sum(xr, grow, m, want_grad):  # type: ignore[no-untyped-def]
     s = 0.0
     cnt = 0.0
     u = 0.0
-    z0 = _like(0.0, m)
-    one = _like(1.0, m)
     for b0 in range(0, n, _BLK):
-        t = z0
-        k = z0
-        for j in range(b0, min(b0 + _BLK, n)):
-            v = xr[j]
-            e = _vexp(v - m)
-            if want_grad:
-                grow[j] = e
-            top = v == m
-            t += z0 if top else e
-            k += one if top else z0
-            u += np.float64(e) * (np.float64(m) - np.float64(v)) if e > z0 else 0.0
+        t, k, ub = _ent_block(xr, b0, min(b0 + _BLK, n), m, grow, want_grad)
         s += t
         cnt += k
-    return cnt + s, (cnt - 1.0) + s, u
+        u += ub
+    return cnt + s, _d_plus(cnt, 1.0, s), u
 
 
 @njit(**_PJIT)
@@ -885,7 +1089,8 @@ def _k_entropy(xf, rs, n, c, want_grad, gs, h, g):  # type: ignore[no-untyped-de
                     e = grow[j]
                     grow[j] = (
                         _like((np.float64(e) * inv) * ((mm - np.float64(xr[j])) - ubar) * gs, m)
-                        if e > z0 else z0
+                        if e > z0
+                        else z0
                     )
         elif m == -np.inf:  # no distribution: H = 0, zero gradient
             h[i] = 0.0
@@ -917,7 +1122,18 @@ def softmax_entropy_rows(
     g = np.empty((n, c) if want_grad else (1, 1), x.dtype)
     if n and c:
         xf, rs = _rows_view(x)
-        _k_entropy(xf, rs, n, c, want_grad, float(grad_scale) if want_grad else 0.0, h, g)
+        _launch(
+            _k_entropy,
+            n * c,
+            xf,
+            rs,
+            n,
+            c,
+            want_grad,
+            float(grad_scale) if want_grad else 0.0,
+            h,
+            g,
+        )
     return h, (g if want_grad else None)
 
 
@@ -957,7 +1173,7 @@ def _kl_sum_slow(ar, br, oa, ob, c0):  # type: ignore[no-untyped-def]
     return u
 
 
-@njit(**_JIT)
+@njit(**_JIT_NR)
 def _kl_grad(ar, br, oa, ob, c0, inva, invb, raw, gs, gar, gbr):  # type: ignore[no-untyped-def]
     for j in range(ar.shape[0]):
         da = np.float64(ar[j]) - oa
@@ -969,7 +1185,7 @@ def _kl_grad(ar, br, oa, ob, c0, inva, invb, raw, gs, gar, gbr):  # type: ignore
         gbr[j] = (q - p) * gs
 
 
-@njit(**_JIT)
+@njit(**_JIT_NR)
 def _kl_grad_slow(ar, br, oa, ob, c0, inva, invb, raw, gs, gar, gbr):  # type: ignore[no-untyped-def]
     for j in range(ar.shape[0]):
         da = np.float64(ar[j]) - oa
@@ -1023,8 +1239,21 @@ def softmax_kl_rows(
     if n and c:
         af, ars = _rows_view(a)
         bf, brs = _rows_view(b)
-        _k_kl(af, ars, bf, brs, n, c, want_grad, float(grad_scale) if want_grad else 0.0,
-              kl, ga, gb)
+        _launch(
+            _k_kl,
+            n * c,
+            af,
+            ars,
+            bf,
+            brs,
+            n,
+            c,
+            want_grad,
+            float(grad_scale) if want_grad else 0.0,
+            kl,
+            ga,
+            gb,
+        )
     if not want_grad:
         return kl, None, None
     return kl, ga, gb

@@ -111,8 +111,17 @@ def is_concrete(x: Array) -> bool:
 # --------------------------------------------------------------------------- dtypes
 
 
+def _is_ml_float(dtype: Any) -> bool:
+    """NumPy extension floats from ml_dtypes (bfloat16, float8_*), which NumPy's isdtype rejects."""
+    return isinstance(dtype, np.dtype) and dtype.kind == "V" and "float" in str(dtype)
+
+
 def require_floating(xp: Namespace, x: Array, name: str) -> None:
-    if not xp.isdtype(x.dtype, "real floating"):
+    try:
+        ok = xp.isdtype(x.dtype, "real floating")
+    except TypeError:
+        ok = _is_ml_float(x.dtype)
+    if not ok:
         raise InfolossTypeError(
             f"`{name}` must have a real floating dtype; got {_dtype_name(x.dtype)}"
         )
@@ -124,9 +133,11 @@ def _dtype_name(dt: Any) -> str:
 
 def compute_dtype(xp: Namespace, dtype: Any) -> Any:
     """float16/bfloat16 are computed in float32; float32/float64 as they are."""
-    if xp.finfo(dtype).bits < 32:
+    try:
+        bits = xp.finfo(dtype).bits
+    except (TypeError, ValueError, AttributeError):  # ml_dtypes' bfloat16 & co. in NumPy arrays
         return xp.float32
-    return dtype
+    return xp.float32 if bits < 32 else dtype
 
 
 def upcast(xp: Namespace, x: Array | None, dtype: Any) -> Array | None:

@@ -440,9 +440,9 @@ def sparse_softmax_cross_entropy(
     Notes
     -----
     Labels outside ``[0, C)`` that are not ``ignore_index`` raise :class:`infoloss.InfolossError`
-    on eager backends. Under ``jax.jit`` the values cannot be read while tracing, so the check is
-    skipped: an out-of-range label is then clipped into range by JAX's gather and gives a wrong
-    loss silently; validate labels outside ``jit``. The ``-inf`` conventions are those of
+    on eager backends. Under ``jax.jit`` (and ``torch.func`` transforms) the values cannot be
+    read while tracing, so the check is skipped: JAX's gather then fills an out-of-range label's
+    logit with nan and that example's loss is nan; validate labels outside ``jit``. The ``-inf`` conventions are those of
     :func:`softmax_cross_entropy`. ``mean`` with class weights matches PyTorch's
     ``F.cross_entropy(weight=...)``.
 
