@@ -39,23 +39,32 @@ TOL = dict(rtol=1e-10, atol=1e-12)
 
 def _sparse(x, y, red="mean"):
     return infoloss.sparse_softmax_cross_entropy(
-        x, y, class_weights=jnp.asarray(CW), ignore_index=-100, label_smoothing=0.1, z_loss=0.01,
-        reduction=red)
+        x,
+        y,
+        class_weights=jnp.asarray(CW),
+        ignore_index=-100,
+        label_smoothing=0.1,
+        z_loss=0.01,
+        reduction=red,
+    )
 
 
 def _dense(x, p, red="mean"):
-    return infoloss.softmax_cross_entropy(x, p, class_weights=jnp.asarray(CW), label_smoothing=0.1,
-                                          z_loss=0.01, reduction=red)
+    return infoloss.softmax_cross_entropy(
+        x, p, class_weights=jnp.asarray(CW), label_smoothing=0.1, z_loss=0.01, reduction=red
+    )
 
 
 def _sigmoid(x, y, red="mean"):
-    return infoloss.sigmoid_cross_entropy(x, y, pos_weight=jnp.asarray(PW), label_smoothing=0.1,
-                                          reduction=red)
+    return infoloss.sigmoid_cross_entropy(
+        x, y, pos_weight=jnp.asarray(PW), label_smoothing=0.1, reduction=red
+    )
 
 
 def _ref_sparse(x, y, red="mean"):
-    return ref_sparse_ce(x, y, class_weights=CW, ignore_index=-100, label_smoothing=0.1,
-                         z_loss=0.01, reduction=red)
+    return ref_sparse_ce(
+        x, y, class_weights=CW, ignore_index=-100, label_smoothing=0.1, z_loss=0.01, reduction=red
+    )
 
 
 def _ref_dense(x, p, red="mean"):
@@ -96,13 +105,18 @@ def _ref_grad_sigmoid(x, y):
 
 
 PUBLIC = {
-    "sparse": (infoloss.sparse_softmax_cross_entropy,
-               dict(class_weights=jnp.asarray(CW), ignore_index=-100, label_smoothing=0.1,
-                    z_loss=0.01)),
-    "dense": (infoloss.softmax_cross_entropy,
-              dict(class_weights=jnp.asarray(CW), label_smoothing=0.1, z_loss=0.01)),
-    "sigmoid": (infoloss.sigmoid_cross_entropy,
-                dict(pos_weight=jnp.asarray(PW), label_smoothing=0.1)),
+    "sparse": (
+        infoloss.sparse_softmax_cross_entropy,
+        dict(class_weights=jnp.asarray(CW), ignore_index=-100, label_smoothing=0.1, z_loss=0.01),
+    ),
+    "dense": (
+        infoloss.softmax_cross_entropy,
+        dict(class_weights=jnp.asarray(CW), label_smoothing=0.1, z_loss=0.01),
+    ),
+    "sigmoid": (
+        infoloss.sigmoid_cross_entropy,
+        dict(pos_weight=jnp.asarray(PW), label_smoothing=0.1),
+    ),
 }
 CASES = {
     "sparse": (_sparse, _ref_sparse, lambda: jnp.asarray(Y), Y, _ref_grad_sparse),
@@ -146,18 +160,21 @@ def test_measures_from_logits_jit_vmap_grad():
     np.testing.assert_allclose(np.asarray(h), ref_softmax_entropy(X), **TOL)
     kl = jax.jit(infoloss.softmax_kl_divergence)(x, x2)
     np.testing.assert_allclose(np.asarray(kl), ref_softmax_kl(X, X2), **TOL)
-    np.testing.assert_allclose(np.asarray(jax.vmap(infoloss.softmax_entropy)(x)),
-                               ref_softmax_entropy(X), **TOL)
-    np.testing.assert_allclose(np.asarray(jax.vmap(infoloss.softmax_kl_divergence)(x, x2)),
-                               ref_softmax_kl(X, X2), **TOL)
+    np.testing.assert_allclose(
+        np.asarray(jax.vmap(infoloss.softmax_entropy)(x)), ref_softmax_entropy(X), **TOL
+    )
+    np.testing.assert_allclose(
+        np.asarray(jax.vmap(infoloss.softmax_kl_divergence)(x, x2)), ref_softmax_kl(X, X2), **TOL
+    )
     # gradients: dH/dx = -q (log q + H); dKL/da = p((log p - log q) - KL), dKL/db = q - p
     q = sp.softmax(X, -1)
     logq = sp.log_softmax(X, -1)
     hh = ref_softmax_entropy(X)[..., None]
     gh = jax.jit(jax.grad(lambda t: jnp.sum(infoloss.softmax_entropy(t))))(x)
     np.testing.assert_allclose(np.asarray(gh), -q * (logq + hh), **TOL)
-    ga, gb = jax.jit(jax.grad(lambda a, b: jnp.sum(infoloss.softmax_kl_divergence(a, b)),
-                              argnums=(0, 1)))(x, x2)
+    ga, gb = jax.jit(
+        jax.grad(lambda a, b: jnp.sum(infoloss.softmax_kl_divergence(a, b)), argnums=(0, 1))
+    )(x, x2)
     q2, logq2 = sp.softmax(X2, -1), sp.log_softmax(X2, -1)
     klr = ref_softmax_kl(X, X2)[..., None]
     np.testing.assert_allclose(np.asarray(ga), q * ((logq - logq2) - klr), **TOL)
@@ -166,7 +183,10 @@ def test_measures_from_logits_jit_vmap_grad():
 
 def test_float32_under_jit_stays_float32_and_is_finite_for_huge_logits():
     x = jnp.asarray(np.array([[1e30, -1e30, 0.0]], np.float32))
-    v, g = jax.jit(jax.value_and_grad(
-        lambda t: infoloss.sparse_softmax_cross_entropy(t, jnp.asarray([1]), reduction="sum")))(x)
+    v, g = jax.jit(
+        jax.value_and_grad(
+            lambda t: infoloss.sparse_softmax_cross_entropy(t, jnp.asarray([1]), reduction="sum")
+        )
+    )(x)
     assert v.dtype == jnp.float32 and bool(jnp.isfinite(v)) and bool(jnp.all(jnp.isfinite(g)))
     np.testing.assert_allclose(float(v), 2e30, rtol=1e-6)

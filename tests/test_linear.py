@@ -36,18 +36,29 @@ def torch_reference(h, w, y, *, bias, class_weights, ignore_index, eps, z, reduc
     yt = torch.tensor(y)
     if z == 0:
         loss = F.cross_entropy(
-            logits, yt, weight=None if class_weights is None else torch.tensor(class_weights),
-            ignore_index=-100 if ignore_index is None else ignore_index, label_smoothing=eps,
+            logits,
+            yt,
+            weight=None if class_weights is None else torch.tensor(class_weights),
+            ignore_index=-100 if ignore_index is None else ignore_index,
+            label_smoothing=eps,
             reduction=reduction,
         )
-        if reduction == "mean" and class_weights is None and ignore_index is not None and bool(
-            (yt == ignore_index).all()
+        if (
+            reduction == "mean"
+            and class_weights is None
+            and ignore_index is not None
+            and bool((yt == ignore_index).all())
         ):
             loss = loss.nan_to_num()
     else:
         loss = infoloss.sparse_softmax_cross_entropy(
-            logits, yt, class_weights=None if class_weights is None else torch.tensor(class_weights),
-            ignore_index=ignore_index, label_smoothing=eps, z_loss=z, reduction=reduction,
+            logits,
+            yt,
+            class_weights=None if class_weights is None else torch.tensor(class_weights),
+            ignore_index=ignore_index,
+            label_smoothing=eps,
+            z_loss=z,
+            reduction=reduction,
         )
     params = [ht, wt] + ([] if bt is None else [bt])
     grads = torch.autograd.grad(loss.sum(), params)
@@ -72,13 +83,24 @@ GRID = list(
 def test_matches_torch_autograd(fast, reduction, chunk, bias, cw, ign, opts):
     eps, z = opts
     kw = dict(
-        bias=B if bias else None, class_weights=CW if cw else None,
-        ignore_index=-100 if ign else None, label_smoothing=eps, z_loss=z, reduction=reduction,
+        bias=B if bias else None,
+        class_weights=CW if cw else None,
+        ignore_index=-100 if ign else None,
+        label_smoothing=eps,
+        z_loss=z,
+        reduction=reduction,
     )
     y = Y_IGN if ign else Y
     ref = torch_reference(
-        HID, W, y, bias=kw["bias"], class_weights=kw["class_weights"],
-        ignore_index=kw["ignore_index"], eps=eps, z=z, reduction=reduction,
+        HID,
+        W,
+        y,
+        bias=kw["bias"],
+        class_weights=kw["class_weights"],
+        ignore_index=kw["ignore_index"],
+        eps=eps,
+        z=z,
+        reduction=reduction,
     )
     if fast:
         value, (dh, dw, db) = vg(HID, W, y, chunk_size=chunk, **kw)
@@ -94,8 +116,9 @@ def test_matches_torch_autograd(fast, reduction, chunk, bias, cw, ign, opts):
         assert db is None
     assert isinstance(value, np.ndarray) and value.shape == ((N,) if reduction == "none" else ())
     # the value alone equals the value of value_and_grad
-    np.testing.assert_allclose(linear_cross_entropy(HID, W, y, chunk_size=chunk, **kw), value,
-                               rtol=1e-13)
+    np.testing.assert_allclose(
+        linear_cross_entropy(HID, W, y, chunk_size=chunk, **kw), value, rtol=1e-13
+    )
 
 
 def test_equals_unfused_infoloss_float32():
@@ -132,7 +155,7 @@ def test_float16_accumulates_in_float32():
     value, (dh, dw, _) = vg(h16, w16, Y)
     assert value.dtype == np.float16 and dh.dtype == np.float16 and dw.dtype == np.float16
     h32, w32 = h16.astype(np.float32), w16.astype(np.float32)
-    ref, (rdh, rdw, _) = vg(h32, w32, Y)
+    ref, (_, rdw, _) = vg(h32, w32, Y)
     np.testing.assert_allclose(value.astype(np.float32), ref, rtol=2e-3)
     np.testing.assert_allclose(dw.astype(np.float32), rdw, rtol=5e-3, atol=1e-4)
 

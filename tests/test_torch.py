@@ -126,10 +126,16 @@ def test_functorch_transforms_use_the_generic_path():
 # the option grid against F.cross_entropy and the generic path
 # ------------------------------------------------------------------------------------------------
 
-GRID = list(itertools.product(
-    [torch.float32, torch.float64], ["contiguous", "strided"], [False, True], [False, True],
-    [0.0, 0.1], ["none", "sum", "mean"],
-))
+GRID = list(
+    itertools.product(
+        [torch.float32, torch.float64],
+        ["contiguous", "strided"],
+        [False, True],
+        [False, True],
+        [0.0, 0.1],
+        ["none", "sum", "mean"],
+    )
+)
 
 
 @pytest.mark.parametrize("dtype,layout,weighted,ignore,eps,red", GRID)
@@ -140,8 +146,13 @@ def test_sparse_grid(dtype, layout, weighted, ignore, eps, red):
 
     def ours(t):
         return infoloss.sparse_softmax_cross_entropy(
-            t, y, class_weights=w, ignore_index=IGN if ignore else None, label_smoothing=eps,
-            reduction=red)
+            t,
+            y,
+            class_weights=w,
+            ignore_index=IGN if ignore else None,
+            label_smoothing=eps,
+            reduction=red,
+        )
 
     def theirs(t):
         return F.cross_entropy(t, y, weight=w, ignore_index=IGN, label_smoothing=eps, reduction=red)
@@ -168,8 +179,10 @@ def test_cross_entropy_module_matches_torch(dtype, layout, weighted, ignore, eps
     close(g, gt, TORCH_TOL[dtype])
 
 
-@pytest.mark.parametrize("dtype,layout,weighted,eps,red", sorted(
-    {(d, lay, w, e, r) for d, lay, w, _, e, r in GRID}, key=str))
+@pytest.mark.parametrize(
+    "dtype,layout,weighted,eps,red",
+    sorted({(d, lay, w, e, r) for d, lay, w, _, e, r in GRID}, key=str),
+)
 def test_dense_grid(dtype, layout, weighted, eps, red):
     x = _logits(dtype, layout)
     p = _probs(dtype)
@@ -182,8 +195,9 @@ def test_dense_grid(dtype, layout, weighted, eps, red):
     close(g, gt, TORCH_TOL[dtype])
 
     def ours(t):
-        return infoloss.softmax_cross_entropy(t, p, class_weights=w, label_smoothing=eps,
-                                              z_loss=0.01, reduction=red)
+        return infoloss.softmax_cross_entropy(
+            t, p, class_weights=w, label_smoothing=eps, z_loss=0.01, reduction=red
+        )
 
     v, g = value_and_autograd(ours, x)
     vg, gg = generic(ours, x)
@@ -196,10 +210,18 @@ def test_dense_one_hot_equals_sparse_under_autograd():
     y = _labels(ignore=False)
     w = torch.rand(C, dtype=torch.float64) + 0.5
     oh = F.one_hot(y, C).double()
-    a = value_and_autograd(lambda t: infoloss.softmax_cross_entropy(
-        t, oh, class_weights=w, label_smoothing=0.1, reduction="mean"), x)
-    b = value_and_autograd(lambda t: infoloss.sparse_softmax_cross_entropy(
-        t, y, class_weights=w, label_smoothing=0.1, reduction="mean"), x)
+    a = value_and_autograd(
+        lambda t: infoloss.softmax_cross_entropy(
+            t, oh, class_weights=w, label_smoothing=0.1, reduction="mean"
+        ),
+        x,
+    )
+    b = value_and_autograd(
+        lambda t: infoloss.sparse_softmax_cross_entropy(
+            t, y, class_weights=w, label_smoothing=0.1, reduction="mean"
+        ),
+        x,
+    )
     close(a[0], b[0], TOL[torch.float64])
     close(a[1], b[1], TOL[torch.float64])
 
@@ -236,6 +258,7 @@ def test_z_loss_matches_generic(dtype):
     x = _logits(dtype, "strided")
     y = _labels(ignore=True)
     for red in ("none", "mean"):
+
         def fn(t, red=red):
             return CrossEntropyLoss(z_loss=1e-2, label_smoothing=0.1, reduction=red)(t, y)
 
@@ -248,18 +271,26 @@ def test_z_loss_matches_generic(dtype):
 # sigmoid
 # ------------------------------------------------------------------------------------------------
 
-BCE_GRID = list(itertools.product(
-    [torch.float32, torch.float64], ["contiguous", "strided"], [None, "class", "example"],
-    [False, True], ["none", "sum", "mean"],
-))
+BCE_GRID = list(
+    itertools.product(
+        [torch.float32, torch.float64],
+        ["contiguous", "strided"],
+        [None, "class", "example"],
+        [False, True],
+        ["none", "sum", "mean"],
+    )
+)
 
 
 @pytest.mark.parametrize("dtype,layout,weight,pos,red", BCE_GRID)
 def test_bce_grid(dtype, layout, weight, pos, red):
     x = _logits(dtype, layout)
     y = (torch.rand(N, C, generator=torch.Generator().manual_seed(4)) > 0.6).to(dtype)
-    w = {None: None, "class": torch.rand(C, dtype=dtype) + 0.5,
-         "example": torch.rand(N, 1, dtype=dtype) + 0.5}[weight]
+    w = {
+        None: None,
+        "class": torch.rand(C, dtype=dtype) + 0.5,
+        "example": torch.rand(N, 1, dtype=dtype) + 0.5,
+    }[weight]
     pw = torch.rand(C, dtype=dtype) * 3 if pos else None
     kw = dict(weight=w, pos_weight=pw, reduction=red)
     v, g = value_and_autograd(lambda t: BCEWithLogitsLoss(**kw)(t, y), x)
@@ -268,8 +299,9 @@ def test_bce_grid(dtype, layout, weight, pos, red):
     close(g, gt, TORCH_TOL[dtype])
 
     def ours(t):
-        return infoloss.sigmoid_cross_entropy(t, y, pos_weight=pw, sample_weights=w,
-                                              label_smoothing=0.1, reduction=red)
+        return infoloss.sigmoid_cross_entropy(
+            t, y, pos_weight=pw, sample_weights=w, label_smoothing=0.1, reduction=red
+        )
 
     a, b = value_and_autograd(ours, x), generic(ours, x)
     close(a[0], b[0], TOL[dtype])
@@ -297,7 +329,8 @@ def test_no_grad_and_no_requires_grad(red, monkeypatch):
     wants = []
     real = it._softmax_ce
     monkeypatch.setattr(
-        it, "_softmax_ce", lambda *a, **k: wants.append(k["want_grad"]) or real(*a, **k))
+        it, "_softmax_ce", lambda *a, **k: wants.append(k["want_grad"]) or real(*a, **k)
+    )
     x = _logits(torch.float32)
     y = _labels()
     ref = F.cross_entropy(x.detach(), y, reduction=red)
@@ -308,8 +341,11 @@ def test_no_grad_and_no_requires_grad(red, monkeypatch):
     v = infoloss.sparse_softmax_cross_entropy(x.detach(), y, reduction=red)
     assert not v.requires_grad
     with torch.inference_mode():
-        close(infoloss.sparse_softmax_cross_entropy(x, y, reduction=red), ref,
-              TORCH_TOL[torch.float32])
+        close(
+            infoloss.sparse_softmax_cross_entropy(x, y, reduction=red),
+            ref,
+            TORCH_TOL[torch.float32],
+        )
     if FAST:
         assert wants == [False, False, False]  # no gradient work when none is needed
         infoloss.sparse_softmax_cross_entropy(x, y, reduction=red)
@@ -360,8 +396,8 @@ def test_double_backward_works(red):
     w = torch.rand(C, dtype=torch.float64) + 0.5
     fns = [
         lambda t: infoloss.sparse_softmax_cross_entropy(
-            t, y, class_weights=w, ignore_index=IGN, label_smoothing=0.1, z_loss=0.1,
-            reduction=red),
+            t, y, class_weights=w, ignore_index=IGN, label_smoothing=0.1, z_loss=0.1, reduction=red
+        ),
         lambda t: infoloss.softmax_cross_entropy(t, p, class_weights=w, reduction=red),
         lambda t: infoloss.sigmoid_cross_entropy(t, yb, pos_weight=w, reduction=red),
     ]
@@ -386,8 +422,9 @@ def test_half_precision_computed_in_float32(dtype):
     y = _labels(ignore=True)
 
     def fn(t):
-        return infoloss.sparse_softmax_cross_entropy(t, y, ignore_index=IGN, reduction="mean",
-                                                     label_smoothing=0.1)
+        return infoloss.sparse_softmax_cross_entropy(
+            t, y, ignore_index=IGN, reduction="mean", label_smoothing=0.1
+        )
 
     v, g = value_and_autograd(fn, x)
     assert v.dtype == dtype and g.dtype == dtype
@@ -506,8 +543,12 @@ def test_training_matches_pytorch(dtype):
     yb = (torch.rand(32, C, generator=torch.Generator().manual_seed(8)) > 0.5).to(dtype)
     tol = dict(rtol=1e-5, atol=1e-6) if dtype == torch.float32 else TORCH_TOL[dtype]
     cases = [
-        (dict(weight=w, ignore_index=IGN, label_smoothing=0.1), y,
-         CrossEntropyLoss, torch.nn.CrossEntropyLoss),
+        (
+            dict(weight=w, ignore_index=IGN, label_smoothing=0.1),
+            y,
+            CrossEntropyLoss,
+            torch.nn.CrossEntropyLoss,
+        ),
         (dict(weight=w, label_smoothing=0.1), p, CrossEntropyLoss, torch.nn.CrossEntropyLoss),
         (dict(weight=w, pos_weight=w * 2), yb, BCEWithLogitsLoss, torch.nn.BCEWithLogitsLoss),
     ]
@@ -520,15 +561,18 @@ def test_training_matches_pytorch(dtype):
 def test_modules_mirror_pytorch_surface():
     import inspect
 
-    for ours, theirs in ((CrossEntropyLoss, torch.nn.CrossEntropyLoss),
-                         (BCEWithLogitsLoss, torch.nn.BCEWithLogitsLoss)):
+    for ours, theirs in (
+        (CrossEntropyLoss, torch.nn.CrossEntropyLoss),
+        (BCEWithLogitsLoss, torch.nn.BCEWithLogitsLoss),
+    ):
         po = inspect.signature(ours).parameters
         pt = inspect.signature(theirs).parameters
         # every PyTorch argument exists, in the same position, with the same default
         assert list(po)[: len(pt)] == list(pt)
         for name, p in pt.items():
             assert po[name].default == p.default or (
-                isinstance(p.default, float) and po[name].default == p.default), name
+                isinstance(p.default, float) and po[name].default == p.default
+            ), name
     m = CrossEntropyLoss(torch.ones(C), label_smoothing=0.1, z_loss=1e-4)
     assert "weight" in dict(m.named_buffers())
     assert m.double().weight.dtype == torch.float64

@@ -24,9 +24,18 @@ def _callback_loss() -> Any:
     from .losses import _softmax_ce
 
     def host(x: Any, y: Any) -> tuple[Any, Any]:
-        v, g = _softmax_ce(np.asarray(x), np.asarray(y), axis=-1, class_weights=None,
-                           sample_weights=None, label_smoothing=0.0, z_loss=0.0,
-                           reduction="mean", sparse=True, want_grad=True)
+        v, g = _softmax_ce(
+            np.asarray(x),
+            np.asarray(y),
+            axis=-1,
+            class_weights=None,
+            sample_weights=None,
+            label_smoothing=0.0,
+            z_loss=0.0,
+            reduction="mean",
+            sparse=True,
+            want_grad=True,
+        )
         return np.asarray(v, np.float32), np.asarray(g, np.float32)
 
     def fused(x: Any, y: Any) -> tuple[Any, Any]:
@@ -65,8 +74,9 @@ def time_jax_callback(n: int, c: int, repeat: int) -> dict[str, Any]:
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.standard_normal((n, c), dtype=np.float32))
     y = jnp.asarray(rng.integers(0, c, n, dtype=np.int32))
-    xla = jax.jit(jax.value_and_grad(
-        lambda x, y: sparse_softmax_cross_entropy(x, y, reduction="mean")))
+    xla = jax.jit(
+        jax.value_and_grad(lambda x, y: sparse_softmax_cross_entropy(x, y, reduction="mean"))
+    )
     cb = jax.jit(jax.value_and_grad(_callback_loss()))
     outs = {}
     times: dict[str, list[float]] = {"xla": [], "callback": []}
@@ -79,8 +89,14 @@ def time_jax_callback(n: int, c: int, repeat: int) -> dict[str, Any]:
             times[name].append(time.perf_counter() - t0)
     diff = float(np.max(np.abs(np.asarray(outs["xla"][1]) - np.asarray(outs["callback"][1]))))
     xla_ms, cb_ms = 1e3 * min(times["xla"]), 1e3 * min(times["callback"])
-    return {"shape": [n, c], "repeat": int(repeat), "xla_ms": xla_ms, "callback_ms": cb_ms,
-            "speedup": xla_ms / cb_ms, "max_abs_grad_diff": diff}
+    return {
+        "shape": [n, c],
+        "repeat": int(repeat),
+        "xla_ms": xla_ms,
+        "callback_ms": cb_ms,
+        "speedup": xla_ms / cb_ms,
+        "max_abs_grad_diff": diff,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,9 +104,11 @@ def main(argv: list[str] | None = None) -> int:
     args = [int(a) for a in (sys.argv[1:] if argv is None else argv)]
     n, c = (args[0], args[1]) if len(args) >= 2 else (4096, 32000)
     r = time_jax_callback(n, c, args[2] if len(args) >= 3 else 5)
-    print(f"JAX value_and_grad, sparse softmax CE mean, ({n}, {c}) float32: "
-          f"XLA {r['xla_ms']:.1f} ms, "
-          f"numba via pure_callback {r['callback_ms']:.1f} ms, speedup {r['speedup']:.2f}x")
+    print(
+        f"JAX value_and_grad, sparse softmax CE mean, ({n}, {c}) float32: "
+        f"XLA {r['xla_ms']:.1f} ms, "
+        f"numba via pure_callback {r['callback_ms']:.1f} ms, speedup {r['speedup']:.2f}x"
+    )
     return 0
 
 

@@ -108,21 +108,33 @@ def run_variant(variant: str, n: int, h: int, v: int, repeat: int) -> dict[str, 
     env = dict(os.environ)
     proc = subprocess.run(
         [sys.executable, "-c", _CHILD, variant, str(n), str(h), str(v), str(repeat)],
-        capture_output=True, text=True, env=env, check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
     )
     if proc.returncode != 0:
         return {"variant": variant, "error": proc.stderr.strip().splitlines()[-1:] or ["failed"]}
-    return json.loads(proc.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def bench(n: int, h: int, v: int, repeat: int, variants: tuple[str, ...] = VARIANTS) -> dict[str, Any]:
+def bench(
+    n: int, h: int, v: int, repeat: int, variants: tuple[str, ...] = VARIANTS
+) -> dict[str, Any]:
     """Run every available variant at (n, h, v) float32 and compute the ratios to the fused one."""
     rows = {}
     for name in variants:
         if available(name):
             rows[name] = run_variant(name, n, h, v, repeat)
     logits_mb = 2 * n * v * 4 / 2**20  # logits + their gradient, float32
-    return {"n": n, "h": h, "v": v, "repeat": repeat, "logits_plus_grad_mb": logits_mb, "rows": rows}
+    return {
+        "n": n,
+        "h": h,
+        "v": v,
+        "repeat": repeat,
+        "logits_plus_grad_mb": logits_mb,
+        "rows": rows,
+    }
 
 
 def format_table(result: dict[str, Any]) -> str:

@@ -91,7 +91,10 @@ def torch_enabled(logits: Any, *others: Any) -> bool:
     if torch is None or not isinstance(logits, torch.Tensor):
         return False
     if logits.device.type != "cpu" or logits.dtype not in (
-        torch.float32, torch.float64, torch.float16, torch.bfloat16
+        torch.float32,
+        torch.float64,
+        torch.float16,
+        torch.bfloat16,
     ):
         return False
     for t in others:

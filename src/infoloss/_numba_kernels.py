@@ -76,9 +76,9 @@ _FP = {"nsz", "arcp", "contract", "afn"}
 # Helpers with reductions (max, sums) get `reassoc`; everything else, including the parallel
 # kernels' scalar per-row arithmetic (where `reassoc` could turn (m − x_y) + log S into
 # m − (x_y − log S) and lose a small loss), is compiled without it.
-_JIT = {"cache": True, "fastmath": _F, "error_model": "numpy", "nogil": True}
-_JIT_NR = dict(_JIT, fastmath=_FP)
-_PJIT = dict(_JIT_NR, parallel=True)
+_JIT: dict[str, Any] = {"cache": True, "fastmath": _F, "error_model": "numpy", "nogil": True}
+_JIT_NR: dict[str, Any] = dict(_JIT, fastmath=_FP)
+_PJIT: dict[str, Any] = dict(_JIT_NR, parallel=True)
 
 
 def num_threads() -> int:
@@ -94,13 +94,13 @@ def _float_suffix(t: ir.Type) -> str:
 
 
 @intrinsic
-def _fmaximum(typingctx, a, b):  # type: ignore[no-untyped-def]
+def _fmaximum(typingctx, a, b):
     """``llvm.maximum``: IEEE maximum that propagates NaN; vectorizes as a reduction (vmaxps)."""
     if not (isinstance(a, types.Float) and a == b):
         return None
     sig = a(a, b)
 
-    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+    def codegen(context, builder, signature, args):
         t = args[0].type
         fn = cgutils.get_or_insert_function(
             builder.module, ir.FunctionType(t, [t, t]), "llvm.maximum" + _float_suffix(t)
@@ -111,27 +111,27 @@ def _fmaximum(typingctx, a, b):  # type: ignore[no-untyped-def]
 
 
 @intrinsic
-def _where(typingctx, cond, a, b):  # type: ignore[no-untyped-def]
+def _where(typingctx, cond, a, b):
     """``a if cond else b`` as one LLVM ``select`` (a Python conditional expression becomes
     branches, which can keep a loop from vectorizing)."""
     if not (isinstance(cond, types.Boolean) and a == b):
         return None
     sig = a(cond, a, b)
 
-    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+    def codegen(context, builder, signature, args):
         return builder.select(args[0], args[1], args[2])
 
     return sig, codegen
 
 
 @intrinsic
-def _rint(typingctx, a):  # type: ignore[no-untyped-def]
+def _rint(typingctx, a):
     """``llvm.rint`` (round half to even in the default mode; vroundps)."""
     if not isinstance(a, types.Float):
         return None
     sig = a(a)
 
-    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+    def codegen(context, builder, signature, args):
         t = args[0].type
         fn = cgutils.get_or_insert_function(
             builder.module, ir.FunctionType(t, [t]), "llvm.rint" + _float_suffix(t)
@@ -142,13 +142,13 @@ def _rint(typingctx, a):  # type: ignore[no-untyped-def]
 
 
 @intrinsic
-def _bits_f32(typingctx, k):  # type: ignore[no-untyped-def]
+def _bits_f32(typingctx, k):
     """Reinterpret the low 32 bits of an integer as a float32."""
     if not isinstance(k, types.Integer):
         return None
     sig = types.float32(k)
 
-    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+    def codegen(context, builder, signature, args):
         v = args[0]
         if v.type.width > 32:
             v = builder.trunc(v, ir.IntType(32))
@@ -160,13 +160,13 @@ def _bits_f32(typingctx, k):  # type: ignore[no-untyped-def]
 
 
 @intrinsic
-def _bits_f64(typingctx, k):  # type: ignore[no-untyped-def]
+def _bits_f64(typingctx, k):
     """Reinterpret a 64-bit integer as a float64."""
     if not isinstance(k, types.Integer):
         return None
     sig = types.float64(k)
 
-    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+    def codegen(context, builder, signature, args):
         v = args[0]
         if v.type.width < 64:
             v = builder.sext(v, ir.IntType(64))
@@ -179,26 +179,26 @@ def _bits_f64(typingctx, k):  # type: ignore[no-untyped-def]
 
 
 @intrinsic
-def _f32_bits(typingctx, v):  # type: ignore[no-untyped-def]
+def _f32_bits(typingctx, v):
     """Reinterpret a float32 as an int32."""
     if v != types.float32:
         return None
     sig = types.int32(v)
 
-    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+    def codegen(context, builder, signature, args):
         return builder.bitcast(args[0], ir.IntType(32))
 
     return sig, codegen
 
 
 @intrinsic
-def _f64_bits(typingctx, v):  # type: ignore[no-untyped-def]
+def _f64_bits(typingctx, v):
     """Reinterpret a float64 as an int64."""
     if v != types.float64:
         return None
     sig = types.int64(v)
 
-    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+    def codegen(context, builder, signature, args):
         return builder.bitcast(args[0], ir.IntType(64))
 
     return sig, codegen
@@ -215,7 +215,7 @@ _M64 = 6755399441055744.0  # 1.5 * 2^52
 
 
 @njit(cache=True, fastmath=_FP, error_model="numpy")
-def _exp32(x):  # type: ignore[no-untyped-def]
+def _exp32(x):
     mg = np.float32(_M32)
     kb = x * np.float32(1.44269504088896341) + mg
     kf = kb - mg
@@ -235,7 +235,7 @@ def _exp32(x):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, fastmath=_FP, error_model="numpy")
-def _exp64_neg(x):  # type: ignore[no-untyped-def]
+def _exp64_neg(x):
     mg = _M64
     kb = x * 1.4426950408889634074 + mg
     kf = kb - mg
@@ -261,7 +261,7 @@ def _exp64_neg(x):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, fastmath=_FP, error_model="numpy")
-def _log1p_unit32(t):  # type: ignore[no-untyped-def]
+def _log1p_unit32(t):
     # log1p(t) for t in [0, 1]: 2 atanh(s), s = t/(2+t) in [0, 1/3]; full relative accuracy
     # for tiny t. Series in w = s^2 to w^6: truncation < 1.5e-8 relative.
     s = t / (np.float32(2.0) + t)
@@ -276,7 +276,7 @@ def _log1p_unit32(t):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, fastmath=_FP, error_model="numpy")
-def _log1p_unit64(t):  # type: ignore[no-untyped-def]
+def _log1p_unit64(t):
     s = t / (2.0 + t)
     w = s * s  # series to w^16: truncation < 2e-17 relative
     p = 1.0 / 33.0
@@ -298,13 +298,13 @@ def _log1p_unit64(t):  # type: ignore[no-untyped-def]
     return (s + s) + (s + s) * (w * p)
 
 
-def _vexp(x):  # type: ignore[no-untyped-def]  # pragma: no cover - replaced by the overload
+def _vexp(x):  # pragma: no cover - replaced by the overload
     """exp(x) for x <= 0 in the dtype of x (vectorizable polynomial)."""
     raise NotImplementedError
 
 
 @overload(_vexp, jit_options={"fastmath": _FP, "error_model": "numpy"})
-def _vexp_ov(x):  # type: ignore[no-untyped-def]
+def _vexp_ov(x):
     if x == types.float32:
         return lambda x: _exp32(x)
     if x == types.float64:
@@ -312,12 +312,12 @@ def _vexp_ov(x):  # type: ignore[no-untyped-def]
     return None
 
 
-def _vlog1p_unit(x):  # type: ignore[no-untyped-def]  # pragma: no cover
+def _vlog1p_unit(x):  # pragma: no cover
     raise NotImplementedError
 
 
 @overload(_vlog1p_unit, jit_options={"fastmath": _FP, "error_model": "numpy"})
-def _vlog1p_unit_ov(x):  # type: ignore[no-untyped-def]
+def _vlog1p_unit_ov(x):
     if x == types.float32:
         return lambda x: _log1p_unit32(x)
     if x == types.float64:
@@ -325,12 +325,12 @@ def _vlog1p_unit_ov(x):  # type: ignore[no-untyped-def]
     return None
 
 
-def _like(v, ref):  # type: ignore[no-untyped-def]  # pragma: no cover
+def _like(v, ref):  # pragma: no cover
     raise NotImplementedError
 
 
 @overload(_like, inline="always")
-def _like_ov(v, ref):  # type: ignore[no-untyped-def]
+def _like_ov(v, ref):
     """``v`` converted to the float type of the scalar ``ref``."""
     if ref == types.float32:
         return lambda v, ref: np.float32(v)
@@ -342,7 +342,7 @@ def _like_ov(v, ref):  # type: ignore[no-untyped-def]
 
 
 @njit(**_JIT)
-def _row_max(xr):  # type: ignore[no-untyped-def]
+def _row_max(xr):
     m = xr[0]
     for j in range(xr.shape[0]):
         m = _fmaximum(m, xr[j])
@@ -359,14 +359,14 @@ _BLK = 512
 
 
 @njit(cache=True, fastmath=_FP, error_model="numpy")
-def _d_plus(a, b, c):  # type: ignore[no-untyped-def]
+def _d_plus(a, b, c):
     """(a − b) + c in exactly this order: compiled without `reassoc`, so LLVM cannot rewrite
     (count − 1) + Σ into (count + Σ) − 1, which would lose the digits of a tiny Σ."""
     return (a - b) + c
 
 
 @njit(cache=True, fastmath=_FP, error_model="numpy")
-def _sub_nr(a, b):  # type: ignore[no-untyped-def]
+def _sub_nr(a, b):
     """a − b, compiled without `reassoc` so that a reduction Σ (e_j − [x_j = m]) is never split
     into Σ e_j − Σ [x_j = m] (which would put the 1.0 of the maximum back into the sum)."""
     return a - b
@@ -377,7 +377,7 @@ def _sub_nr(a, b):  # type: ignore[no-untyped-def]
 
 
 @njit(**_JIT)
-def _exp_sum(xr, m):  # type: ignore[no-untyped-def]
+def _exp_sum(xr, m):
     """(S, S − 1) for one row with a finite max m."""
     n = xr.shape[0]
     s = 0.0
@@ -398,7 +398,7 @@ def _exp_sum(xr, m):  # type: ignore[no-untyped-def]
 
 
 @njit(**_JIT)
-def _exp_store_sum(xr, m, out):  # type: ignore[no-untyped-def]
+def _exp_store_sum(xr, m, out):
     """Like :func:`_exp_sum`, also storing exp(x_j − m) into ``out``."""
     n = xr.shape[0]
     s = 0.0
@@ -420,26 +420,26 @@ def _exp_store_sum(xr, m, out):  # type: ignore[no-untyped-def]
 
 
 @njit(**_JIT_NR)
-def _scale(out, a):  # type: ignore[no-untyped-def]
+def _scale(out, a):
     for j in range(out.shape[0]):
         out[j] = out[j] * a
 
 
 @njit(**_JIT_NR)
-def _scale_shift(out, a, b):  # type: ignore[no-untyped-def]
+def _scale_shift(out, a, b):
     for j in range(out.shape[0]):
         out[j] = out[j] * a - b
 
 
 @njit(**_JIT_NR)
-def _scale_shift_w(out, a, b, w):  # type: ignore[no-untyped-def]
+def _scale_shift_w(out, a, b, w):
     # out = a*out - b*w, w float64 (C,) class weights
     for j in range(out.shape[0]):
         out[j] = out[j] * a - _like(b * w[j], a)
 
 
 @njit(**_JIT)
-def _gap_sum(xr, m):  # type: ignore[no-untyped-def]
+def _gap_sum(xr, m):
     """Σ_j (m − x_j) in float64 (each term ≥ 0; +inf for a −inf logit)."""
     s = 0.0
     mm = np.float64(m)
@@ -449,7 +449,7 @@ def _gap_sum(xr, m):  # type: ignore[no-untyped-def]
 
 
 @njit(**_JIT)
-def _gap_sum_w(xr, m, w):  # type: ignore[no-untyped-def]
+def _gap_sum_w(xr, m, w):
     """Σ_{w_j ≠ 0} w_j (m − x_j) in float64 (a zero weight times a −inf logit is 0)."""
     s = 0.0
     mm = np.float64(m)
@@ -460,20 +460,20 @@ def _gap_sum_w(xr, m, w):  # type: ignore[no-untyped-def]
 
 
 @njit(**_JIT_NR)
-def _fill(out, v):  # type: ignore[no-untyped-def]
+def _fill(out, v):
     for j in range(out.shape[0]):
         out[j] = v
 
 
 @njit(**_JIT_NR)
-def _exp_shift_store(xr, off, out):  # type: ignore[no-untyped-def]
+def _exp_shift_store(xr, off, out):
     """Rare rows whose max is not finite: out_j = exp(x_j − off) (off = 0) with libm exp."""
     for j in range(xr.shape[0]):
         out[j] = np.exp(np.float64(xr[j]) - off)
 
 
 @njit(**_JIT_NR)
-def _finite(m):  # type: ignore[no-untyped-def]
+def _finite(m):
     return m > -np.inf and m < np.inf
 
 
@@ -481,7 +481,7 @@ def _finite(m):  # type: ignore[no-untyped-def]
 
 
 @njit(**_PJIT)
-def _k_lse(xf, rs, n, c, out):  # type: ignore[no-untyped-def]
+def _k_lse(xf, rs, n, c, out):
     for i in prange(n):
         xr = xf[i * rs : i * rs + c]
         m = _row_max(xr)
@@ -492,7 +492,7 @@ def _k_lse(xf, rs, n, c, out):  # type: ignore[no-untyped-def]
 
 
 @njit(**_PJIT)
-def _k_softmax(xf, rs, n, c, log, out):  # type: ignore[no-untyped-def]
+def _k_softmax(xf, rs, n, c, log, out):
     for i in prange(n):
         xr = xf[i * rs : i * rs + c]
         orow = out[i]
@@ -548,6 +548,10 @@ def _rows_view(x: np.ndarray) -> tuple[np.ndarray, int]:
     length = (n - 1) * rs + c if n > 0 else 0
     flat = np.lib.stride_tricks.as_strided(x, shape=(length,), strides=(isz,), writeable=False)
     return flat, int(rs)
+
+
+def _gs(grad_scale: float | None) -> float:
+    return 0.0 if grad_scale is None else float(grad_scale)
 
 
 def _ro(a: np.ndarray) -> np.ndarray:
@@ -619,7 +623,7 @@ def _k_sparse_ce(
     gs,
     loss,
     g,
-):  # type: ignore[no-untyped-def]
+):
     for i in prange(n):
         y = lab[i]
         grow = g[i] if want_grad else g[0]
@@ -720,20 +724,20 @@ def sparse_softmax_ce(
         sumcw,
         sw,
         has_sw,
-        int(ignore_index) if has_ignore else 0,
-        has_ignore,  # type: ignore[arg-type]
+        0 if ignore_index is None else int(ignore_index),
+        has_ignore,
         float(label_smoothing),
         float(z_loss),
         want_grad,
-        float(grad_scale) if want_grad else 0.0,
+        _gs(grad_scale),
         loss,
         g,
-    )  # type: ignore[arg-type]
+    )
     return loss, (g if want_grad else None)
 
 
 @njit(**_JIT)
-def _target_stats(xr, yr, m, onem, epsc, cw, has_cw):  # type: ignore[no-untyped-def]
+def _target_stats(xr, yr, m, onem, epsc, cw, has_cw):
     """mass = Σ_j wt_j and gap = Σ_{wt_j ≠ 0} wt_j (m − x_j), wt_j = cw_j ((1−ε) y_j + ε/C)."""
     mass = 0.0
     gap = 0.0
@@ -752,7 +756,7 @@ def _target_stats(xr, yr, m, onem, epsc, cw, has_cw):  # type: ignore[no-untyped
 
 
 @njit(**_JIT_NR)  # no `reassoc`: keep the order of the terms
-def _dense_grad(grow, yr, f, rowf, inv, dm, onem, epsc, cw, has_cw):  # type: ignore[no-untyped-def]
+def _dense_grad(grow, yr, f, rowf, inv, dm, onem, epsc, cw, has_cw):
     """g_j = f (rowf q_j − wt_j) = f ((rowf e_j − wt_j) − (S − 1) wt_j) / S, in float64 so that
     q_j − t_j ≈ 0 for a confident one-hot target keeps its relative accuracy."""
     for j in range(grow.shape[0]):
@@ -763,7 +767,7 @@ def _dense_grad(grow, yr, f, rowf, inv, dm, onem, epsc, cw, has_cw):  # type: ig
 
 
 @njit(**_PJIT)
-def _k_dense_ce(xf, rs, yf, yrs, n, c, cw, has_cw, sw, has_sw, eps, z, want_grad, gs, loss, g):  # type: ignore[no-untyped-def]
+def _k_dense_ce(xf, rs, yf, yrs, n, c, cw, has_cw, sw, has_sw, eps, z, want_grad, gs, loss, g):
     onem = 1.0 - eps
     epsc = eps / c
     for i in prange(n):
@@ -839,7 +843,7 @@ def softmax_ce(
         float(label_smoothing),
         float(z_loss),
         want_grad,
-        float(grad_scale) if want_grad else 0.0,  # type: ignore[arg-type]
+        _gs(grad_scale),
         loss,
         g,
     )
@@ -850,7 +854,7 @@ def softmax_ce(
 
 
 @njit(**_JIT_NR)
-def _sig_elem(x, yv, pwj, o, e2):  # type: ignore[no-untyped-def]
+def _sig_elem(x, yv, pwj, o, e2):
     """(loss, dloss/dx) of one element, unweighted, in the dtype of x (branch-free)."""
     z0 = _like(0.0, x)
     one = _like(1.0, x)
@@ -871,14 +875,14 @@ def _sig_elem(x, yv, pwj, o, e2):  # type: ignore[no-untyped-def]
 
 
 @njit(**_JIT)
-def _sig_row_el(xr, yr, pw, swr, rw, o, e2, lrow):  # type: ignore[no-untyped-def]
+def _sig_row_el(xr, yr, pw, swr, rw, o, e2, lrow):
     for j in range(xr.shape[0]):
         le, _ = _sig_elem(xr[j], yr[j], pw[j], o, e2)
         lrow[j] = le * _like(swr[j] * rw, o)
 
 
 @njit(**_JIT)
-def _sig_row_el_g(xr, yr, pw, swr, rw, gs, o, e2, lrow, grow):  # type: ignore[no-untyped-def]
+def _sig_row_el_g(xr, yr, pw, swr, rw, gs, o, e2, lrow, grow):
     for j in range(xr.shape[0]):
         le, g = _sig_elem(xr[j], yr[j], pw[j], o, e2)
         w = _like(swr[j] * rw, o)
@@ -887,7 +891,7 @@ def _sig_row_el_g(xr, yr, pw, swr, rw, gs, o, e2, lrow, grow):  # type: ignore[n
 
 
 @njit(**_JIT)
-def _sig_row_sum(xr, yr, pw, swr, rw, o, e2):  # type: ignore[no-untyped-def]
+def _sig_row_sum(xr, yr, pw, swr, rw, o, e2):
     acc = 0.0
     for j in range(xr.shape[0]):
         le, _ = _sig_elem(xr[j], yr[j], pw[j], o, e2)
@@ -896,7 +900,7 @@ def _sig_row_sum(xr, yr, pw, swr, rw, o, e2):  # type: ignore[no-untyped-def]
 
 
 @njit(**_JIT)
-def _sig_row_sum_g(xr, yr, pw, swr, rw, gs, o, e2, grow):  # type: ignore[no-untyped-def]
+def _sig_row_sum_g(xr, yr, pw, swr, rw, gs, o, e2, grow):
     acc = 0.0
     for j in range(xr.shape[0]):
         le, g = _sig_elem(xr[j], yr[j], pw[j], o, e2)
@@ -926,7 +930,7 @@ def _k_sigmoid_ce(
     lsum,
     lel,
     g,
-):  # type: ignore[no-untyped-def]
+):
     # pw: (C,) in the dtype of x (ones when absent); per-element weights are read from
     # swf[i*srs : i*srs + C], or the row weight swf[i*srs] times `ones` when sw_per_row.
     o = _like(1.0 - eps, xf[0])
@@ -1013,7 +1017,7 @@ def sigmoid_ce(
         ones,
         float(label_smoothing),
         want_grad,
-        float(grad_scale) if want_grad else 0.0,
+        _gs(grad_scale),
         bool(elementwise),
         lsum,
         lel,
@@ -1026,7 +1030,7 @@ def sigmoid_ce(
 
 
 @njit(**_JIT)
-def _ent_block(xr, b0, b1, m, grow, want_grad):  # type: ignore[no-untyped-def]
+def _ent_block(xr, b0, b1, m, grow, want_grad):
     """One block of :func:`_ent_sum`: (Σ (e_j − [x_j = m]), Σ [x_j = m], Σ e_j (m − x_j))."""
     z0 = _like(0.0, m)
     t = z0
@@ -1056,7 +1060,7 @@ def _ent_block(xr, b0, b1, m, grow, want_grad):  # type: ignore[no-untyped-def]
 
 
 @njit(**_JIT)
-def _ent_sum(xr, grow, m, want_grad):  # type: ignore[no-untyped-def]
+def _ent_sum(xr, grow, m, want_grad):
     """(S, S − 1, U): S and S − 1 as in :func:`_exp_sum`, U = Σ_{e_j>0} e_j (m − x_j);
     e_j = exp(x_j − m) is stored into ``grow`` when the gradient is wanted."""
     n = xr.shape[0]
@@ -1072,7 +1076,7 @@ def _ent_sum(xr, grow, m, want_grad):  # type: ignore[no-untyped-def]
 
 
 @njit(**_PJIT)
-def _k_entropy(xf, rs, n, c, want_grad, gs, h, g):  # type: ignore[no-untyped-def]
+def _k_entropy(xf, rs, n, c, want_grad, gs, h, g):
     for i in prange(n):
         xr = xf[i * rs : i * rs + c]
         grow = g[i] if want_grad else g[0]
@@ -1130,7 +1134,7 @@ def softmax_entropy_rows(
             n,
             c,
             want_grad,
-            float(grad_scale) if want_grad else 0.0,
+            _gs(grad_scale),
             h,
             g,
         )
@@ -1138,7 +1142,7 @@ def softmax_entropy_rows(
 
 
 @njit(**_JIT)
-def _offsets(xr):  # type: ignore[no-untyped-def]
+def _offsets(xr):
     """(off, S, finite): log-probabilities are (x_j − off) − log S, probabilities
     exp(x_j − off)/S. A float64 exp for both dtypes (accuracy of KL when p ≈ q). A row without a
     finite max gets off = 0, S = 1 (the generic path's x − finite_or_zero(lse))."""
@@ -1153,7 +1157,7 @@ def _offsets(xr):  # type: ignore[no-untyped-def]
 
 
 @njit(**_JIT)
-def _kl_sum(ar, br, oa, ob, c0):  # type: ignore[no-untyped-def]
+def _kl_sum(ar, br, oa, ob, c0):
     """Σ_{p_j>0} e^(a_j − oa) ((a_j − oa) − (b_j − ob) − c0), row of `a` with a finite max."""
     u = 0.0
     for j in range(ar.shape[0]):
@@ -1164,7 +1168,7 @@ def _kl_sum(ar, br, oa, ob, c0):  # type: ignore[no-untyped-def]
 
 
 @njit(**_JIT)
-def _kl_sum_slow(ar, br, oa, ob, c0):  # type: ignore[no-untyped-def]
+def _kl_sum_slow(ar, br, oa, ob, c0):
     u = 0.0
     for j in range(ar.shape[0]):
         da = np.float64(ar[j]) - oa
@@ -1174,7 +1178,7 @@ def _kl_sum_slow(ar, br, oa, ob, c0):  # type: ignore[no-untyped-def]
 
 
 @njit(**_JIT_NR)
-def _kl_grad(ar, br, oa, ob, c0, inva, invb, raw, gs, gar, gbr):  # type: ignore[no-untyped-def]
+def _kl_grad(ar, br, oa, ob, c0, inva, invb, raw, gs, gar, gbr):
     for j in range(ar.shape[0]):
         da = np.float64(ar[j]) - oa
         db = np.float64(br[j]) - ob
@@ -1186,7 +1190,7 @@ def _kl_grad(ar, br, oa, ob, c0, inva, invb, raw, gs, gar, gbr):  # type: ignore
 
 
 @njit(**_JIT_NR)
-def _kl_grad_slow(ar, br, oa, ob, c0, inva, invb, raw, gs, gar, gbr):  # type: ignore[no-untyped-def]
+def _kl_grad_slow(ar, br, oa, ob, c0, inva, invb, raw, gs, gar, gbr):
     for j in range(ar.shape[0]):
         da = np.float64(ar[j]) - oa
         db = np.float64(br[j]) - ob
@@ -1198,7 +1202,7 @@ def _kl_grad_slow(ar, br, oa, ob, c0, inva, invb, raw, gs, gar, gbr):  # type: i
 
 
 @njit(**_PJIT)
-def _k_kl(af, ars, bf, brs, n, c, want_grad, gs, kl, ga, gb):  # type: ignore[no-untyped-def]
+def _k_kl(af, ars, bf, brs, n, c, want_grad, gs, kl, ga, gb):
     for i in prange(n):
         ar = af[i * ars : i * ars + c]
         br = bf[i * brs : i * brs + c]
@@ -1249,7 +1253,7 @@ def softmax_kl_rows(
             n,
             c,
             want_grad,
-            float(grad_scale) if want_grad else 0.0,
+            _gs(grad_scale),
             kl,
             ga,
             gb,

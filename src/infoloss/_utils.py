@@ -58,7 +58,9 @@ def namespace(*named: tuple[str, Any]) -> tuple[Namespace, list[Any]]:
         try:
             xp = array_namespace(*(v for _, v in arrays))
         except TypeError:
-            kinds = ", ".join(f"`{n}` is {type(v).__module__}.{type(v).__name__}" for n, v in arrays)
+            kinds = ", ".join(
+                f"`{n}` is {type(v).__module__}.{type(v).__name__}" for n, v in arrays
+            )
             raise InfolossTypeError(
                 f"all arrays must come from one array library; got {kinds}"
             ) from None
@@ -140,7 +142,7 @@ def compute_dtype(xp: Namespace, dtype: Any) -> Any:
     return xp.float32 if bits < 32 else dtype
 
 
-def upcast(xp: Namespace, x: Array | None, dtype: Any) -> Array | None:
+def upcast(xp: Namespace, x: Any, dtype: Any) -> Any:
     if x is None:
         return None
     if x.dtype == dtype:
@@ -148,12 +150,15 @@ def upcast(xp: Namespace, x: Array | None, dtype: Any) -> Array | None:
     return xp.astype(x, dtype)
 
 
-def as_float(xp: Namespace, x: Array | None, name: str, dtype: Any) -> Array | None:
+def as_float(xp: Namespace, x: Any, name: str, dtype: Any) -> Any:
     """Convert a weight-like array to ``dtype`` (it must be real: bool, integer or floating)."""
     if x is None:
         return None
-    if not (xp.isdtype(x.dtype, "real floating") or xp.isdtype(x.dtype, "integral")
-            or xp.isdtype(x.dtype, "bool")):
+    if not (
+        xp.isdtype(x.dtype, "real floating")
+        or xp.isdtype(x.dtype, "integral")
+        or xp.isdtype(x.dtype, "bool")
+    ):
         raise InfolossTypeError(f"`{name}` must hold real numbers; got {_dtype_name(x.dtype)}")
     return xp.astype(x, dtype) if x.dtype != dtype else x
 
@@ -165,7 +170,9 @@ def normalize_axis(axis: Any, ndim: int, name: str = "axis") -> int:
     if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
         raise InfolossError(f"`{name}` must be an integer; got {_short(axis)}")
     if ndim == 0:
-        raise InfolossError(f"`{name}`={axis} needs an array with at least one dimension; got a 0-d array")
+        raise InfolossError(
+            f"`{name}`={axis} needs an array with at least one dimension; got a 0-d array"
+        )
     if not -ndim <= axis < ndim:
         raise InfolossError(
             f"`{name}` must be in [{-ndim}, {ndim}) for an array of {ndim} dimensions; got {axis}"
@@ -195,7 +202,9 @@ def check_nonnegative(value: Any, name: str) -> float:
     try:
         v = float(value)
     except (TypeError, ValueError):
-        raise InfolossError(f"`{name}` must be a non-negative number; got {_short(value)}") from None
+        raise InfolossError(
+            f"`{name}` must be a non-negative number; got {_short(value)}"
+        ) from None
     if not v >= 0.0 or math.isinf(v):
         raise InfolossError(f"`{name}` must be a finite non-negative number; got {value}")
     return v
@@ -208,7 +217,9 @@ def log_base(base: Any) -> float | None:
     try:
         b = float(base)
     except (TypeError, ValueError):
-        raise InfolossError(f"`base` must be a positive number other than 1; got {_short(base)}") from None
+        raise InfolossError(
+            f"`base` must be a positive number other than 1; got {_short(base)}"
+        ) from None
     if not (b > 0.0) or b == 1.0 or math.isinf(b):
         raise InfolossError(f"`base` must be positive and different from 1; got {base}")
     return math.log(b)
@@ -220,12 +231,14 @@ def in_base(x: Array, lb: float | None) -> Array:
 
 def check_shape(x: Array, expected: Sequence[int], name: str, what: str) -> None:
     if tuple(x.shape) != tuple(expected):
-        raise InfolossError(f"`{name}` must have shape {tuple(expected)} ({what}); got {tuple(x.shape)}")
+        raise InfolossError(
+            f"`{name}` must have shape {tuple(expected)} ({what}); got {tuple(x.shape)}"
+        )
 
 
 def broadcast_pair(xp: Namespace, a: Array, b: Array, na: str, nb: str) -> tuple[Array, Array]:
     try:
-        return tuple(xp.broadcast_arrays(a, b))  # type: ignore[return-value]
+        return tuple(xp.broadcast_arrays(a, b))
     except (ValueError, RuntimeError, TypeError):
         raise InfolossError(
             f"`{na}` and `{nb}` must broadcast together; got shapes {tuple(a.shape)} and {tuple(b.shape)}"
@@ -240,7 +253,7 @@ def first_position(xp: Namespace, mask: Array) -> tuple[int, ...]:
 
 def check_probabilities(xp: Namespace, p: Array, name: str) -> None:
     """Probabilities must be non-negative and not nan (checked on concrete arrays only)."""
-    if not is_concrete(p) or p.size == 0:  # type: ignore[operator]
+    if not is_concrete(p) or p.size == 0:
         return
     bad = ~(p >= 0)
     if bool(xp.any(bad)):

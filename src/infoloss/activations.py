@@ -71,7 +71,9 @@ def _prepare(x: Any, axis: int | None) -> tuple[Namespace, Array, Any, int | Non
     if axis is not None:
         ax = normalize_axis(axis, x.ndim)
         if x.shape[ax] == 0:
-            raise InfolossError(f"`x` must have at least one class along `axis`={axis}; got shape {tuple(x.shape)}")
+            raise InfolossError(
+                f"`x` must have at least one class along `axis`={axis}; got shape {tuple(x.shape)}"
+            )
     return xp, x, compute_dtype(xp, x.dtype), ax
 
 

@@ -24,6 +24,7 @@ subprocesses, with an empty cache directory and then with that warm cache.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -73,10 +74,11 @@ def _infoloss_fns(kind: str, x: np.ndarray, y: np.ndarray) -> dict[str, tuple[Fn
         from infoloss import _dispatch
     except ImportError:  # pragma: no cover
         return out
-    if kind == "sparse":
-        f = infoloss.sparse_softmax_cross_entropy
-    else:
-        f = infoloss.sigmoid_cross_entropy
+    f: Callable[..., Any] = (
+        infoloss.sparse_softmax_cross_entropy
+        if kind == "sparse"
+        else infoloss.sigmoid_cross_entropy
+    )
     vg = infoloss.value_and_grad(f)
 
     def fwd() -> Any:
@@ -308,39 +310,61 @@ def run(
         else:
             y = (rng.random((n, c)) < 0.1).astype(np.float32)
         nbytes = x.nbytes
-        table: dict[str, tuple[Fn, Fn]] = {}
-        table.update(_infoloss_fns(kind, x, y))
-        table["numpy"] = _numpy_fns(kind, x, y)
-        t = _torch_fns(kind, x, y)
-        if t is not None:
-            table["torch"] = t
-        j = _jax_fns(kind, x, y)
-        if j is not None:
-            table[j[1]] = j[0]
+        # Peers are set up right before they are timed (and torch/JAX only then), so that no
+        # peer's setup (e.g. JAX's asynchronous device_put) overlaps another peer's timing.
         dst = np.empty_like(x)
-        copy = (lambda d=dst, s=x: np.copyto(d, s),) * 2
-        table["copy"] = copy  # type: ignore[assignment]
+
+        def want(name: str) -> bool:
+            return peers is None or name in peers
+
+        def copy_fns(d: np.ndarray = dst, s: np.ndarray = x) -> dict[str, tuple[Fn, Fn]]:
+            def f() -> None:
+                np.copyto(d, s)
+
+            return {"copy": (f, f)}
+
+        def single(name: str, make: Callable[[], Any]) -> Callable[[], dict[str, tuple[Fn, Fn]]]:
+            def build() -> dict[str, tuple[Fn, Fn]]:
+                r = make()
+                if r is None:
+                    return {}
+                if isinstance(r[1], str):  # (fns, label)
+                    return {r[1]: r[0]}
+                return {name: r}
+
+            return build
+
+        factories: list[Callable[[], dict[str, tuple[Fn, Fn]]]] = []
+        if want("infoloss"):
+            factories.append(functools.partial(_infoloss_fns, kind, x, y))
+        if want("copy"):
+            factories.append(copy_fns)
+        if want("numpy"):
+            factories.append(single("numpy", functools.partial(_numpy_fns, kind, x, y)))
+        if want("torch"):
+            factories.append(single("torch", functools.partial(_torch_fns, kind, x, y)))
+        if want("jax"):
+            factories.append(single("jax", functools.partial(_jax_fns, kind, x, y)))
         log(f"# {case} {n}x{c} float32 ({nbytes / 1e6:.0f} MB of logits)")
-        for peer, fns in table.items():
-            if peers is not None and peer.split(" ")[0] not in peers and peer not in peers:
-                continue
-            for op, fn in zip(("fwd", "fwd+bwd"), fns, strict=False):
-                if peer == "copy" and op == "fwd+bwd":
-                    continue
-                best, reps = _time(fn, repeat, budget_s)
-                records.append(
-                    {
-                        "case": case,
-                        "shape": [n, c],
-                        "op": op,
-                        "peer": peer,
-                        "ms": best * 1e3,
-                        "gb_per_s": nbytes / best / 1e9,
-                        "repeats": reps,
-                    }
-                )
-                log(f"  {peer:28s} {op:8s} {best * 1e3:10.2f} ms")
-        del x, y, dst, table
+        for factory in factories:
+            for peer, fns in factory().items():
+                for op, fn in zip(("fwd", "fwd+bwd"), fns, strict=False):
+                    if peer == "copy" and op == "fwd+bwd":
+                        continue
+                    best, reps = _time(fn, repeat, budget_s)
+                    records.append(
+                        {
+                            "case": case,
+                            "shape": [n, c],
+                            "op": op,
+                            "peer": peer,
+                            "ms": best * 1e3,
+                            "gb_per_s": nbytes / best / 1e9,
+                            "repeats": reps,
+                        }
+                    )
+                    log(f"  {peer:28s} {op:8s} {best * 1e3:10.2f} ms")
+        del x, y, dst, factories
     return records
 
 

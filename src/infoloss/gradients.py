@@ -26,47 +26,89 @@ __all__ = ["value_and_grad"]
 
 
 def _vg_softmax_ce(
-    logits: Any, labels: Any, *, axis: int = -1, class_weights: Any = None,
-    sample_weights: Any = None, label_smoothing: float = 0.0, z_loss: float = 0.0,
+    logits: Any,
+    labels: Any,
+    *,
+    axis: int = -1,
+    class_weights: Any = None,
+    sample_weights: Any = None,
+    label_smoothing: float = 0.0,
+    z_loss: float = 0.0,
     reduction: str = "none",
 ) -> tuple[Array, Array]:
-    return _softmax_ce(  # type: ignore[return-value]
-        logits, labels, axis=axis, class_weights=class_weights, sample_weights=sample_weights,
-        label_smoothing=label_smoothing, z_loss=z_loss, reduction=reduction, sparse=False,
+    return _softmax_ce(
+        logits,
+        labels,
+        axis=axis,
+        class_weights=class_weights,
+        sample_weights=sample_weights,
+        label_smoothing=label_smoothing,
+        z_loss=z_loss,
+        reduction=reduction,
+        sparse=False,
         want_grad=True,
     )
 
 
 def _vg_sparse_softmax_ce(
-    logits: Any, labels: Any, *, axis: int = -1, class_weights: Any = None,
-    sample_weights: Any = None, ignore_index: int | None = None, label_smoothing: float = 0.0,
-    z_loss: float = 0.0, reduction: str = "none",
+    logits: Any,
+    labels: Any,
+    *,
+    axis: int = -1,
+    class_weights: Any = None,
+    sample_weights: Any = None,
+    ignore_index: int | None = None,
+    label_smoothing: float = 0.0,
+    z_loss: float = 0.0,
+    reduction: str = "none",
 ) -> tuple[Array, Array]:
-    return _softmax_ce(  # type: ignore[return-value]
-        logits, labels, axis=axis, class_weights=class_weights, sample_weights=sample_weights,
-        label_smoothing=label_smoothing, z_loss=z_loss, reduction=reduction, sparse=True,
-        ignore_index=ignore_index, want_grad=True,
+    return _softmax_ce(
+        logits,
+        labels,
+        axis=axis,
+        class_weights=class_weights,
+        sample_weights=sample_weights,
+        label_smoothing=label_smoothing,
+        z_loss=z_loss,
+        reduction=reduction,
+        sparse=True,
+        ignore_index=ignore_index,
+        want_grad=True,
     )
 
 
 def _vg_sigmoid_ce(
-    logits: Any, labels: Any, *, pos_weight: Any = None, sample_weights: Any = None,
-    label_smoothing: float = 0.0, reduction: str = "none",
+    logits: Any,
+    labels: Any,
+    *,
+    pos_weight: Any = None,
+    sample_weights: Any = None,
+    label_smoothing: float = 0.0,
+    reduction: str = "none",
 ) -> tuple[Array, Array]:
-    return _sigmoid_ce(  # type: ignore[return-value]
-        logits, labels, pos_weight=pos_weight, sample_weights=sample_weights,
-        label_smoothing=label_smoothing, reduction=reduction, want_grad=True,
+    return _sigmoid_ce(
+        logits,
+        labels,
+        pos_weight=pos_weight,
+        sample_weights=sample_weights,
+        label_smoothing=label_smoothing,
+        reduction=reduction,
+        want_grad=True,
     )
 
 
 def _vg_softmax_entropy(
     logits: Any, *, axis: int = -1, base: float | None = None, keepdims: bool = False
 ) -> tuple[Array, Array]:
-    return _softmax_entropy(logits, axis=axis, base=base, keepdims=keepdims, want_grad=True)  # type: ignore[return-value]
+    return _softmax_entropy(logits, axis=axis, base=base, keepdims=keepdims, want_grad=True)
 
 
 def _vg_softmax_kl(
-    p_logits: Any, q_logits: Any, *, axis: int = -1, base: float | None = None,
+    p_logits: Any,
+    q_logits: Any,
+    *,
+    axis: int = -1,
+    base: float | None = None,
     keepdims: bool = False,
 ) -> tuple[Array, tuple[Array, Array]]:
     return _softmax_kl_divergence(  # type: ignore[return-value]
@@ -143,7 +185,7 @@ def value_and_grad(fn: Callable[..., Any]) -> Callable[..., tuple[Any, Any]]:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> tuple[Any, Any]:
-        return impl(*args, **kwargs)  # type: ignore[no-any-return]
+        return impl(*args, **kwargs)
 
     wrapper.__doc__ = f"Value and gradient of :func:`infoloss.{fn.__name__}` (same arguments)."
     return wrapper

@@ -44,22 +44,31 @@ def _chunk_rows(chunk_size: Any, n: int, v: int, itemsize: int) -> int:
         rows = max(_MIN_CHUNK, CHUNK_BUDGET_BYTES // max(1, v * itemsize))
     else:
         if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-            raise InfolossError(f"`chunk_size` must be a positive integer or None; got {chunk_size!r}")
+            raise InfolossError(
+                f"`chunk_size` must be a positive integer or None; got {chunk_size!r}"
+            )
         rows = chunk_size
     return max(1, min(rows, n))
 
 
 def _prepare(
     hidden: Any, weight: Any, labels: Any, bias: Any, class_weights: Any, ignore_index: Any
-) -> tuple[Namespace, Array, Array, Array, Array | None, Array | None, tuple[Any, ...], tuple[int, ...]]:
+) -> tuple[
+    Namespace, Array, Array, Array, Array | None, Array | None, tuple[Any, ...], tuple[int, ...]
+]:
     xp, (h, w, y, b, cw) = namespace(
-        ("hidden", hidden), ("weight", weight), ("labels", labels), ("bias", bias),
+        ("hidden", hidden),
+        ("weight", weight),
+        ("labels", labels),
+        ("bias", bias),
         ("class_weights", class_weights),
     )
     require_floating(xp, h, "hidden")
     require_floating(xp, w, "weight")
     if w.ndim != 2:
-        raise InfolossError(f"`weight` must have shape (V, H), as torch.nn.Linear; got {tuple(w.shape)}")
+        raise InfolossError(
+            f"`weight` must have shape (V, H), as torch.nn.Linear; got {tuple(w.shape)}"
+        )
     v, hdim = (int(s) for s in w.shape)
     if h.ndim < 1 or int(h.shape[-1]) != hdim:
         raise InfolossError(
@@ -69,12 +78,16 @@ def _prepare(
     if not xp.isdtype(y.dtype, "integral"):
         raise InfolossTypeError(f"`labels` must hold integer class indices; got dtype {y.dtype}")
     if tuple(y.shape) != batch:
-        raise InfolossError(f"`labels` must have shape {batch} (hidden's without the last axis); got {tuple(y.shape)}")
+        raise InfolossError(
+            f"`labels` must have shape {batch} (hidden's without the last axis); got {tuple(y.shape)}"
+        )
     if b is not None:
         require_floating(xp, b, "bias")
         if tuple(b.shape) != (v,):
             raise InfolossError(f"`bias` must have shape ({v},); got {tuple(b.shape)}")
-    if ignore_index is not None and (isinstance(ignore_index, bool) or not isinstance(ignore_index, int)):
+    if ignore_index is not None and (
+        isinstance(ignore_index, bool) or not isinstance(ignore_index, int)
+    ):
         raise InfolossError(f"`ignore_index` must be an integer or None; got {ignore_index!r}")
     cd = compute_dtype(xp, xp.result_type(h, w) if b is None else xp.result_type(h, w, b))
     cw = _check_class_weights(xp, cw, v, cd)
@@ -88,7 +101,9 @@ def _prepare(
     return xp, h2, upcast(xp, w, cd), y2, upcast(xp, b, cd), cw, dtypes, batch
 
 
-def _weight_total(xp: Namespace, y: Array, cw: Array | None, ignore_index: int | None, dtype: Any) -> Array:
+def _weight_total(
+    xp: Namespace, y: Array, cw: Array | None, ignore_index: int | None, dtype: Any
+) -> Array:
     valid = None if ignore_index is None else (y != ignore_index)
     if cw is None:
         ones = xp.ones(y.shape, dtype=dtype)
@@ -100,19 +115,34 @@ def _weight_total(xp: Namespace, y: Array, cw: Array | None, ignore_index: int |
 
 @quiet_overflow
 def _linear_ce(
-    hidden: Any, weight: Any, labels: Any, *, bias: Any = None, class_weights: Any = None,
-    ignore_index: int | None = None, label_smoothing: float = 0.0, z_loss: float = 0.0,
-    reduction: str = "mean", chunk_size: int | None = None, want_grad: bool = False,
+    hidden: Any,
+    weight: Any,
+    labels: Any,
+    *,
+    bias: Any = None,
+    class_weights: Any = None,
+    ignore_index: int | None = None,
+    label_smoothing: float = 0.0,
+    z_loss: float = 0.0,
+    reduction: str = "mean",
+    chunk_size: int | None = None,
+    want_grad: bool = False,
 ) -> tuple[Array, Grads | None]:
     reduction, eps, z = _check_options(reduction, label_smoothing, z_loss)
-    xp, h, w, y, b, cw, dtypes, batch = _prepare(hidden, weight, labels, bias, class_weights, ignore_index)
+    xp, h, w, y, b, cw, dtypes, batch = _prepare(
+        hidden, weight, labels, bias, class_weights, ignore_index
+    )
     h_dtype, w_dtype, b_dtype, h_shape = dtypes
     n, v = int(h.shape[0]), int(w.shape[0])
     chunk = _chunk_rows(chunk_size, n, v, 4 if h.dtype == xp.float32 else 8)
     if _dispatch.enabled(h, w, b):
-        value, grads = _linear_ce_fast(h, w, y, b, cw, ignore_index, eps, z, reduction, chunk, want_grad)
+        value, grads = _linear_ce_fast(
+            h, w, y, b, cw, ignore_index, eps, z, reduction, chunk, want_grad
+        )
     else:
-        value, grads = _linear_ce_generic(xp, h, w, y, b, cw, ignore_index, eps, z, reduction, chunk, want_grad)
+        value, grads = _linear_ce_generic(
+            xp, h, w, y, b, cw, ignore_index, eps, z, reduction, chunk, want_grad
+        )
     if reduction == "none":
         value = xp.reshape(value, batch)
     value = upcast(xp, value, h_dtype)
@@ -126,8 +156,18 @@ def _linear_ce(
 
 
 def _linear_ce_generic(
-    xp: Namespace, h: Array, w: Array, y: Array, b: Array | None, cw: Array | None,
-    ignore_index: int | None, eps: float, z: float, reduction: str, chunk: int, want_grad: bool,
+    xp: Namespace,
+    h: Array,
+    w: Array,
+    y: Array,
+    b: Array | None,
+    cw: Array | None,
+    ignore_index: int | None,
+    eps: float,
+    z: float,
+    reduction: str,
+    chunk: int,
+    want_grad: bool,
 ) -> tuple[Array, Grads | None]:
     n = int(h.shape[0])
     total = _weight_total(xp, y, cw, ignore_index, h.dtype) if reduction == "mean" else None
@@ -168,8 +208,17 @@ def _gemm_accumulate() -> Any:
 
 
 def _linear_ce_fast(
-    h: Any, w: Any, y: Any, b: Any, cw: Any, ignore_index: int | None, eps: float, z: float,
-    reduction: str, chunk: int, want_grad: bool,
+    h: Any,
+    w: Any,
+    y: Any,
+    b: Any,
+    cw: Any,
+    ignore_index: int | None,
+    eps: float,
+    z: float,
+    reduction: str,
+    chunk: int,
+    want_grad: bool,
 ) -> tuple[Array, Grads | None]:
     import numpy as np
 
@@ -213,7 +262,9 @@ def _linear_ce_fast(
         np.matmul(hk, wt, out=logits)
         if b is not None:
             logits += b
-        loss_k, g = k.sparse_softmax_ce(logits, lab_all[start:stop], cw64, None, None, eps, z, scale)
+        loss_k, g = k.sparse_softmax_ce(
+            logits, lab_all[start:stop], cw64, None, None, eps, z, scale
+        )
         losses[start:stop] = loss_k
         if want_grad:
             assert dh is not None and dw is not None
@@ -321,19 +372,43 @@ def linear_cross_entropy(
     ((6, 4), (10, 4), True)
     """
     return _linear_ce(
-        hidden, weight, labels, bias=bias, class_weights=class_weights, ignore_index=ignore_index,
-        label_smoothing=label_smoothing, z_loss=z_loss, reduction=reduction, chunk_size=chunk_size,
+        hidden,
+        weight,
+        labels,
+        bias=bias,
+        class_weights=class_weights,
+        ignore_index=ignore_index,
+        label_smoothing=label_smoothing,
+        z_loss=z_loss,
+        reduction=reduction,
+        chunk_size=chunk_size,
     )[0]
 
 
 def _vg_linear_ce(
-    hidden: Any, weight: Any, labels: Any, *, bias: Any = None, class_weights: Any = None,
-    ignore_index: int | None = None, label_smoothing: float = 0.0, z_loss: float = 0.0,
-    reduction: str = "mean", chunk_size: int | None = None,
+    hidden: Any,
+    weight: Any,
+    labels: Any,
+    *,
+    bias: Any = None,
+    class_weights: Any = None,
+    ignore_index: int | None = None,
+    label_smoothing: float = 0.0,
+    z_loss: float = 0.0,
+    reduction: str = "mean",
+    chunk_size: int | None = None,
 ) -> tuple[Array, Grads]:
     return _linear_ce(  # type: ignore[return-value]
-        hidden, weight, labels, bias=bias, class_weights=class_weights, ignore_index=ignore_index,
-        label_smoothing=label_smoothing, z_loss=z_loss, reduction=reduction, chunk_size=chunk_size,
+        hidden,
+        weight,
+        labels,
+        bias=bias,
+        class_weights=class_weights,
+        ignore_index=ignore_index,
+        label_smoothing=label_smoothing,
+        z_loss=z_loss,
+        reduction=reduction,
+        chunk_size=chunk_size,
         want_grad=True,
     )
 

@@ -29,7 +29,6 @@ from ._utils import (
     check_reduction,
     check_unit_interval,
     compute_dtype,
-    finite_or_zero,
     first_position,
     is_concrete,
     moveaxis_back,
@@ -53,7 +52,9 @@ Grad = Array | None
 # --------------------------------------------------------------------------- validation
 
 
-def _check_options(reduction: Any, label_smoothing: Any, z_loss: Any = 0.0) -> tuple[str, float, float]:
+def _check_options(
+    reduction: Any, label_smoothing: Any, z_loss: Any = 0.0
+) -> tuple[str, float, float]:
     return (
         check_reduction(reduction),
         check_unit_interval(label_smoothing, "label_smoothing"),
@@ -88,9 +89,7 @@ def _broadcast_weights(
     return w
 
 
-def _check_label_range(
-    xp: Namespace, labels: Array, c: int, ignore_index: int | None
-) -> None:
+def _check_label_range(xp: Namespace, labels: Array, c: int, ignore_index: int | None) -> None:
     if not is_concrete(labels) or labels.size == 0:  # checks that read data skip tracers
         return
     bad = (labels < 0) | (labels >= c)
@@ -108,14 +107,18 @@ def _prepare_softmax(
     logits: Any, labels: Any, class_weights: Any, sample_weights: Any, axis: int, sparse: bool
 ) -> tuple[Namespace, Array, Array, Array | None, Array | None, int, Any]:
     xp, (x, y, cw, sw) = namespace(
-        ("logits", logits), ("labels", labels), ("class_weights", class_weights),
+        ("logits", logits),
+        ("labels", labels),
+        ("class_weights", class_weights),
         ("sample_weights", sample_weights),
     )
     require_floating(xp, x, "logits")
     ax = normalize_axis(axis, x.ndim)
     c = int(x.shape[ax])
     if c == 0:
-        raise InfolossError(f"`logits` must have at least one class along `axis`={axis}; got shape {tuple(x.shape)}")
+        raise InfolossError(
+            f"`logits` must have at least one class along `axis`={axis}; got shape {tuple(x.shape)}"
+        )
     batch = tuple(x.shape[:ax]) + tuple(x.shape[ax + 1 :])
     if sparse:
         if not xp.isdtype(y.dtype, "integral"):
@@ -144,21 +147,40 @@ def _prepare_softmax(
 
 @quiet_overflow
 def _softmax_ce(
-    logits: Any, labels: Any, *, axis: int, class_weights: Any, sample_weights: Any,
-    label_smoothing: Any, z_loss: Any, reduction: Any, sparse: bool,
-    ignore_index: int | None = None, want_grad: bool = False,
+    logits: Any,
+    labels: Any,
+    *,
+    axis: int,
+    class_weights: Any,
+    sample_weights: Any,
+    label_smoothing: Any,
+    z_loss: Any,
+    reduction: Any,
+    sparse: bool,
+    ignore_index: int | None = None,
+    want_grad: bool = False,
 ) -> tuple[Array, Grad]:
     """Both softmax cross-entropies: value and (optionally) d value / d logits."""
     if _dispatch.torch_enabled(logits, labels, class_weights, sample_weights):
         from .torch import _softmax_ce_torch  # CPU torch tensors: fused kernels under autograd
 
         return _softmax_ce_torch(
-            logits, labels, axis=axis, class_weights=class_weights, sample_weights=sample_weights,
-            label_smoothing=label_smoothing, z_loss=z_loss, reduction=reduction, sparse=sparse,
-            ignore_index=ignore_index, want_grad=want_grad,
+            logits,
+            labels,
+            axis=axis,
+            class_weights=class_weights,
+            sample_weights=sample_weights,
+            label_smoothing=label_smoothing,
+            z_loss=z_loss,
+            reduction=reduction,
+            sparse=sparse,
+            ignore_index=ignore_index,
+            want_grad=want_grad,
         )
     reduction, eps, z = _check_options(reduction, label_smoothing, z_loss)
-    if ignore_index is not None and (isinstance(ignore_index, bool) or not isinstance(ignore_index, int)):
+    if ignore_index is not None and (
+        isinstance(ignore_index, bool) or not isinstance(ignore_index, int)
+    ):
         raise InfolossError(f"`ignore_index` must be an integer or None; got {ignore_index!r}")
     xp, x, y, cw, sw, ax, cd = _prepare_softmax(
         logits, labels, class_weights, sample_weights, axis, sparse
@@ -181,8 +203,18 @@ def _softmax_ce(
 
 
 def _softmax_ce_generic(
-    xp: Namespace, x: Array, y: Array, cw: Array | None, sw: Array | None, ax: int, eps: float,
-    z: float, reduction: str, sparse: bool, ignore_index: int | None, want_grad: bool,
+    xp: Namespace,
+    x: Array,
+    y: Array,
+    cw: Array | None,
+    sw: Array | None,
+    ax: int,
+    eps: float,
+    z: float,
+    reduction: str,
+    sparse: bool,
+    ignore_index: int | None,
+    want_grad: bool,
 ) -> tuple[Array, Grad]:
     x = moveaxis_last(xp, x, ax)
     c = int(x.shape[-1])
@@ -257,8 +289,17 @@ def _dev(x: Array) -> Any:
 
 
 def _softmax_ce_fast(
-    x: Any, y: Any, cw: Any, sw: Any, ax: int, eps: float, z: float, reduction: str,
-    sparse: bool, ignore_index: int | None, want_grad: bool,
+    x: Any,
+    y: Any,
+    cw: Any,
+    sw: Any,
+    ax: int,
+    eps: float,
+    z: float,
+    reduction: str,
+    sparse: bool,
+    ignore_index: int | None,
+    want_grad: bool,
 ) -> tuple[Array, Grad]:
     import numpy as np
 
@@ -382,8 +423,15 @@ def softmax_cross_entropy(
     2.2236966...
     """
     return _softmax_ce(
-        logits, labels, axis=axis, class_weights=class_weights, sample_weights=sample_weights,
-        label_smoothing=label_smoothing, z_loss=z_loss, reduction=reduction, sparse=False,
+        logits,
+        labels,
+        axis=axis,
+        class_weights=class_weights,
+        sample_weights=sample_weights,
+        label_smoothing=label_smoothing,
+        z_loss=z_loss,
+        reduction=reduction,
+        sparse=False,
     )[0]
 
 
@@ -458,8 +506,15 @@ def sparse_softmax_cross_entropy(
     2.317030...
     """
     return _softmax_ce(
-        logits, labels, axis=axis, class_weights=class_weights, sample_weights=sample_weights,
-        label_smoothing=label_smoothing, z_loss=z_loss, reduction=reduction, sparse=True,
+        logits,
+        labels,
+        axis=axis,
+        class_weights=class_weights,
+        sample_weights=sample_weights,
+        label_smoothing=label_smoothing,
+        z_loss=z_loss,
+        reduction=reduction,
+        sparse=True,
         ignore_index=ignore_index,
     )[0]
 
@@ -469,24 +524,39 @@ def sparse_softmax_cross_entropy(
 
 @quiet_overflow
 def _sigmoid_ce(
-    logits: Any, labels: Any, *, pos_weight: Any, sample_weights: Any, label_smoothing: Any,
-    reduction: Any, want_grad: bool = False,
+    logits: Any,
+    labels: Any,
+    *,
+    pos_weight: Any,
+    sample_weights: Any,
+    label_smoothing: Any,
+    reduction: Any,
+    want_grad: bool = False,
 ) -> tuple[Array, Grad]:
     if _dispatch.torch_enabled(logits, labels, pos_weight, sample_weights):
         from .torch import _sigmoid_ce_torch  # CPU torch tensors: fused kernels under autograd
 
         return _sigmoid_ce_torch(
-            logits, labels, pos_weight=pos_weight, sample_weights=sample_weights,
-            label_smoothing=label_smoothing, reduction=reduction, want_grad=want_grad,
+            logits,
+            labels,
+            pos_weight=pos_weight,
+            sample_weights=sample_weights,
+            label_smoothing=label_smoothing,
+            reduction=reduction,
+            want_grad=want_grad,
         )
     reduction, eps, _ = _check_options(reduction, label_smoothing)
     xp, (x, y, pw, sw) = namespace(
-        ("logits", logits), ("labels", labels), ("pos_weight", pos_weight),
+        ("logits", logits),
+        ("labels", labels),
+        ("pos_weight", pos_weight),
         ("sample_weights", sample_weights),
     )
     require_floating(xp, x, "logits")
     if tuple(y.shape) != tuple(x.shape):
-        raise InfolossError(f"`labels` must have the logits' shape {tuple(x.shape)}; got {tuple(y.shape)}")
+        raise InfolossError(
+            f"`labels` must have the logits' shape {tuple(x.shape)}; got {tuple(y.shape)}"
+        )
     cd = compute_dtype(xp, x.dtype)
     shape = tuple(x.shape)
     y = as_float(xp, y, "labels", cd)
@@ -510,8 +580,14 @@ def _sigmoid_ce(
 
 
 def _sigmoid_ce_generic(
-    xp: Namespace, x: Array, y: Array, pw: Array | None, sw: Array | None, eps: float,
-    reduction: str, want_grad: bool,
+    xp: Namespace,
+    x: Array,
+    y: Array,
+    pw: Array | None,
+    sw: Array | None,
+    eps: float,
+    reduction: str,
+    want_grad: bool,
 ) -> tuple[Array, Grad]:
     yp = y if eps == 0 else y * (1 - eps) + eps / 2
     a = yp if pw is None else pw * yp  # coefficient of softplus(-x) = -log σ(x)
@@ -525,7 +601,9 @@ def _sigmoid_ce_generic(
     weight_total = None
     if reduction == "mean":
         count = float(math.prod(tuple(loss.shape)))
-        weight_total = xp.sum(sw) if sw is not None else xp.asarray(count, dtype=loss.dtype, device=_dev(loss))
+        weight_total = (
+            xp.sum(sw) if sw is not None else xp.asarray(count, dtype=loss.dtype, device=_dev(loss))
+        )
     value = reduce_loss(xp, loss, weight_total, reduction)
     if not want_grad:
         return value, None
@@ -552,7 +630,11 @@ def _sigmoid_ce_fast(
     x2 = np.ascontiguousarray(x).reshape(-1, c)
     y2 = np.ascontiguousarray(y, dtype=x.dtype).reshape(-1, c)
     pw64 = None if pw is None else np.asarray(pw, dtype=np.float64).reshape(c)
-    sw2 = None if sw is None else np.broadcast_to(np.asarray(sw, dtype=np.float64), shape).reshape(-1, c)
+    sw2 = (
+        None
+        if sw is None
+        else np.broadcast_to(np.asarray(sw, dtype=np.float64), shape).reshape(-1, c)
+    )
     total_w = float(x2.size) if sw2 is None else float(np.sum(sw2, dtype=np.float64))
     scale = None
     if want_grad:
@@ -632,6 +714,10 @@ def sigmoid_cross_entropy(
     0.304755...
     """
     return _sigmoid_ce(
-        logits, labels, pos_weight=pos_weight, sample_weights=sample_weights,
-        label_smoothing=label_smoothing, reduction=reduction,
+        logits,
+        labels,
+        pos_weight=pos_weight,
+        sample_weights=sample_weights,
+        label_smoothing=label_smoothing,
+        reduction=reduction,
     )[0]

@@ -208,7 +208,9 @@ def entropy(p: Any, *, axis: int = -1, base: float | None = None, keepdims: bool
     xp, p, dtype, ax = _one(p, axis)
     assert ax is not None
     pc = upcast(xp, p, compute_dtype(xp, dtype))
-    out = -xp.sum(pc * xp.where(pc > 0, _safe_log(xp, pc), xp.zeros_like(pc)), axis=ax, keepdims=keepdims)
+    out = -xp.sum(
+        pc * xp.where(pc > 0, _safe_log(xp, pc), xp.zeros_like(pc)), axis=ax, keepdims=keepdims
+    )
     out = out + 0.0  # -0.0 -> 0.0
     return upcast(xp, in_base(out, lb), dtype)
 
@@ -370,7 +372,7 @@ def _logits_prepare(
     named: list[tuple[str, Any]], axis: int
 ) -> tuple[Namespace, list[Array], Any, int]:
     xp, arrays = namespace(*named)
-    for (name, _), a in zip(named, arrays):
+    for (name, _), a in zip(named, arrays, strict=True):
         require_floating(xp, a, name)
     if len(arrays) == 2:
         a, b = arrays
@@ -387,7 +389,11 @@ def _logits_prepare(
 
 @quiet_overflow
 def _softmax_entropy(
-    logits: Any, *, axis: int = -1, base: float | None = None, keepdims: bool = False,
+    logits: Any,
+    *,
+    axis: int = -1,
+    base: float | None = None,
+    keepdims: bool = False,
     want_grad: bool = False,
 ) -> tuple[Array, Array | None]:
     lb = log_base(base)
@@ -469,8 +475,13 @@ def softmax_entropy(
 
 @quiet_overflow
 def _softmax_kl_divergence(
-    p_logits: Any, q_logits: Any, *, axis: int = -1, base: float | None = None,
-    keepdims: bool = False, want_grad: bool = False,
+    p_logits: Any,
+    q_logits: Any,
+    *,
+    axis: int = -1,
+    base: float | None = None,
+    keepdims: bool = False,
+    want_grad: bool = False,
 ) -> tuple[Array, tuple[Array, Array] | None]:
     lb = log_base(base)
     xp, (a, b), dtype, ax = _logits_prepare([("p_logits", p_logits), ("q_logits", q_logits)], axis)
@@ -516,7 +527,11 @@ def _softmax_kl_fast(
 
 
 def softmax_kl_divergence(
-    p_logits: Any, q_logits: Any, *, axis: int = -1, base: float | None = None,
+    p_logits: Any,
+    q_logits: Any,
+    *,
+    axis: int = -1,
+    base: float | None = None,
     keepdims: bool = False,
 ) -> Array:
     r"""KL divergence between the softmax distributions of two sets of logits.

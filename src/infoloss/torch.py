@@ -154,9 +154,18 @@ def _run(logits: torch.Tensor, compute: _Compute, want_grad: bool) -> tuple[Any,
 
 @torch.compiler.disable
 def _softmax_ce_torch(
-    logits: torch.Tensor, labels: Any, *, axis: int, class_weights: Any, sample_weights: Any,
-    label_smoothing: Any, z_loss: Any, reduction: Any, sparse: bool,
-    ignore_index: int | None = None, want_grad: bool = False,
+    logits: torch.Tensor,
+    labels: Any,
+    *,
+    axis: int,
+    class_weights: Any,
+    sample_weights: Any,
+    label_smoothing: Any,
+    z_loss: Any,
+    reduction: Any,
+    sparse: bool,
+    ignore_index: int | None = None,
+    want_grad: bool = False,
 ) -> tuple[Any, Any]:
     """:func:`infoloss.losses._softmax_ce` for CPU tensors: fused kernels under autograd.
 
@@ -165,9 +174,17 @@ def _softmax_ce_torch(
     if not _dispatch.torch_enabled(logits, labels, class_weights, sample_weights):
         with _dispatch.disabled():  # reached from a compiled graph with no kernels available
             return _softmax_ce(
-                logits, labels, axis=axis, class_weights=class_weights,
-                sample_weights=sample_weights, label_smoothing=label_smoothing, z_loss=z_loss,
-                reduction=reduction, sparse=sparse, ignore_index=ignore_index, want_grad=want_grad,
+                logits,
+                labels,
+                axis=axis,
+                class_weights=class_weights,
+                sample_weights=sample_weights,
+                label_smoothing=label_smoothing,
+                z_loss=z_loss,
+                reduction=reduction,
+                sparse=sparse,
+                ignore_index=ignore_index,
+                want_grad=want_grad,
             )
     # the class axis, for broadcasting a per-example incoming gradient ("none"); a bad axis is
     # reported by the validation inside the NumPy call
@@ -176,9 +193,16 @@ def _softmax_ce_torch(
     compute = _Compute(
         _softmax_ce,
         (labels,),
-        dict(axis=axis, class_weights=class_weights, sample_weights=sample_weights,
-             label_smoothing=label_smoothing, z_loss=z_loss, reduction=reduction, sparse=sparse,
-             ignore_index=ignore_index),
+        dict(
+            axis=axis,
+            class_weights=class_weights,
+            sample_weights=sample_weights,
+            label_smoothing=label_smoothing,
+            z_loss=z_loss,
+            reduction=reduction,
+            sparse=sparse,
+            ignore_index=ignore_index,
+        ),
         ax,
     )
     return _run(logits, compute, want_grad)
@@ -186,8 +210,14 @@ def _softmax_ce_torch(
 
 @torch.compiler.disable
 def _sigmoid_ce_torch(
-    logits: torch.Tensor, labels: Any, *, pos_weight: Any, sample_weights: Any,
-    label_smoothing: Any, reduction: Any, want_grad: bool = False,
+    logits: torch.Tensor,
+    labels: Any,
+    *,
+    pos_weight: Any,
+    sample_weights: Any,
+    label_smoothing: Any,
+    reduction: Any,
+    want_grad: bool = False,
 ) -> tuple[Any, Any]:
     """:func:`infoloss.losses._sigmoid_ce` for CPU tensors: fused kernels under autograd.
 
@@ -196,14 +226,23 @@ def _sigmoid_ce_torch(
     if not _dispatch.torch_enabled(logits, labels, pos_weight, sample_weights):
         with _dispatch.disabled():  # reached from a compiled graph with no kernels available
             return _sigmoid_ce(
-                logits, labels, pos_weight=pos_weight, sample_weights=sample_weights,
-                label_smoothing=label_smoothing, reduction=reduction, want_grad=want_grad,
+                logits,
+                labels,
+                pos_weight=pos_weight,
+                sample_weights=sample_weights,
+                label_smoothing=label_smoothing,
+                reduction=reduction,
+                want_grad=want_grad,
             )
     compute = _Compute(
         _sigmoid_ce,
         (labels,),
-        dict(pos_weight=pos_weight, sample_weights=sample_weights,
-             label_smoothing=label_smoothing, reduction=reduction),
+        dict(
+            pos_weight=pos_weight,
+            sample_weights=sample_weights,
+            label_smoothing=label_smoothing,
+            reduction=reduction,
+        ),
         None,
     )
     return _run(logits, compute, want_grad)
@@ -350,12 +389,24 @@ class CrossEntropyLoss(nn.Module):
                 sw = torch.full(batch, 1.0 / max(n, 1), dtype=input.dtype, device=input.device)
                 reduction = "sum"
             return softmax_cross_entropy(
-                input, target, axis=axis, class_weights=self.weight, sample_weights=sw,
-                label_smoothing=self.label_smoothing, z_loss=self.z_loss, reduction=reduction,
+                input,
+                target,
+                axis=axis,
+                class_weights=self.weight,
+                sample_weights=sw,
+                label_smoothing=self.label_smoothing,
+                z_loss=self.z_loss,
+                reduction=reduction,
             )
         return sparse_softmax_cross_entropy(
-            input, target, axis=axis, class_weights=self.weight, ignore_index=self.ignore_index,
-            label_smoothing=self.label_smoothing, z_loss=self.z_loss, reduction=self.reduction,
+            input,
+            target,
+            axis=axis,
+            class_weights=self.weight,
+            ignore_index=self.ignore_index,
+            label_smoothing=self.label_smoothing,
+            z_loss=self.z_loss,
+            reduction=self.reduction,
         )
 
 
@@ -433,6 +484,10 @@ class BCEWithLogitsLoss(nn.Module):
             sw = sw / max(input.numel(), 1)
             reduction = "sum"
         return sigmoid_cross_entropy(
-            input, target, pos_weight=self.pos_weight, sample_weights=sw,
-            label_smoothing=self.label_smoothing, reduction=reduction,
+            input,
+            target,
+            pos_weight=self.pos_weight,
+            sample_weights=sw,
+            label_smoothing=self.label_smoothing,
+            reduction=reduction,
         )
