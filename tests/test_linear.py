@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import infoloss
+import infoloss.torch
 from infoloss import _dispatch, linear_cross_entropy, value_and_grad
 
 torch = pytest.importorskip("torch")
@@ -160,15 +161,55 @@ def test_float16_accumulates_in_float32():
     np.testing.assert_allclose(dw.astype(np.float32), rdw, rtol=5e-3, atol=1e-4)
 
 
-def test_torch_generic_path_is_differentiable():
+@pytest.mark.parametrize("fast", [True, False], ids=["fused", "generic"])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_torch_autograd(fast, reduction, dtype):
+    """CPU tensors: the fused path under autograd ("none" and generic: differentiable code)."""
+    tol = dict(rtol=1e-10, atol=1e-12) if dtype == "float64" else dict(rtol=2e-5, atol=1e-6)
+    dt = getattr(torch, dtype)
+    kw = dict(label_smoothing=0.1, z_loss=1e-3, ignore_index=-100, class_weights=torch.tensor(CW))
+    ht = torch.tensor(HID, dtype=dt, requires_grad=True)
+    wt = torch.tensor(W, dtype=dt, requires_grad=True)
+    bt = torch.tensor(B, dtype=dt, requires_grad=True)
+    yt = torch.tensor(Y_IGN)
+    if fast:
+        assert infoloss.torch.uses_fast_path(ht)
+        loss = linear_cross_entropy(ht, wt, yt, bias=bt, reduction=reduction, chunk_size=4, **kw)
+    else:
+        with _dispatch.disabled():
+            loss = linear_cross_entropy(
+                ht, wt, yt, bias=bt, reduction=reduction, chunk_size=4, **kw
+            )
+    assert isinstance(loss, torch.Tensor) and loss.dtype == dt
+    (3.0 * loss.sum()).backward()
+    h2 = HID.astype(dtype)
+    w2 = W.astype(dtype)
+    ref, (dh, dw, db) = vg(
+        h2, w2, Y_IGN, bias=B.astype(dtype), reduction=reduction, **kw | {"class_weights": CW}
+    )
+    np.testing.assert_allclose(loss.detach().numpy(), ref, **tol)
+    np.testing.assert_allclose(ht.grad.numpy(), 3 * dh, **tol)
+    np.testing.assert_allclose(wt.grad.numpy(), 3 * dw, **tol)
+    np.testing.assert_allclose(bt.grad.numpy(), 3 * db, **tol)
+
+
+def test_torch_value_and_grad_returns_tensors():
+    ht, wt = torch.tensor(HID), torch.tensor(W)
+    value, (dh, dw, db) = vg(ht, wt, torch.tensor(Y))
+    assert all(isinstance(t, torch.Tensor) for t in (value, dh, dw)) and db is None
+    ref, (rdh, rdw, _) = vg(HID, W, Y)
+    np.testing.assert_allclose(dh.numpy(), rdh, rtol=1e-12)
+    np.testing.assert_allclose(dw.numpy(), rdw, rtol=1e-12)
+
+
+def test_torch_fused_double_backward_raises_clearly():
     ht = torch.tensor(HID, requires_grad=True)
     wt = torch.tensor(W, requires_grad=True)
-    loss = linear_cross_entropy(ht, wt, torch.tensor(Y), label_smoothing=0.1, chunk_size=4)
-    assert isinstance(loss, torch.Tensor)
-    loss.backward()
-    _, (dh, dw, _) = vg(HID, W, Y, label_smoothing=0.1)
-    np.testing.assert_allclose(ht.grad.numpy(), dh, rtol=1e-10)
-    np.testing.assert_allclose(wt.grad.numpy(), dw, rtol=1e-10)
+    loss = linear_cross_entropy(ht, wt, torch.tensor(Y))
+    (gh,) = torch.autograd.grad(loss, ht, create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable|does not require grad"):
+        gh.sum().backward()
 
 
 def test_jax_grad_matches():

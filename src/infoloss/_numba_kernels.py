@@ -639,6 +639,11 @@ def _k_sparse_ce(
         m = _row_max(xr)
         xy = np.float64(xr[y])
         if _finite(m):
+            # every read of x happens before the gradient is stored, so grow may alias xr
+            # (linear_cross_entropy turns its logits chunk into the gradient in place)
+            gap = 0.0
+            if eps > 0.0:
+                gap = _gap_sum_w(xr, m, cw) if has_cw else _gap_sum(xr, m)
             if want_grad:
                 s, dm = _exp_store_sum(xr, m, grow)
             else:
@@ -647,7 +652,6 @@ def _k_sparse_ce(
             lse = np.float64(m) + logs
             ce = coef * ((np.float64(m) - xy) + logs) if coef != 0.0 else 0.0
             if eps > 0.0:
-                gap = _gap_sum_w(xr, m, cw) if has_cw else _gap_sum(xr, m)
                 ce += (eps / c) * (sumcw * logs + gap)
             inv = 1.0 / s
         else:  # no distribution (all -inf) or +inf logits: generic path uses lse = 0
@@ -687,19 +691,29 @@ def sparse_softmax_ce(
     label_smoothing: float,
     z_loss: float,
     grad_scale: float | None,
+    out: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Sparse softmax cross-entropy per row (``loss_i`` of docs/semantics.md) and its gradient.
 
     ``x`` (N, C) float32/float64; ``labels`` (N,) integers in [0, C) or ``ignore_index``
     (validated by the caller); ``class_weights`` (C,), ``sample_weights`` (N,) float64 or None.
     Returns ``(loss_rows float64 (N,), grad (N, C) x.dtype or None)``; the gradient is
-    ``d(Σ_i loss_i)/dx · grad_scale``. Ignored rows: loss 0 and zero gradient.
+    ``d(Σ_i loss_i)/dx · grad_scale``. Ignored rows: loss 0 and zero gradient. ``out``, a
+    C-contiguous (N, C) array of ``x.dtype``, receives the gradient; it may be ``x`` itself
+    (the logits are then overwritten by their gradient, with no N × C allocation).
     """
     _check2d(x)
     n, c = x.shape
     loss = np.empty(n, np.float64)
     want_grad = grad_scale is not None
-    g = np.empty((n, c) if want_grad else (1, 1), x.dtype)
+    if want_grad and out is not None:
+        if out.shape != (n, c) or out.dtype != x.dtype or not out.flags.c_contiguous:
+            raise ValueError("`out` must be a C-contiguous array of the logits' shape and dtype")
+        if out is x:
+            x = out.view()  # a separate read view of the same memory
+        g = out
+    else:
+        g = np.empty((n, c) if want_grad else (1, 1), x.dtype)
     if n == 0 or c == 0:
         loss.fill(0.0)
         return loss, (g if want_grad else None)

@@ -499,6 +499,22 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="skip measuring the first-call (compile) time in subprocesses",
     )
+    p.add_argument(
+        "--torch-autograd",
+        type=str,
+        default=None,
+        metavar="NxC",
+        help="also time infoloss on torch tensors through autograd against F.cross_entropy "
+        "(default 4096x32000; 'off' to skip; skipped with --quick)",
+    )
+    p.add_argument(
+        "--linear",
+        type=str,
+        default=None,
+        metavar="N,H,V[;N,H,V]",
+        help="also benchmark linear_cross_entropy (time and peak memory, each peer in a child "
+        "process), e.g. '8192,1024,32768;2048,1024,131072' (slow: minutes)",
+    )
     p.add_argument("--json", type=str, default=None, metavar="PATH", help="write raw figures here")
     args = p.parse_args(argv)
     if args.repeat is not None and args.repeat < 1:
@@ -569,10 +585,40 @@ def main(argv: list[str] | None = None) -> int:
     if tg:
         print("targets (issue 3):")
         print("\n".join(tg))
+    extra: dict[str, Any] = {}
+    torch_shape = args.torch_autograd or ("off" if args.quick else "4096x32000")
+    if torch_shape != "off" and (peers is None or "torch" in peers):
+        try:
+            import torch  # noqa: F401
+
+            from ._bench_torch import time_torch_autograd
+        except ImportError:
+            pass
+        else:
+            ((tn, tc),) = _parse_shapes(torch_shape)
+            r = time_torch_autograd(tn, tc, repeat)
+            extra["torch_autograd"] = r
+            print(
+                f"\ninfoloss on torch tensors, forward+backward through autograd, {tn}x{tc} "
+                f"float32: {r['infoloss_torch_ms']:.1f} ms vs F.cross_entropy "
+                f"{r['torch_cross_entropy_ms']:.1f} ms = {r['speedup']:.1f}x faster "
+                f"(target >= 8x, issue 6; fused kernels: {r['fast_path']})"
+            )
+    if args.linear:
+        from . import _bench_linear
+
+        extra["linear"] = []
+        for spec in args.linear.split(";"):
+            n_, h_, v_ = (int(t) for t in spec.split(","))
+            res = _bench_linear.bench(n_, h_, v_, max(1, min(repeat, 2)))
+            extra["linear"].append(res)
+            print()
+            print(_bench_linear.format_table(res))
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(
                 {
+                    **extra,
                     "python": platform.python_version(),
                     "numpy": np.__version__,
                     "machine": platform.machine(),

@@ -128,6 +128,27 @@ def _linear_ce(
     chunk_size: int | None = None,
     want_grad: bool = False,
 ) -> tuple[Array, Grads | None]:
+    if (
+        reduction in ("sum", "mean")
+        and _dispatch.torch_enabled(hidden, labels, class_weights)
+        and _dispatch.torch_enabled(weight)
+        and (bias is None or _dispatch.torch_enabled(bias))
+    ):
+        from .torch import _linear_ce_torch  # CPU torch tensors: the fused NumPy path
+
+        return _linear_ce_torch(  # type: ignore[no-any-return]
+            hidden,
+            weight,
+            labels,
+            bias=bias,
+            class_weights=class_weights,
+            ignore_index=ignore_index,
+            label_smoothing=label_smoothing,
+            z_loss=z_loss,
+            reduction=reduction,
+            chunk_size=chunk_size,
+            want_grad=want_grad,
+        )
     reduction, eps, z = _check_options(reduction, label_smoothing, z_loss)
     xp, h, w, y, b, cw, dtypes, batch = _prepare(
         hidden, weight, labels, bias, class_weights, ignore_index

@@ -248,6 +248,61 @@ def _sigmoid_ce_torch(
     return _run(logits, compute, want_grad)
 
 
+class _FusedLinearCE(torch.autograd.Function):
+    """linear_cross_entropy on CPU tensors: the chunked NumPy path computes the loss and all
+    three gradients in one sweep; backward scales them by the incoming (scalar) gradient."""
+
+    @staticmethod
+    def forward(ctx: Any, hidden: Any, weight: Any, bias: Any, call: Any) -> torch.Tensor:
+        want = any(ctx.needs_input_grad[:3])
+        value, grads = call(want)
+        ctx.grads = grads
+        ctx.dtypes = (hidden.dtype, weight.dtype, None if bias is None else bias.dtype)
+        return _tensor(value).to(hidden.dtype)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, grad_value: torch.Tensor) -> tuple[Any, ...]:
+        s = float(grad_value)
+        out: list[Any] = []
+        for g, need, dt in zip(ctx.grads, ctx.needs_input_grad[:3], ctx.dtypes, strict=True):
+            if g is None or not need:
+                out.append(None)
+                continue
+            t = _tensor(g) if s == 1.0 else _tensor(g * s)
+            out.append(t.to(dt))
+        return (*out, None)
+
+
+@torch.compiler.disable
+def _linear_ce_torch(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    labels: Any,
+    *,
+    bias: Any,
+    want_grad: bool,
+    **kwargs: Any,
+) -> tuple[Any, Any]:
+    """``linear_cross_entropy`` of CPU tensors through the NumPy fast path (not for "none")."""
+    from .linear import _linear_ce
+
+    def call(want: bool) -> tuple[Any, Any]:
+        k = {key: _np(v) for key, v in kwargs.items()}
+        return _linear_ce(  # type: ignore[no-any-return]
+            _np(hidden), _np(weight), _np(labels), bias=_np(bias), want_grad=want, **k
+        )
+
+    if want_grad:  # value_and_grad: plain tensors, no autograd graph
+        value, grads = call(True)
+        dtypes = (hidden.dtype, weight.dtype, None if bias is None else bias.dtype)
+        tgrads = tuple(
+            None if g is None else _tensor(g).to(dt) for g, dt in zip(grads, dtypes, strict=True)
+        )
+        return _tensor(value).to(hidden.dtype), tgrads
+    return _FusedLinearCE.apply(hidden, weight, bias, call), None
+
+
 def uses_fast_path(logits: Any, *others: Any) -> bool:
     """Whether a call with these tensors runs the fused kernels (else the generic array-API code).
 
