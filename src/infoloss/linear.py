@@ -283,8 +283,17 @@ def _linear_ce_fast(
         np.matmul(hk, wt, out=logits)
         if b is not None:
             logits += b
+        # the fused kernel turns the chunk's logits into their gradient in place
         loss_k, g = k.sparse_softmax_ce(
-            logits, lab_all[start:stop], cw64, None, None, eps, z, scale
+            logits,
+            lab_all[start:stop],
+            cw64,
+            None,
+            None,
+            eps,
+            z,
+            scale,
+            out=logits if want_grad else None,
         )
         losses[start:stop] = loss_k
         if want_grad:
