@@ -219,13 +219,7 @@ def _linear_ce_generic(
     return value, (xp.concat(dhs, axis=0) if len(dhs) > 1 else dhs[0], dw, db)
 
 
-def _gemm_accumulate() -> Any:
-    """``c += a @ b`` in place through BLAS gemm (beta = 1) when SciPy is installed."""
-    try:
-        from scipy.linalg.blas import get_blas_funcs
-    except ImportError:  # pragma: no cover - SciPy is optional
-        return None
-    return get_blas_funcs
+_DW_BLOCK = 4096  # vocabulary rows of d_weight accumulated per matrix product
 
 
 def _linear_ce_fast(
@@ -268,13 +262,10 @@ def _linear_ce_fast(
     buf = np.empty((min(chunk, max(m_all, 1)), v), dtype=dtype)
     row_loss = np.zeros(n, dtype=np.float64)
     dh = dw = db = None
-    gemm = None
     if want_grad:
         dh = np.zeros((n, hdim), dtype=dtype)
         dw = np.zeros((v, hdim), dtype=dtype)
         db = None if b is None else np.zeros(v, dtype=np.float64)
-        get = _gemm_accumulate()
-        gemm = None if get is None else get("gemm", (dw,))
     losses = np.empty(m_all, dtype=np.float64)
     for start in range(0, m_all, chunk):
         stop = min(start + chunk, m_all)
@@ -302,13 +293,9 @@ def _linear_ce_fast(
                 np.matmul(g, w, out=dh[start:stop])
             else:
                 dh[rows[start:stop]] = g @ w
-            if gemm is not None:
-                # dw.T (H, V, Fortran-ordered view) += hk.T @ g, in place, no copies
-                gemm(1.0, hk.T, g.T, beta=1.0, c=dw.T, trans_b=1, overwrite_c=1)
-            else:
-                step = 4096
-                for vs in range(0, v, step):
-                    dw[vs : vs + step] += g[:, vs : vs + step].T @ hk
+            # d_weight += g.T @ hk, a block of vocabulary rows at a time (one small temporary)
+            for vs in range(0, v, _DW_BLOCK):
+                dw[vs : vs + _DW_BLOCK] += g[:, vs : vs + _DW_BLOCK].T @ hk
             if db is not None:
                 db += np.sum(g, axis=0, dtype=np.float64)
     row_loss[rows] = losses
@@ -380,9 +367,8 @@ def linear_cross_entropy(
     ``reduction="none"`` the gradients are those of the sum. float16/bfloat16 inputs are computed
     (and ``d_weight`` accumulated) in float32 and returned in their own dtype.
 
-    On NumPy the chunk buffer is allocated once and filled by ``matmul(..., out=)``; with SciPy
-    installed, ``d_weight`` is accumulated in place by BLAS ``gemm`` (β = 1); without it, in
-    blocks of 4096 vocabulary rows. On other backends the generic array-API code runs the same
+    On NumPy the chunk buffer is allocated once and filled by ``matmul(..., out=)``;
+    ``d_weight`` is accumulated in blocks of 4096 vocabulary rows (a ``4096 × H`` temporary). On other backends the generic array-API code runs the same
     chunked loop; it stays differentiable by PyTorch autograd and ``jax.grad`` (which then keep
     each chunk's logits for their backward pass, so the memory saving needs ``value_and_grad``).
 
