@@ -265,6 +265,7 @@ def _linear_ce_fast(
     if want_grad:
         dh = np.zeros((n, hdim), dtype=dtype)
         dw = np.zeros((v, hdim), dtype=dtype)
+        tmp = np.empty((min(_DW_BLOCK, v), hdim), dtype=dtype)
         db = None if b is None else np.zeros(v, dtype=np.float64)
     losses = np.empty(m_all, dtype=np.float64)
     for start in range(0, m_all, chunk):
@@ -293,9 +294,13 @@ def _linear_ce_fast(
                 np.matmul(g, w, out=dh[start:stop])
             else:
                 dh[rows[start:stop]] = g @ w
-            # d_weight += g.T @ hk, a block of vocabulary rows at a time (one small temporary)
+            # d_weight += g.T @ hk, a block of vocabulary rows at a time through one
+            # preallocated block (no fresh pages per product)
             for vs in range(0, v, _DW_BLOCK):
-                dw[vs : vs + _DW_BLOCK] += g[:, vs : vs + _DW_BLOCK].T @ hk
+                ve = min(vs + _DW_BLOCK, v)
+                blk = tmp[: ve - vs]
+                np.matmul(g[:, vs:ve].T, hk, out=blk)
+                np.add(dw[vs:ve], blk, out=dw[vs:ve])
             if db is not None:
                 db += np.sum(g, axis=0, dtype=np.float64)
     row_loss[rows] = losses
