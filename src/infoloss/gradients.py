@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable
 from typing import Any
 
-from ._utils import Array
 from .errors import InfolossError
 from .losses import (
     _sigmoid_ce,
@@ -25,103 +25,15 @@ from .measures import (
 __all__ = ["value_and_grad"]
 
 
-def _vg_softmax_ce(
-    logits: Any,
-    labels: Any,
-    *,
-    axis: int = -1,
-    class_weights: Any = None,
-    sample_weights: Any = None,
-    label_smoothing: float = 0.0,
-    z_loss: float = 0.0,
-    reduction: str = "none",
-) -> tuple[Array, Array]:
-    return _softmax_ce(
-        logits,
-        labels,
-        axis=axis,
-        class_weights=class_weights,
-        sample_weights=sample_weights,
-        label_smoothing=label_smoothing,
-        z_loss=z_loss,
-        reduction=reduction,
-        sparse=False,
-        want_grad=True,
-    )
-
-
-def _vg_sparse_softmax_ce(
-    logits: Any,
-    labels: Any,
-    *,
-    axis: int = -1,
-    class_weights: Any = None,
-    sample_weights: Any = None,
-    ignore_index: int | None = None,
-    label_smoothing: float = 0.0,
-    z_loss: float = 0.0,
-    reduction: str = "none",
-) -> tuple[Array, Array]:
-    return _softmax_ce(
-        logits,
-        labels,
-        axis=axis,
-        class_weights=class_weights,
-        sample_weights=sample_weights,
-        label_smoothing=label_smoothing,
-        z_loss=z_loss,
-        reduction=reduction,
-        sparse=True,
-        ignore_index=ignore_index,
-        want_grad=True,
-    )
-
-
-def _vg_sigmoid_ce(
-    logits: Any,
-    labels: Any,
-    *,
-    pos_weight: Any = None,
-    sample_weights: Any = None,
-    label_smoothing: float = 0.0,
-    reduction: str = "none",
-) -> tuple[Array, Array]:
-    return _sigmoid_ce(
-        logits,
-        labels,
-        pos_weight=pos_weight,
-        sample_weights=sample_weights,
-        label_smoothing=label_smoothing,
-        reduction=reduction,
-        want_grad=True,
-    )
-
-
-def _vg_softmax_entropy(
-    logits: Any, *, axis: int = -1, base: float | None = None, keepdims: bool = False
-) -> tuple[Array, Array]:
-    return _softmax_entropy(logits, axis=axis, base=base, keepdims=keepdims, want_grad=True)
-
-
-def _vg_softmax_kl(
-    p_logits: Any,
-    q_logits: Any,
-    *,
-    axis: int = -1,
-    base: float | None = None,
-    keepdims: bool = False,
-) -> tuple[Array, tuple[Array, Array]]:
-    return _softmax_kl_divergence(  # type: ignore[return-value]
-        p_logits, q_logits, axis=axis, base=base, keepdims=keepdims, want_grad=True
-    )
-
-
+# Each loss's private implementation takes the public function's arguments plus ``want_grad``
+# (and the switches that tell its variants apart); value_and_grad checks the call against the
+# public signature first, so an argument the public function lacks is still an error.
 _REGISTRY: dict[Callable[..., Any], Callable[..., Any]] = {
-    softmax_cross_entropy: _vg_softmax_ce,
-    sparse_softmax_cross_entropy: _vg_sparse_softmax_ce,
-    sigmoid_cross_entropy: _vg_sigmoid_ce,
-    softmax_entropy: _vg_softmax_entropy,
-    softmax_kl_divergence: _vg_softmax_kl,
+    softmax_cross_entropy: functools.partial(_softmax_ce, sparse=False, want_grad=True),
+    sparse_softmax_cross_entropy: functools.partial(_softmax_ce, sparse=True, want_grad=True),
+    sigmoid_cross_entropy: functools.partial(_sigmoid_ce, want_grad=True),
+    softmax_entropy: functools.partial(_softmax_entropy, want_grad=True),
+    softmax_kl_divergence: functools.partial(_softmax_kl_divergence, want_grad=True),
 }
 
 
@@ -183,8 +95,11 @@ def value_and_grad(fn: Callable[..., Any]) -> Callable[..., tuple[Any, Any]]:
             f"`fn` must be one of {names}; got {getattr(fn, '__name__', repr(fn))}"
         ) from None
 
+    signature = inspect.signature(fn)
+
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> tuple[Any, Any]:
+        signature.bind(*args, **kwargs)  # the public function's arguments, nothing else
         return impl(*args, **kwargs)
 
     wrapper.__doc__ = f"Value and gradient of :func:`infoloss.{fn.__name__}` (same arguments)."

@@ -10,6 +10,7 @@ logits exists at any moment.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from array_api_compat import is_torch_namespace
@@ -136,7 +137,7 @@ def _linear_ce(
     ):
         from .torch import _linear_ce_torch  # CPU torch tensors: the fused NumPy path
 
-        return _linear_ce_torch(  # type: ignore[no-any-return]
+        return _linear_ce_torch(
             hidden,
             weight,
             labels,
@@ -406,32 +407,4 @@ def linear_cross_entropy(
     )[0]
 
 
-def _vg_linear_ce(
-    hidden: Any,
-    weight: Any,
-    labels: Any,
-    *,
-    bias: Any = None,
-    class_weights: Any = None,
-    ignore_index: int | None = None,
-    label_smoothing: float = 0.0,
-    z_loss: float = 0.0,
-    reduction: str = "mean",
-    chunk_size: int | None = None,
-) -> tuple[Array, Grads]:
-    return _linear_ce(  # type: ignore[return-value]
-        hidden,
-        weight,
-        labels,
-        bias=bias,
-        class_weights=class_weights,
-        ignore_index=ignore_index,
-        label_smoothing=label_smoothing,
-        z_loss=z_loss,
-        reduction=reduction,
-        chunk_size=chunk_size,
-        want_grad=True,
-    )
-
-
-register(linear_cross_entropy, _vg_linear_ce)
+register(linear_cross_entropy, functools.partial(_linear_ce, want_grad=True))

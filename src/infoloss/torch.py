@@ -289,7 +289,7 @@ def _linear_ce_torch(
 
     def call(want: bool) -> tuple[Any, Any]:
         k = {key: _np(v) for key, v in kwargs.items()}
-        return _linear_ce(  # type: ignore[no-any-return]
+        return _linear_ce(
             _np(hidden), _np(weight), _np(labels), bias=_np(bias), want_grad=want, **k
         )
 
