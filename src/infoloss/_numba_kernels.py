@@ -141,6 +141,45 @@ def _rint(typingctx, a):
     return sig, codegen
 
 
+def _prefetch_intrinsic(write: int) -> Any:
+    """An intrinsic ``f(array_1d, index)`` issuing ``llvm.prefetch`` for ``&array[index]``
+    (``write`` = 1: the line will be written). A hint only: it never faults and changes no value."""
+
+    @intrinsic
+    def prefetch(typingctx, ary, idx):
+        if not (isinstance(ary, types.Array) and ary.ndim == 1 and isinstance(idx, types.Integer)):
+            return None
+        sig = types.void(ary, idx)
+
+        def codegen(context, builder, signature, args):
+            aryty = signature.args[0]
+            a = context.make_array(aryty)(context, builder, args[0])
+            ptr = cgutils.get_item_pointer(
+                context, builder, aryty, a, [args[1]], wraparound=False, boundscheck=False
+            )
+            i8p = ir.IntType(8).as_pointer()
+            i32 = ir.IntType(32)
+            fn = cgutils.get_or_insert_function(
+                builder.module,
+                ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
+                "llvm.prefetch.p0",
+            )
+            # (address, read/write, locality 3 = keep in all cache levels, data cache)
+            builder.call(
+                fn,
+                [builder.bitcast(ptr, i8p), i32(write), i32(3), i32(1)],
+            )
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return prefetch
+
+
+_prefetch_read = _prefetch_intrinsic(0)
+_prefetch_write = _prefetch_intrinsic(1)
+
+
 @intrinsic
 def _bits_f32(typingctx, k):
     """Reinterpret the low 32 bits of an integer as a float32."""
@@ -354,8 +393,37 @@ def _row_max(xr):
 # dozen terms) and the block sums are added in float64; this keeps the loop at the full float32
 # vector width. The maxima (x_j == m, whose exponential is exactly 1) are counted instead of
 # summed, so that d = S − 1 = (count − 1) + Σ_{x_j < m} e_j is accurate even when it is tiny
-# (a confident prediction: loss = log1p(d) keeps full relative accuracy in float32).
+# (a confident prediction: loss = log1p(d) keeps full relative accuracy in float32). Counting
+# costs four vector operations per element, so it is done only in the blocks that can hold a
+# maximum: the max pass also returns the first and last block whose own maximum equals the
+# row's (every other block is summed plainly; the results are identical, since there the
+# indicator is 0).
 _BLK = 512
+
+
+@njit(**_JIT)
+def _row_max_span(xr):
+    """(m, lo, hi): the row's maximum (NaN if any element is NaN) and the first and last block
+    (of _BLK elements) whose maximum equals m."""
+    n = xr.shape[0]
+    m = xr[0]
+    lo = 0
+    hi = 0
+    b = 0
+    for b0 in range(0, n, _BLK):
+        mb = xr[b0]
+        for j in range(b0, min(b0 + _BLK, n)):
+            mb = _fmaximum(mb, xr[j])
+        if mb > m:
+            m = mb
+            lo = b
+            hi = b
+        elif mb == m:
+            hi = b
+        else:
+            m = _fmaximum(m, mb)  # NaN propagates
+        b += 1
+    return m, lo, hi
 
 
 @njit(cache=True, fastmath=_FP, error_model="numpy")
@@ -367,55 +435,135 @@ def _d_plus(a, b, c):
 
 @njit(cache=True, fastmath=_FP, error_model="numpy")
 def _sub_nr(a, b):
-    """a − b, compiled without `reassoc` so that a reduction Σ (e_j − [x_j = m]) is never split
+    """a − b, compiled without `reassoc`, so that a reduction Σ (e_j − [x_j = m]) is never split
     into Σ e_j − Σ [x_j = m] (which would put the 1.0 of the maximum back into the sum)."""
     return a - b
 
 
 # The loops below are written branch-free (the indicator [x_j = m] as a number) so that LLVM
 # vectorizes them; a conditional inside a reduction would keep them scalar.
+#
+# Prefetching: while one row is summed (compute-bound: one exp per element), the same block of
+# the *next* row (`xn`, and its gradient row `gn`) is prefetched, so that the next row's max pass
+# reads from cache instead of waiting for memory (prange hands each thread a contiguous range
+# of rows, so the next row is almost always the same thread's).
 
 
 @njit(**_JIT)
-def _exp_sum(xr, m):
-    """(S, S − 1) for one row with a finite max m."""
+def _prefetch_block(xn, gn, b0, b1, want_grad):
+    for j in range(b0, b1, 16):  # one 64-byte line holds 16 float32 (8 float64: every other)
+        _prefetch_read(xn, j)
+    if want_grad:
+        for j in range(b0, b1, 16):
+            _prefetch_write(gn, j)
+    if xn.itemsize == 8:
+        for j in range(b0 + 8, b1, 16):
+            _prefetch_read(xn, j)
+        if want_grad:
+            for j in range(b0 + 8, b1, 16):
+                _prefetch_write(gn, j)
+
+
+@njit(**_JIT)
+def _exp_sum(xr, m, lo, hi, xn):
+    """(S, S − 1) for one row with a finite max m (``lo``, ``hi`` from :func:`_row_max_span`)."""
     n = xr.shape[0]
     s = 0.0
     cnt = 0.0
     z0 = _like(0.0, m)
+    b = 0
     for b0 in range(0, n, _BLK):
+        b1 = min(b0 + _BLK, n)
+        _prefetch_block(xn, xn, b0, b1, False)
         t = z0
-        k = z0
-        for j in range(b0, min(b0 + _BLK, n)):
-            v = xr[j]
-            e = _vexp(v - m)
-            top = _like(v == m, m)
-            t += _sub_nr(e, top)  # the maxima contribute exp(0) − 1 = 0
-            k += top
+        if lo <= b <= hi:
+            k = z0
+            for j in range(b0, b1):
+                v = xr[j]
+                e = _vexp(v - m)
+                top = _like(v == m, m)
+                t += _sub_nr(e, top)  # the maxima contribute exp(0) − 1 = 0
+                k += top
+            cnt += k
+        else:
+            for j in range(b0, b1):
+                t += _vexp(xr[j] - m)
         s += t
-        cnt += k
+        b += 1
     return cnt + s, _d_plus(cnt, 1.0, s)
 
 
 @njit(**_JIT)
-def _exp_store_sum(xr, m, out):
+def _exp_store_sum(xr, m, lo, hi, out, xn, gn):
     """Like :func:`_exp_sum`, also storing exp(x_j − m) into ``out``."""
     n = xr.shape[0]
     s = 0.0
     cnt = 0.0
     z0 = _like(0.0, m)
+    b = 0
     for b0 in range(0, n, _BLK):
+        b1 = min(b0 + _BLK, n)
+        _prefetch_block(xn, gn, b0, b1, True)
         t = z0
-        k = z0
-        for j in range(b0, min(b0 + _BLK, n)):
-            v = xr[j]
-            e = _vexp(v - m)
-            out[j] = e
-            top = _like(v == m, m)
-            t += _sub_nr(e, top)
-            k += top
+        if lo <= b <= hi:
+            k = z0
+            for j in range(b0, b1):
+                v = xr[j]
+                e = _vexp(v - m)
+                out[j] = e
+                top = _like(v == m, m)
+                t += _sub_nr(e, top)
+                k += top
+            cnt += k
+        else:
+            for j in range(b0, b1):
+                e = _vexp(xr[j] - m)
+                out[j] = e
+                t += e
         s += t
-        cnt += k
+        b += 1
+    return cnt + s, _d_plus(cnt, 1.0, s)
+
+
+@njit(**_JIT)
+def _exp_sum_in_place(row, m, lo, hi, xn, gn):
+    """:func:`_exp_store_sum` with ``out`` = the row itself (x_j replaced by exp(x_j − m)).
+
+    A loop that reads and writes the same array does not vectorize here (LLVM keeps it scalar,
+    10× slower), so each block's exponentials go to a small scratch buffer (L1-resident) and
+    are copied back.
+    """
+    n = row.shape[0]
+    s = 0.0
+    cnt = 0.0
+    z0 = _like(0.0, m)
+    b = 0
+    tmp = np.empty(_BLK, row.dtype)
+    for b0 in range(0, n, _BLK):
+        b1 = min(b0 + _BLK, n)
+        w = b1 - b0
+        xb = row[b0:b1]
+        _prefetch_block(xn, gn, b0, b1, True)
+        t = z0
+        if lo <= b <= hi:
+            k = z0
+            for j in range(w):
+                v = xb[j]
+                e = _vexp(v - m)
+                tmp[j] = e
+                top = _like(v == m, m)
+                t += _sub_nr(e, top)
+                k += top
+            cnt += k
+        else:
+            for j in range(w):
+                e = _vexp(xb[j] - m)
+                tmp[j] = e
+                t += e
+        for j in range(w):
+            xb[j] = tmp[j]
+        s += t
+        b += 1
     return cnt + s, _d_plus(cnt, 1.0, s)
 
 
@@ -484,9 +632,11 @@ def _finite(m):
 def _k_lse(xf, rs, n, c, out):
     for i in prange(n):
         xr = xf[i * rs : i * rs + c]
-        m = _row_max(xr)
+        i1 = min(np.int64(i) + 1, n - 1)
+        m, lo, hi = _row_max_span(xr)
         if _finite(m):
-            out[i] = np.float64(m) + math.log1p(_exp_sum(xr, m)[1])
+            xn = xf[i1 * rs : i1 * rs + c]
+            out[i] = np.float64(m) + math.log1p(_exp_sum(xr, m, lo, hi, xn)[1])
         else:
             out[i] = np.float64(m)  # -inf for an all -inf row, +inf (or nan) otherwise
 
@@ -496,14 +646,16 @@ def _k_softmax(xf, rs, n, c, log, out):
     for i in prange(n):
         xr = xf[i * rs : i * rs + c]
         orow = out[i]
-        m = _row_max(xr)
+        i1 = min(np.int64(i) + 1, n - 1)
+        xn = xf[i1 * rs : i1 * rs + c]
+        m, lo, hi = _row_max_span(xr)
         if _finite(m):
             if log:
-                ls = _like(math.log1p(_exp_sum(xr, m)[1]), m)
+                ls = _like(math.log1p(_exp_sum(xr, m, lo, hi, xn)[1]), m)
                 for j in range(c):
                     orow[j] = (xr[j] - m) - ls  # both terms ≤ 0: no cancellation
             else:
-                s, _ = _exp_store_sum(xr, m, orow)
+                s, _ = _exp_store_sum(xr, m, lo, hi, orow, xn, out[i1])
                 _scale(orow, _like(1.0 / s, m))
         elif log:  # generic path: x − finite_or_zero(lse)
             for j in range(c):
@@ -558,6 +710,16 @@ def _ro(a: np.ndarray) -> np.ndarray:
     v = a.view()
     v.flags.writeable = False
     return v
+
+
+def _grad_buffer(x: np.ndarray, want_grad: bool, out: np.ndarray | None) -> np.ndarray:
+    """The gradient's buffer: ``out`` (checked) when given, else a new array ((1, 1) if unused)."""
+    n, c = x.shape
+    if want_grad and out is not None:
+        if out.shape != (n, c) or out.dtype != x.dtype or not out.flags.c_contiguous:
+            raise ValueError("`out` must be a C-contiguous array of the logits' shape and dtype")
+        return out
+    return np.empty((n, c) if want_grad else (1, 1), x.dtype)
 
 
 def _check2d(x: np.ndarray) -> None:
@@ -620,6 +782,7 @@ def _k_sparse_ce(
     eps,
     z,
     want_grad,
+    in_place,
     gs,
     loss,
     g,
@@ -636,18 +799,22 @@ def _k_sparse_ce(
         swi = sw[i] if has_sw else 1.0
         cwy = cw[y] if has_cw else 1.0
         coef = (1.0 - eps) * cwy  # weight of the label's own term
-        m = _row_max(xr)
+        m, lo, hi = _row_max_span(xr)
         xy = np.float64(xr[y])
+        i1 = min(np.int64(i) + 1, n - 1)
+        xn = xf[i1 * rs : i1 * rs + c]
         if _finite(m):
             # every read of x happens before the gradient is stored, so grow may alias xr
             # (linear_cross_entropy turns its logits chunk into the gradient in place)
             gap = 0.0
             if eps > 0.0:
                 gap = _gap_sum_w(xr, m, cw) if has_cw else _gap_sum(xr, m)
-            if want_grad:
-                s, dm = _exp_store_sum(xr, m, grow)
+            if in_place:
+                s, dm = _exp_sum_in_place(grow, m, lo, hi, xn, g[i1])
+            elif want_grad:
+                s, dm = _exp_store_sum(xr, m, lo, hi, grow, xn, g[i1])
             else:
-                s, dm = _exp_sum(xr, m)
+                s, dm = _exp_sum(xr, m, lo, hi, xn)
             logs = math.log1p(dm)
             lse = np.float64(m) + logs
             ce = coef * ((np.float64(m) - xy) + logs) if coef != 0.0 else 0.0
@@ -706,14 +873,15 @@ def sparse_softmax_ce(
     n, c = x.shape
     loss = np.empty(n, np.float64)
     want_grad = grad_scale is not None
-    if want_grad and out is not None:
-        if out.shape != (n, c) or out.dtype != x.dtype or not out.flags.c_contiguous:
-            raise ValueError("`out` must be a C-contiguous array of the logits' shape and dtype")
-        if out is x:
-            x = out.view()  # a separate read view of the same memory
-        g = out
-    else:
-        g = np.empty((n, c) if want_grad else (1, 1), x.dtype)
+    g = _grad_buffer(x, want_grad, out)
+    in_place = False
+    if want_grad and out is not None and np.may_share_memory(out, x):
+        in_place = (
+            out.__array_interface__["data"][0] == x.__array_interface__["data"][0]
+            and out.strides == x.strides
+        )
+        if not in_place:
+            raise ValueError("`out` overlaps `x` without being the same array")
     if n == 0 or c == 0:
         loss.fill(0.0)
         return loss, (g if want_grad else None)
@@ -743,6 +911,7 @@ def sparse_softmax_ce(
         float(label_smoothing),
         float(z_loss),
         want_grad,
+        in_place,
         _gs(grad_scale),
         loss,
         g,
@@ -789,12 +958,14 @@ def _k_dense_ce(xf, rs, yf, yrs, n, c, cw, has_cw, sw, has_sw, eps, z, want_grad
         yr = yf[i * yrs : i * yrs + c]
         grow = g[i] if want_grad else g[0]
         swi = sw[i] if has_sw else 1.0
-        m = _row_max(xr)
+        m, lo, hi = _row_max_span(xr)
+        i1 = min(np.int64(i) + 1, n - 1)
+        xn = xf[i1 * rs : i1 * rs + c]
         if _finite(m):
             if want_grad:
-                s, dm = _exp_store_sum(xr, m, grow)
+                s, dm = _exp_store_sum(xr, m, lo, hi, grow, xn, g[i1])
             else:
-                s, dm = _exp_sum(xr, m)
+                s, dm = _exp_sum(xr, m, lo, hi, xn)
             logs = math.log1p(dm)
             lse = np.float64(m) + logs
             mass, gap = _target_stats(xr, yr, m, onem, epsc, cw, has_cw)
@@ -822,16 +993,18 @@ def softmax_ce(
     label_smoothing: float,
     z_loss: float,
     grad_scale: float | None,
+    out: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Softmax cross-entropy with dense targets ``y`` (N, C) per row, and its gradient.
 
-    Same conventions as :func:`sparse_softmax_ce`.
+    Same conventions as :func:`sparse_softmax_ce`, except that ``out`` must not overlap ``x``
+    or ``y`` (the targets are read again after the exponentials are stored).
     """
     _check2d(x)
     n, c = x.shape
     loss = np.empty(n, np.float64)
     want_grad = grad_scale is not None
-    g = np.empty((n, c) if want_grad else (1, 1), x.dtype)
+    g = _grad_buffer(x, want_grad, out)
     if n == 0 or c == 0:
         loss.fill(0.0)
         return loss, (g if want_grad else None)
@@ -977,6 +1150,7 @@ def sigmoid_ce(
     label_smoothing: float,
     grad_scale: float | None,
     elementwise: bool,
+    out: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Sigmoid (binary) cross-entropy, elementwise, and its gradient.
 
@@ -985,12 +1159,13 @@ def sigmoid_ce(
     (N, 1) or a scalar broadcast are used as one weight per row; class-wise (C,) broadcasts and
     full arrays are read per element; other stride patterns are copied once).
     Returns ``(loss, grad)``: loss (N, C) of ``x.dtype`` (sample weights included) when
-    ``elementwise``, else per-row sums in float64 (N,).
+    ``elementwise``, else per-row sums in float64 (N,). ``out`` as in :func:`sparse_softmax_ce`
+    (it may be ``x`` itself: each element is read before its gradient is stored).
     """
     _check2d(x)
     n, c = x.shape
     want_grad = grad_scale is not None
-    g = np.empty((n, c) if want_grad else (1, 1), x.dtype)
+    g = _grad_buffer(x, want_grad, out)
     lel = np.empty((n, c) if elementwise else (1, 1), x.dtype)
     lsum = np.zeros(n, np.float64)
     if n == 0 or c == 0:

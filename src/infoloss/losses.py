@@ -103,6 +103,59 @@ def _check_label_range(xp: Namespace, labels: Array, c: int, ignore_index: int |
         )
 
 
+def _check_grad_out(out: Any, logits: Any) -> None:
+    """Validate ``value_and_grad(...)(..., out=...)``: a writeable NumPy array like the logits."""
+    import numpy as np
+
+    if not isinstance(logits, np.ndarray):
+        raise InfolossTypeError(
+            f"`out` is supported for NumPy logits only; got logits of type {type(logits).__name__}"
+        )
+    if not isinstance(out, np.ndarray):
+        raise InfolossTypeError(f"`out` must be a NumPy array; got {type(out).__name__}")
+    if out.shape != logits.shape or out.dtype != logits.dtype:
+        raise InfolossError(
+            f"`out` must have the logits' shape {logits.shape} and dtype {logits.dtype}; "
+            f"got shape {out.shape} and dtype {out.dtype}"
+        )
+    if not out.flags.writeable:
+        raise InfolossError("`out` must be writeable; got a read-only array")
+
+
+def _kernel_out(out: Any, x2: Any, inputs: tuple[Any, ...], in_place_ok: bool) -> Any:
+    """``out`` as the kernel's (N, C) gradient buffer, or None when the kernel cannot write into
+    it directly (another dtype or layout, or overlap with an input other than the logits
+    themselves in a kernel that reads each logit before storing its gradient)."""
+    import numpy as np
+
+    if out is None or out.dtype != x2.dtype or not out.flags.c_contiguous:
+        return None
+    o2 = out.reshape(x2.shape)
+    if np.may_share_memory(o2, x2):
+        same = (
+            in_place_ok
+            and o2.__array_interface__["data"][0] == x2.__array_interface__["data"][0]
+            and o2.strides == x2.strides
+        )
+        if not same:
+            return None
+    if any(a is not None and np.may_share_memory(o2, a) for a in inputs):
+        return None
+    return o2
+
+
+def _into_out(out: Any, grad: Any) -> Any:
+    """Copy ``grad`` into ``out`` unless the kernel already wrote it there; return ``out``."""
+    import numpy as np
+
+    if not (
+        grad.__array_interface__["data"][0] == out.__array_interface__["data"][0]
+        and grad.strides == out.strides
+    ):
+        np.copyto(out, grad)
+    return out
+
+
 def _prepare_softmax(
     logits: Any, labels: Any, class_weights: Any, sample_weights: Any, axis: int, sparse: bool
 ) -> tuple[Namespace, Array, Array, Array | None, Array | None, int, Any]:
@@ -159,8 +212,12 @@ def _softmax_ce(
     sparse: bool,
     ignore_index: int | None = None,
     want_grad: bool = False,
+    grad_out: Any = None,
 ) -> tuple[Array, Grad]:
-    """Both softmax cross-entropies: value and (optionally) d value / d logits."""
+    """Both softmax cross-entropies: value and (optionally) d value / d logits (written into
+    ``grad_out`` when given: see :func:`~infoloss.value_and_grad`)."""
+    if grad_out is not None:
+        _check_grad_out(grad_out, logits)
     if _dispatch.torch_enabled(logits, labels, class_weights, sample_weights):
         from .torch import _softmax_ce_torch  # CPU torch tensors: fused kernels under autograd
 
@@ -193,12 +250,14 @@ def _softmax_ce(
     xc = upcast(xp, x, cd)
     if _dispatch.enabled(xc):
         value, grad = _softmax_ce_fast(
-            xc, y, cw, sw, ax, eps, z, reduction, sparse, ignore_index, want_grad
+            xc, y, cw, sw, ax, eps, z, reduction, sparse, ignore_index, want_grad, grad_out
         )
     else:
         value, grad = _softmax_ce_generic(
             xp, xc, y, cw, sw, ax, eps, z, reduction, sparse, ignore_index, want_grad
         )
+    if grad is not None and grad_out is not None:
+        return upcast(xp, value, x.dtype), _into_out(grad_out, grad)
     return upcast(xp, value, x.dtype), (upcast(xp, grad, x.dtype) if grad is not None else None)
 
 
@@ -300,6 +359,7 @@ def _softmax_ce_fast(
     sparse: bool,
     ignore_index: int | None,
     want_grad: bool,
+    grad_out: Any = None,
 ) -> tuple[Array, Grad]:
     import numpy as np
 
@@ -325,10 +385,15 @@ def _softmax_ce_fast(
     scale = None
     if want_grad:
         scale = (1.0 / total_w if total_w != 0 else 0.0) if reduction == "mean" else 1.0
+    kout = None
+    if want_grad and ax == x.ndim - 1:
+        kout = _kernel_out(grad_out, x2, (y, cw, sw), in_place_ok=sparse)
     if sparse:
-        rows_loss, g = k.sparse_softmax_ce(x2, lab, cw64, sw64, ignore_index, eps, z, scale)
+        rows_loss, g = k.sparse_softmax_ce(
+            x2, lab, cw64, sw64, ignore_index, eps, z, scale, out=kout
+        )
     else:
-        rows_loss, g = k.softmax_ce(x2, y2, cw64, sw64, eps, z, scale)
+        rows_loss, g = k.softmax_ce(x2, y2, cw64, sw64, eps, z, scale, out=kout)
     if reduction == "none":
         value = np.asarray(rows_loss, dtype=x.dtype).reshape(batch)
     else:
@@ -532,7 +597,10 @@ def _sigmoid_ce(
     label_smoothing: Any = 0.0,
     reduction: Any = "none",
     want_grad: bool = False,
+    grad_out: Any = None,
 ) -> tuple[Array, Grad]:
+    if grad_out is not None:
+        _check_grad_out(grad_out, logits)
     if _dispatch.torch_enabled(logits, labels, pos_weight, sample_weights):
         from .torch import _sigmoid_ce_torch  # CPU torch tensors: fused kernels under autograd
 
@@ -573,9 +641,11 @@ def _sigmoid_ce(
     xc = upcast(xp, x, cd)
     per_class = pw is None or (x.ndim >= 1 and tuple(pw.shape) == (shape[-1],))
     if per_class and _dispatch.enabled(xc):
-        value, grad = _sigmoid_ce_fast(xc, y, pw, sw, eps, reduction, want_grad)
+        value, grad = _sigmoid_ce_fast(xc, y, pw, sw, eps, reduction, want_grad, grad_out)
     else:
         value, grad = _sigmoid_ce_generic(xp, xc, y, pw, sw, eps, reduction, want_grad)
+    if grad is not None and grad_out is not None:
+        return upcast(xp, value, x.dtype), _into_out(grad_out, grad)
     return upcast(xp, value, x.dtype), (upcast(xp, grad, x.dtype) if grad is not None else None)
 
 
@@ -619,7 +689,14 @@ def _sigmoid_ce_generic(
 
 
 def _sigmoid_ce_fast(
-    x: Any, y: Any, pw: Any, sw: Any, eps: float, reduction: str, want_grad: bool
+    x: Any,
+    y: Any,
+    pw: Any,
+    sw: Any,
+    eps: float,
+    reduction: str,
+    want_grad: bool,
+    grad_out: Any = None,
 ) -> tuple[Array, Grad]:
     import numpy as np
 
@@ -639,7 +716,8 @@ def _sigmoid_ce_fast(
     scale = None
     if want_grad:
         scale = (1.0 / total_w if total_w != 0 else 0.0) if reduction == "mean" else 1.0
-    loss, g = k.sigmoid_ce(x2, y2, pw64, sw2, eps, scale, reduction == "none")
+    kout = _kernel_out(grad_out, x2, (y, pw, sw), in_place_ok=False) if want_grad else None
+    loss, g = k.sigmoid_ce(x2, y2, pw64, sw2, eps, scale, reduction == "none", out=kout)
     if reduction == "none":
         value = np.asarray(loss, dtype=x.dtype).reshape(shape)
     else:
