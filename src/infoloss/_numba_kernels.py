@@ -1062,38 +1062,53 @@ def _sig_elem(x, yv, pwj, o, e2):
 
 
 @njit(**_JIT)
-def _sig_row_el(xr, yr, pw, swr, rw, o, e2, lrow):
-    for j in range(xr.shape[0]):
-        le, _ = _sig_elem(xr[j], yr[j], pw[j], o, e2)
-        lrow[j] = le * _like(swr[j] * rw, o)
+def _sig_block(xb, yb, pb, sb, per_elem, rw, fg, o, e2, want_grad, lb, gb):
+    """One block of a row: weighted losses into ``lb`` and gradients into ``gb``.
+
+    Weights: ``sb[j]`` (``per_elem``) or the row weight ``rw``; the gradient factor ``fg`` is
+    ``gs`` (per element, times ``sb[j]``) or ``rw · gs``. Four loops, so that no branch sits
+    inside a loop (each one vectorizes).
+    """
+    w = xb.shape[0]
+    if per_elem:
+        if want_grad:
+            for j in range(w):
+                le, g = _sig_elem(xb[j], yb[j], pb[j], o, e2)
+                wj = sb[j]
+                lb[j] = le * wj
+                gb[j] = g * (wj * fg)
+        else:
+            for j in range(w):
+                le, _ = _sig_elem(xb[j], yb[j], pb[j], o, e2)
+                lb[j] = le * sb[j]
+    elif want_grad:
+        for j in range(w):
+            le, g = _sig_elem(xb[j], yb[j], pb[j], o, e2)
+            lb[j] = le * rw
+            gb[j] = g * fg
+    else:
+        for j in range(w):
+            le, _ = _sig_elem(xb[j], yb[j], pb[j], o, e2)
+            lb[j] = le * rw
 
 
 @njit(**_JIT)
-def _sig_row_el_g(xr, yr, pw, swr, rw, gs, o, e2, lrow, grow):
-    for j in range(xr.shape[0]):
-        le, g = _sig_elem(xr[j], yr[j], pw[j], o, e2)
-        w = _like(swr[j] * rw, o)
-        lrow[j] = le * w
-        grow[j] = g * (w * _like(gs, o))
-
-
-@njit(**_JIT)
-def _sig_row_sum(xr, yr, pw, swr, rw, o, e2):
+def _sig_row(xr, yr, pw, swr, per_elem, rw, fg, o, e2, want_grad, elementwise, lrow, grow):
+    """One row, block by block: the weighted losses stored into ``lrow`` (``elementwise``) or
+    summed in float64 (returned). A reduction inside the element loop kept it from vectorizing,
+    so losses go through an L1-resident scratch block and are summed by a separate loop."""
+    n = xr.shape[0]
     acc = 0.0
-    for j in range(xr.shape[0]):
-        le, _ = _sig_elem(xr[j], yr[j], pw[j], o, e2)
-        acc += np.float64(le * _like(swr[j] * rw, o))
-    return acc
-
-
-@njit(**_JIT)
-def _sig_row_sum_g(xr, yr, pw, swr, rw, gs, o, e2, grow):
-    acc = 0.0
-    for j in range(xr.shape[0]):
-        le, g = _sig_elem(xr[j], yr[j], pw[j], o, e2)
-        w = _like(swr[j] * rw, o)
-        acc += np.float64(le * w)
-        grow[j] = g * (w * _like(gs, o))
+    tmp = np.empty(_BLK if not elementwise else 1, xr.dtype)
+    for b0 in range(0, n, _BLK):
+        b1 = min(b0 + _BLK, n)
+        lb = lrow[b0:b1] if elementwise else tmp[: b1 - b0]
+        gb = grow[b0:b1] if want_grad else grow
+        sb = swr[b0:b1] if per_elem else swr
+        _sig_block(xr[b0:b1], yr[b0:b1], pw[b0:b1], sb, per_elem, rw, fg, o, e2, want_grad, lb, gb)
+        if not elementwise:
+            for j in range(b1 - b0):
+                acc += np.float64(tmp[j])
     return acc
 
 
@@ -1109,7 +1124,6 @@ def _k_sigmoid_ce(
     swf,
     srs,
     sw_per_row,
-    ones,
     eps,
     want_grad,
     gs,
@@ -1118,28 +1132,36 @@ def _k_sigmoid_ce(
     lel,
     g,
 ):
-    # pw: (C,) in the dtype of x (ones when absent); per-element weights are read from
-    # swf[i*srs : i*srs + C], or the row weight swf[i*srs] times `ones` when sw_per_row.
+    # pw: (C,) and the weights in the dtype of x (pw ones when absent); per-element weights are
+    # read from swf[i*srs : i*srs + C], or one weight per row swf[i*srs] when sw_per_row.
     o = _like(1.0 - eps, xf[0])
     e2 = _like(eps / 2.0, xf[0])
     for i in prange(n):
         xr = xf[i * rs : i * rs + c]
         yr = yf[i * yrs : i * yrs + c]
         if sw_per_row:
-            swr = ones
+            swr = swf[i * srs : i * srs + 1]
             rw = swf[i * srs]
+            fg = _like(np.float64(rw) * gs, rw)
         else:
             swr = swf[i * srs : i * srs + c]
-            rw = 1.0
-        if elementwise:
-            if want_grad:
-                _sig_row_el_g(xr, yr, pw, swr, rw, gs, o, e2, lel[i], g[i])
-            else:
-                _sig_row_el(xr, yr, pw, swr, rw, o, e2, lel[i])
-        elif want_grad:
-            lsum[i] = _sig_row_sum_g(xr, yr, pw, swr, rw, gs, o, e2, g[i])
-        else:
-            lsum[i] = _sig_row_sum(xr, yr, pw, swr, rw, o, e2)
+            rw = _like(1.0, o)
+            fg = _like(gs, o)
+        lsum[i] = _sig_row(
+            xr,
+            yr,
+            pw,
+            swr,
+            not sw_per_row,
+            rw,
+            fg,
+            o,
+            e2,
+            want_grad,
+            elementwise,
+            lel[i] if elementwise else lel[0],
+            g[i] if want_grad else g[0],
+        )
 
 
 def sigmoid_ce(
@@ -1159,8 +1181,8 @@ def sigmoid_ce(
     (N, 1) or a scalar broadcast are used as one weight per row; class-wise (C,) broadcasts and
     full arrays are read per element; other stride patterns are copied once).
     Returns ``(loss, grad)``: loss (N, C) of ``x.dtype`` (sample weights included) when
-    ``elementwise``, else per-row sums in float64 (N,). ``out`` as in :func:`sparse_softmax_ce`
-    (it may be ``x`` itself: each element is read before its gradient is stored).
+    ``elementwise``, else per-row sums in float64 (N,). ``out`` as in :func:`softmax_ce`
+    (an ``out`` overlapping ``x`` gives the right numbers, but LLVM then runs scalar code).
     """
     _check2d(x)
     n, c = x.shape
@@ -1176,16 +1198,16 @@ def sigmoid_ce(
         pw = _ro(np.ascontiguousarray(pos_weight, dtype=np.float64).reshape(c).astype(x.dtype))
     else:
         pw = _ro(np.ones(c, x.dtype))
-    ones = _ro(np.ones(c, np.float64))
     sw_per_row = True
-    swf, srs = _ONE, 0  # no weights: the row weight 1 times ones
+    swf, srs = _ro(np.ones(1, x.dtype)), 0  # no weights: the row weight 1
     if sample_weights is not None:
-        sw = np.broadcast_to(np.asarray(sample_weights, dtype=np.float64), (n, c))
+        sw = np.broadcast_to(np.asarray(sample_weights, dtype=x.dtype), (n, c))
         s0, s1 = sw.strides
-        if (s1 == 0 or c == 1) and ((s0 >= 0 and s0 % 8 == 0) or n == 1):  # one weight per row
-            srs = s0 // 8 if n > 1 else 0
+        isz = x.itemsize
+        if (s1 == 0 or c == 1) and ((s0 >= 0 and s0 % isz == 0) or n == 1):  # one per row
+            srs = s0 // isz if n > 1 else 0
             swf = np.lib.stride_tricks.as_strided(
-                sw, shape=((n - 1) * srs + 1,), strides=(8,), writeable=False
+                sw, shape=((n - 1) * srs + 1,), strides=(isz,), writeable=False
             )
         else:
             sw_per_row = False
@@ -1203,7 +1225,6 @@ def sigmoid_ce(
         swf,
         srs,
         sw_per_row,
-        ones,
         float(label_smoothing),
         want_grad,
         _gs(grad_scale),
