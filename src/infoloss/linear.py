@@ -33,9 +33,12 @@ from .losses import _check_class_weights, _check_label_range, _check_options, _s
 __all__ = ["CHUNK_BUDGET_BYTES", "linear_cross_entropy"]
 
 #: Memory budget of one chunk of logits (bytes) when ``chunk_size=None``: the chunk has
-#: ``max(64, CHUNK_BUDGET_BYTES // (V * itemsize))`` rows (at most N). Assign a new value to change it.
+#: ``max(256, CHUNK_BUDGET_BYTES // (V * itemsize))`` rows (at most N). Assign a new value to change it.
 CHUNK_BUDGET_BYTES = 64 * 2**20
-_MIN_CHUNK = 64
+# The floor keeps the matrix products efficient at large vocabularies: each chunk's d_weight
+# product re-reads and re-writes all of d_weight (V × H), so at V = 131072 128-row chunks cost
+# 1.3x the unfused time and 256-row chunks 0.95–1.05x (measured, N = 2048, H = 1024).
+_MIN_CHUNK = 256
 
 Grads = tuple[Array, Array, Array | None]
 
@@ -268,6 +271,7 @@ def _linear_ce_fast(
         dw = np.zeros((v, hdim), dtype=dtype)
         tmp = np.empty((min(_DW_BLOCK, v), hdim), dtype=dtype)
         db = None if b is None else np.zeros(v, dtype=np.float64)
+        ones = np.ones(buf.shape[0], dtype=dtype)
     losses = np.empty(m_all, dtype=np.float64)
     for start in range(0, m_all, chunk):
         stop = min(start + chunk, m_all)
@@ -303,7 +307,7 @@ def _linear_ce_fast(
                 np.matmul(g[:, vs:ve].T, hk, out=blk)
                 np.add(dw[vs:ve], blk, out=dw[vs:ve])
             if db is not None:
-                db += np.sum(g, axis=0, dtype=np.float64)
+                db += np.matmul(ones[: stop - start], g)  # column sums by BLAS (GEMV)
     row_loss[rows] = losses
     if reduction == "none":
         value = row_loss.astype(dtype)
@@ -357,7 +361,7 @@ def linear_cross_entropy(
         ``"none"`` returns the per-example losses, shape ``(...)``, at the same cost as ``"sum"``.
     chunk_size : int, optional
         Rows per chunk. ``None`` picks ``CHUNK_BUDGET_BYTES // (V · itemsize)`` rows (64 MiB of
-        logits by default, at least 64 rows).
+        logits by default, at least 256 rows: 128 MiB at V = 131072 float32).
 
     Returns
     -------
