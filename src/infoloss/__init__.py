@@ -9,6 +9,7 @@ kernels. See ``docs/semantics.md`` for the exact definitions.
 
 from __future__ import annotations
 
+from ._pool import empty_gradient_cache, set_gradient_cache
 from .activations import log_sigmoid, log_softmax, logsumexp, sigmoid, softmax
 from .errors import InfolossError, InfolossTypeError
 from .gradients import value_and_grad
@@ -30,6 +31,7 @@ __all__ = [
     "InfolossError",
     "InfolossTypeError",
     "cross_entropy",
+    "empty_gradient_cache",
     "entropy",
     "information",
     "js_divergence",
@@ -38,6 +40,7 @@ __all__ = [
     "log_sigmoid",
     "log_softmax",
     "logsumexp",
+    "set_gradient_cache",
     "sigmoid",
     "sigmoid_cross_entropy",
     "softmax",

@@ -57,6 +57,8 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
+from . import _pool
+
 __all__ = [
     "log_softmax_rows",
     "logsumexp_rows",
@@ -719,7 +721,9 @@ def _grad_buffer(x: np.ndarray, want_grad: bool, out: np.ndarray | None) -> np.n
         if out.shape != (n, c) or out.dtype != x.dtype or not out.flags.c_contiguous:
             raise ValueError("`out` must be a C-contiguous array of the logits' shape and dtype")
         return out
-    return np.empty((n, c) if want_grad else (1, 1), x.dtype)
+    if want_grad:
+        return _pool.empty((n, c), x.dtype)  # large gradients reuse a cached buffer
+    return np.empty((1, 1), x.dtype)
 
 
 def _check2d(x: np.ndarray) -> None:
@@ -1333,7 +1337,7 @@ def softmax_entropy_rows(
     n, c = x.shape
     h = np.zeros(n, np.float64)
     want_grad = grad_scale is not None
-    g = np.empty((n, c) if want_grad else (1, 1), x.dtype)
+    g = _grad_buffer(x, want_grad, None)
     if n and c:
         xf, rs = _rows_view(x)
         _launch(
@@ -1447,9 +1451,8 @@ def softmax_kl_rows(
     n, c = a.shape
     kl = np.zeros(n, np.float64)
     want_grad = grad_scale is not None
-    shape = (n, c) if want_grad else (1, 1)
-    ga = np.empty(shape, a.dtype)
-    gb = np.empty(shape, a.dtype)
+    ga = _grad_buffer(a, want_grad, None)
+    gb = _grad_buffer(a, want_grad, None)
     if n and c:
         af, ars = _rows_view(a)
         bf, brs = _rows_view(b)
