@@ -30,7 +30,12 @@ def _cases():
     multi = (RNG.random((N, C)) < 0.3).astype(np.float64)
     return [
         ("sparse", infoloss.sparse_softmax_cross_entropy, lab, {"ignore_index": -100}),
-        ("sparse-smooth", infoloss.sparse_softmax_cross_entropy, np.where(lab < 0, 0, lab), {"label_smoothing": 0.1, "z_loss": 1e-3}),
+        (
+            "sparse-smooth",
+            infoloss.sparse_softmax_cross_entropy,
+            np.where(lab < 0, 0, lab),
+            {"label_smoothing": 0.1, "z_loss": 1e-3},
+        ),
         ("dense", infoloss.softmax_cross_entropy, dense, {"class_weights": RNG.random(C)}),
         ("sigmoid", infoloss.sigmoid_cross_entropy, multi, {"pos_weight": RNG.random(C) + 0.5}),
     ]
@@ -134,9 +139,11 @@ def test_out_errors_name_the_argument():
     x = _x()
     lab = RNG.integers(0, C, N)
     f = vg(infoloss.sparse_softmax_cross_entropy)
-    with pytest.raises(InfolossError, match=r"`out` must have the logits' shape \(37, 41\).*got shape \(3, 3\)"):
+    with pytest.raises(
+        InfolossError, match=r"`out` must have the logits' shape \(37, 41\).*got shape \(3, 3\)"
+    ):
         f(x, lab, out=np.empty((3, 3), np.float32))
-    with pytest.raises(InfolossError, match="dtype float32; got shape .* dtype float64"):
+    with pytest.raises(InfolossError, match=r"dtype float32; got shape .* dtype float64"):
         f(x, lab, out=np.empty((N, C)))
     with pytest.raises(InfolossTypeError, match="`out` must be a NumPy array; got list"):
         f(x, lab, out=[0.0])
@@ -152,4 +159,6 @@ def test_out_rejects_non_numpy_logits():
     torch = pytest.importorskip("torch")
     x = torch.randn(3, 4)
     with pytest.raises(InfolossTypeError, match="NumPy logits only; got logits of type Tensor"):
-        vg(infoloss.sparse_softmax_cross_entropy)(x, torch.tensor([0, 1, 2]), out=np.empty((3, 4), np.float32))
+        vg(infoloss.sparse_softmax_cross_entropy)(
+            x, torch.tensor([0, 1, 2]), out=np.empty((3, 4), np.float32)
+        )

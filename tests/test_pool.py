@@ -102,8 +102,8 @@ def test_disabled_cache_never_reuses_and_releases():
     previous = infoloss.set_gradient_cache(False)
     assert previous is True
     assert not _pool._buffers  # free buffers released
-    _, g = vg(x, y)
-    assert not _pool._buffers
+    _, g2 = vg(x, y)
+    assert not _pool._buffers and g2.shape == x.shape
     assert infoloss.set_gradient_cache(True) is False
     with pytest.raises(infoloss.InfolossTypeError, match="`enabled` must be True or False; got 1"):
         infoloss.set_gradient_cache(1)

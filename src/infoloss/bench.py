@@ -70,9 +70,9 @@ def _time(fn: Fn, repeat: int, budget_s: float) -> tuple[float, int]:
 # --------------------------------------------------------------------------- peers
 
 
-def _infoloss_fns(kind: str, x: np.ndarray, y: np.ndarray) -> dict[str, tuple[Fn, Fn]]:
-    """``{"infoloss fast": (fwd, fwdbwd), "infoloss generic": ...}``."""
-    out: dict[str, tuple[Fn, Fn]] = {}
+def _infoloss_fns(kind: str, x: np.ndarray, y: np.ndarray) -> dict[str, tuple[Fn | None, Fn]]:
+    """``{"infoloss fast": (fwd, fwdbwd), "infoloss fast, out=": (None, fwdbwd), ...}``."""
+    out: dict[str, tuple[Fn | None, Fn]] = {}
     try:
         import infoloss
         from infoloss import _dispatch
@@ -327,14 +327,16 @@ def run(
         def want(name: str) -> bool:
             return peers is None or name in peers
 
-        def copy_fns(d: np.ndarray = dst, s: np.ndarray = x) -> dict[str, tuple[Fn, Fn]]:
+        def copy_fns(d: np.ndarray = dst, s: np.ndarray = x) -> dict[str, tuple[Fn | None, Fn]]:
             def f() -> None:
                 np.copyto(d, s)
 
             return {"copy": (f, f)}
 
-        def single(name: str, make: Callable[[], Any]) -> Callable[[], dict[str, tuple[Fn, Fn]]]:
-            def build() -> dict[str, tuple[Fn, Fn]]:
+        def single(
+            name: str, make: Callable[[], Any]
+        ) -> Callable[[], dict[str, tuple[Fn | None, Fn]]]:
+            def build() -> dict[str, tuple[Fn | None, Fn]]:
                 r = make()
                 if r is None:
                     return {}
@@ -344,7 +346,7 @@ def run(
 
             return build
 
-        factories: list[Callable[[], dict[str, tuple[Fn, Fn]]]] = []
+        factories: list[Callable[[], dict[str, tuple[Fn | None, Fn]]]] = []
         if want("infoloss"):
             factories.append(functools.partial(_infoloss_fns, kind, x, y))
         if want("copy"):
