@@ -636,3 +636,35 @@ def test_bench_quick(tmp_path):
     assert {"infoloss fast", "infoloss generic", "numpy", "copy"} <= peers
     assert all(r["ms"] > 0 and r["gb_per_s"] > 0 for r in data["results"])
     assert data["threads"]["numba_threads"] >= 1
+
+
+def test_sigmoid_kernel_concurrent_calls_from_python_threads():
+    """Each call has its own per-thread scratch blocks: concurrent calls (one OpenMP team per
+    calling thread, with overlapping thread ids) must not share them."""
+    import threading
+
+    rng = np.random.default_rng(11)
+    data = [
+        (
+            rng.standard_normal((300, 700)).astype(np.float32),
+            (rng.random((300, 700)) < 0.3).astype(np.float32),
+        )
+        for _ in range(4)
+    ]
+    refs = [K.sigmoid_ce(x, y, None, None, 0.0, 1.0, False) for x, y in data]
+    bad: list[int] = []
+
+    def work(i: int) -> None:
+        x, y = data[i]
+        for _ in range(25):
+            loss, g = K.sigmoid_ce(x, y, None, None, 0.0, 1.0, False)
+            if not (np.array_equal(loss, refs[i][0]) and np.array_equal(g, refs[i][1])):
+                bad.append(i)
+                return
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(data))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not bad

@@ -1097,13 +1097,13 @@ def _sig_block(xb, yb, pb, sb, per_elem, rw, fg, o, e2, want_grad, lb, gb):
 
 
 @njit(**_JIT)
-def _sig_row(xr, yr, pw, swr, per_elem, rw, fg, o, e2, want_grad, elementwise, lrow, grow):
+def _sig_row(xr, yr, pw, swr, per_elem, rw, fg, o, e2, want_grad, elementwise, lrow, grow, tmp):
     """One row, block by block: the weighted losses stored into ``lrow`` (``elementwise``) or
     summed in float64 (returned). A reduction inside the element loop kept it from vectorizing,
-    so losses go through an L1-resident scratch block and are summed by a separate loop."""
+    so losses go through an L1-resident scratch block ``tmp`` (the calling thread's) and are
+    summed by a separate loop."""
     n = xr.shape[0]
     acc = 0.0
-    tmp = np.empty(_BLK if not elementwise else 1, xr.dtype)
     for b0 in range(0, n, _BLK):
         b1 = min(b0 + _BLK, n)
         lb = lrow[b0:b1] if elementwise else tmp[: b1 - b0]
@@ -1135,7 +1135,9 @@ def _k_sigmoid_ce(
     lsum,
     lel,
     g,
+    scratch,
 ):
+    # scratch: (threads, _BLK), one row per thread of this call (numba.get_thread_id()).
     # pw: (C,) and the weights in the dtype of x (pw ones when absent); per-element weights are
     # read from swf[i*srs : i*srs + C], or one weight per row swf[i*srs] when sw_per_row.
     o = _like(1.0 - eps, xf[0])
@@ -1165,6 +1167,7 @@ def _k_sigmoid_ce(
             elementwise,
             lel[i] if elementwise else lel[0],
             g[i] if want_grad else g[0],
+            scratch[numba.get_thread_id()],
         )
 
 
@@ -1236,6 +1239,7 @@ def sigmoid_ce(
         lsum,
         lel,
         g,
+        np.empty((numba.config.NUMBA_NUM_THREADS, _BLK), x.dtype),
     )
     return (lel if elementwise else lsum), (g if want_grad else None)
 
