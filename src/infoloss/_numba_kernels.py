@@ -83,6 +83,12 @@ _JIT_NR: dict[str, Any] = dict(_JIT, fastmath=_FP)
 _PJIT: dict[str, Any] = dict(_JIT_NR, parallel=True)
 
 
+def _pool_threads() -> int:
+    """Size of numba's thread pool (``NUMBA_NUM_THREADS`` at import): every thread id of a
+    parallel region is below it."""
+    return int(numba.config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]
+
+
 def num_threads() -> int:
     """The number of threads the kernels run on (``numba.get_num_threads()``)."""
     return int(numba.get_num_threads())
@@ -1279,7 +1285,7 @@ def sigmoid_ce(
         lsum,
         lel,
         g,
-        np.empty((numba.config.NUMBA_NUM_THREADS, _BLK), x.dtype),
+        np.empty((_pool_threads(), _BLK), x.dtype),
     )
     return (lel if elementwise else lsum), (g if want_grad else None)
 
