@@ -267,11 +267,13 @@ def _special_rows(x, labels):
     return x
 
 
+# (150, 10): short rows, the tiled kernel (two full tiles of 64 rows and a partial one)
+@pytest.mark.parametrize("shape", [(23, 41), (150, 10)], ids=["long", "short"])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(("use_cw", "use_sw", "eps", "z", "gs"), _GRID)
-def test_sparse_softmax_ce_grid(dtype, use_cw, use_sw, eps, z, gs):
+def test_sparse_softmax_ce_grid(dtype, use_cw, use_sw, eps, z, gs, shape):
     rng = np.random.default_rng(1)
-    n, c = 23, 41
+    n, c = shape
     x = _logits(rng, n, c, dtype)
     labels = rng.integers(0, c, n)
     labels[5] = 1  # a class with zero weight (when class weights are on)

@@ -345,6 +345,22 @@ def _log1p_unit64(t):
     return (s + s) + (s + s) * (w * p)
 
 
+_LN2 = 0.6931471805599453
+
+
+@njit(cache=True, fastmath=_FP, error_model="numpy")
+def _log1p_pos64(d):
+    """log1p(d) for finite d ≥ 0, branch-free (vectorizable): the series of
+    :func:`_log1p_unit64` on [0, 1]; above 1, 1 + d = 2^k f with f in [1, 2) read from the
+    exponent bits, log1p(d) = k ln 2 + log1p(f − 1)."""
+    small = _log1p_unit64(_where(d < 1.0, d, 1.0))
+    bits = _f64_bits(1.0 + d)
+    k = (bits >> 52) - 1023
+    f = _bits_f64((bits & 0xFFFFFFFFFFFFF) | 0x3FF0000000000000)
+    big = np.float64(k) * _LN2 + _log1p_unit64(f - 1.0)
+    return _where(d <= 1.0, small, big)
+
+
 def _vexp(x):  # pragma: no cover - replaced by the overload
     """exp(x) for x <= 0 in the dtype of x (vectorizable polynomial)."""
     raise NotImplementedError
@@ -815,6 +831,91 @@ def softmax_rows(x: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- softmax CE
 
 
+@njit(**_JIT_NR)
+def _sparse_row(
+    i,
+    n,
+    xf,
+    rs,
+    c,
+    lab,
+    cw,
+    has_cw,
+    sumcw,
+    sw,
+    has_sw,
+    ignore,
+    has_ignore,
+    eps,
+    z,
+    want_grad,
+    in_place,
+    gs,
+    loss,
+    g,
+):
+    """Row ``i`` of :func:`_k_sparse_ce`: ``loss[i]`` and (when wanted) the gradient row."""
+    y = lab[i]
+    grow = g[i] if want_grad else g[0]
+    if has_ignore and y == ignore:
+        loss[i] = 0.0
+        if want_grad:
+            _fill(grow, _like(0.0, xf[0]))
+        return
+    xr = xf[i * rs : i * rs + c]
+    swi = sw[i] if has_sw else 1.0
+    cwy = cw[y] if has_cw else 1.0
+    coef = (1.0 - eps) * cwy  # weight of the label's own term
+    m, lo, hi = _row_max_span(xr)
+    xy = np.float64(xr[y])
+    i1 = min(np.int64(i) + 1, n - 1)
+    xn = xf[i1 * rs : i1 * rs + c]
+    if _finite(m):
+        # every read of x happens before the gradient is stored, so grow may alias xr
+        # (linear_cross_entropy turns its logits chunk into the gradient in place)
+        gap = 0.0
+        if eps > 0.0:
+            gap = _gap_sum_w(xr, m, cw) if has_cw else _gap_sum(xr, m)
+        if in_place:
+            s, dm = _exp_sum_in_place(grow, m, lo, hi, xn, g[i1])
+        elif want_grad:
+            s, dm = _exp_store_sum(xr, m, lo, hi, grow, xn, g[i1])
+        else:
+            s, dm = _exp_sum(xr, m, lo, hi, xn)
+        logs = math.log1p(dm)
+        lse = np.float64(m) + logs
+        ce = coef * ((np.float64(m) - xy) + logs) if coef != 0.0 else 0.0
+        if eps > 0.0:
+            ce += (eps / c) * (sumcw * logs + gap)
+        inv = 1.0 / s
+    else:  # no distribution (all -inf) or +inf logits: generic path uses lse = 0
+        lse = 0.0
+        s = 1.0
+        dm = 0.0
+        ce = coef * (0.0 - xy) if coef != 0.0 else 0.0
+        if eps > 0.0:
+            ce += (eps / c) * (_gap_sum_w(xr, 0.0, cw) if has_cw else _gap_sum(xr, 0.0))
+        if want_grad:
+            _exp_shift_store(xr, 0.0, grow)
+        inv = 1.0
+    loss[i] = swi * (ce + z * lse * lse)
+    if want_grad:
+        f = swi * gs
+        a = f * (coef + eps * (sumcw / c) + 2.0 * z * lse) * inv
+        b = f * (eps / c)
+        ey = np.float64(grow[y])
+        # label entry a e_y − b w_y − f coef, with e_y − S = (e_y − 1) − (S − 1) kept exact
+        gy = f * (coef * _d_plus(ey, 1.0, -dm) + (eps * (sumcw / c) + 2.0 * z * lse) * ey) * inv
+        if eps > 0.0:
+            if has_cw:
+                _scale_shift_w(grow, _like(a, m), b, cw)
+            else:
+                _scale_shift(grow, _like(a, m), _like(b, m))
+        else:
+            _scale(grow, _like(a, m))
+        grow[y] = gy - b * cwy
+
+
 @njit(**_PJIT)
 def _k_sparse_ce(
     xf,
@@ -838,65 +939,184 @@ def _k_sparse_ce(
     g,
 ):
     for i in prange(n):
-        y = lab[i]
-        grow = g[i] if want_grad else g[0]
-        if has_ignore and y == ignore:
-            loss[i] = 0.0
-            if want_grad:
-                _fill(grow, _like(0.0, xf[0]))
-            continue
-        xr = xf[i * rs : i * rs + c]
-        swi = sw[i] if has_sw else 1.0
-        cwy = cw[y] if has_cw else 1.0
-        coef = (1.0 - eps) * cwy  # weight of the label's own term
-        m, lo, hi = _row_max_span(xr)
-        xy = np.float64(xr[y])
-        i1 = min(np.int64(i) + 1, n - 1)
-        xn = xf[i1 * rs : i1 * rs + c]
-        if _finite(m):
-            # every read of x happens before the gradient is stored, so grow may alias xr
-            # (linear_cross_entropy turns its logits chunk into the gradient in place)
-            gap = 0.0
-            if eps > 0.0:
-                gap = _gap_sum_w(xr, m, cw) if has_cw else _gap_sum(xr, m)
-            if in_place:
-                s, dm = _exp_sum_in_place(grow, m, lo, hi, xn, g[i1])
-            elif want_grad:
-                s, dm = _exp_store_sum(xr, m, lo, hi, grow, xn, g[i1])
-            else:
-                s, dm = _exp_sum(xr, m, lo, hi, xn)
-            logs = math.log1p(dm)
+        _sparse_row(
+            i,
+            n,
+            xf,
+            rs,
+            c,
+            lab,
+            cw,
+            has_cw,
+            sumcw,
+            sw,
+            has_sw,
+            ignore,
+            has_ignore,
+            eps,
+            z,
+            want_grad,
+            in_place,
+            gs,
+            loss,
+            g,
+        )
+
+
+# Short rows (C ≤ _SHORT): one row per loop iteration leaves the vector units idle (C = 10 is
+# shorter than one unrolled vector iteration) and pays the per-row bookkeeping C-fold. Instead a
+# tile of _TILE rows is transposed into a per-thread scratch (classes × rows) and every step —
+# max, exp and sums, log1p, gradient — runs as a vector loop *across rows*. Rows whose max is not
+# finite, and ignored rows, go through the row-by-row code (:func:`_sparse_row`).
+_TILE = 64
+
+
+@njit(**_PJIT)
+def _k_sparse_ce_short(
+    xf,
+    rs,
+    n,
+    c,
+    lab,
+    cw,
+    has_cw,
+    sumcw,
+    sw,
+    has_sw,
+    ignore,
+    has_ignore,
+    eps,
+    z,
+    want_grad,
+    gs,
+    loss,
+    g,
+    sx,
+    sd,
+):
+    # sx: (threads, 2C + 3, _TILE) in the logits' dtype: logits^T, exp^T (then gradient^T), and
+    # the rows' max, Σ(e − [x = m]) and count of maxima; sd: (threads, 6, _TILE) float64:
+    # S − 1, log S, gap, "row done elsewhere" flag, gradient scale a, shift b, label entry.
+    ntiles = (n + _TILE - 1) // _TILE
+    for t in prange(ntiles):
+        tid = numba.get_thread_id()
+        X = sx[tid]
+        D = sd[tid]
+        r0 = t * _TILE
+        nr = min(_TILE, n - r0)
+        for r in range(nr):
+            base = (r0 + r) * rs
+            for j in range(c):
+                X[j, r] = xf[base + j]
+        M = X[2 * c]
+        A = X[2 * c + 1]
+        K = X[2 * c + 2]
+        T0 = X[0]
+        for r in range(nr):
+            M[r] = T0[r]
+        for j in range(1, c):
+            tj = X[j]
+            for r in range(nr):
+                M[r] = _fmaximum(M[r], tj[r])
+        z0 = _like(0.0, T0[0])
+        for r in range(nr):
+            A[r] = z0
+            K[r] = z0
+        for j in range(c):
+            tj = X[j]
+            ej = X[c + j]
+            for r in range(nr):
+                v = tj[r]
+                mr = M[r]
+                e = _vexp(v - mr)
+                ej[r] = e
+                top = _like(v == mr, mr)
+                A[r] += _sub_nr(e, top)
+                K[r] += top
+        DM = D[0]
+        LG = D[1]
+        GP = D[2]
+        for r in range(nr):
+            DM[r] = _d_plus(np.float64(K[r]), 1.0, np.float64(A[r]))
+        for r in range(nr):
+            LG[r] = _log1p_pos64(_where(DM[r] >= 0.0, DM[r], 0.0))  # (non-finite rows: redone)
+        if eps > 0.0:
+            for r in range(nr):
+                GP[r] = 0.0
+            for j in range(c):
+                tj = X[j]
+                wj = cw[j] if has_cw else 1.0
+                for r in range(nr):
+                    gv = wj * (np.float64(M[r]) - np.float64(tj[r]))
+                    GP[r] += _where(wj != 0.0, gv, 0.0)
+        for r in range(nr):
+            i = r0 + r
+            y = lab[i]
+            m = M[r]
+            if (has_ignore and y == ignore) or not _finite(m):
+                _sparse_row(
+                    i,
+                    n,
+                    xf,
+                    rs,
+                    c,
+                    lab,
+                    cw,
+                    has_cw,
+                    sumcw,
+                    sw,
+                    has_sw,
+                    ignore,
+                    has_ignore,
+                    eps,
+                    z,
+                    want_grad,
+                    False,
+                    gs,
+                    loss,
+                    g,
+                )
+                D[3, r] = 1.0
+                continue
+            D[3, r] = 0.0
+            swi = sw[i] if has_sw else 1.0
+            cwy = cw[y] if has_cw else 1.0
+            coef = (1.0 - eps) * cwy
+            xy = np.float64(X[y, r])
+            dm = DM[r]
+            logs = LG[r]
             lse = np.float64(m) + logs
             ce = coef * ((np.float64(m) - xy) + logs) if coef != 0.0 else 0.0
             if eps > 0.0:
-                ce += (eps / c) * (sumcw * logs + gap)
-            inv = 1.0 / s
-        else:  # no distribution (all -inf) or +inf logits: generic path uses lse = 0
-            lse = 0.0
-            s = 1.0
-            dm = 0.0
-            ce = coef * (0.0 - xy) if coef != 0.0 else 0.0
-            if eps > 0.0:
-                ce += (eps / c) * (_gap_sum_w(xr, 0.0, cw) if has_cw else _gap_sum(xr, 0.0))
+                ce += (eps / c) * (sumcw * logs + GP[r])
+            loss[i] = swi * (ce + z * lse * lse)
             if want_grad:
-                _exp_shift_store(xr, 0.0, grow)
-            inv = 1.0
-        loss[i] = swi * (ce + z * lse * lse)
+                inv = 1.0 / (np.float64(K[r]) + np.float64(A[r]))
+                f = swi * gs
+                b = f * (eps / c)
+                ey = np.float64(X[c + y, r])
+                D[4, r] = f * (coef + eps * (sumcw / c) + 2.0 * z * lse) * inv
+                D[5, r] = b
+                gy = f * (coef * _d_plus(ey, 1.0, -dm) + (eps * (sumcw / c) + 2.0 * z * lse) * ey)
+                A[r] = _like(gy * inv - b * cwy, m)  # the label's entry (A is free now)
         if want_grad:
-            f = swi * gs
-            a = f * (coef + eps * (sumcw / c) + 2.0 * z * lse) * inv
-            b = f * (eps / c)
-            ey = np.float64(grow[y])
-            # label entry a e_y − b w_y − f coef, with e_y − S = (e_y − 1) − (S − 1) kept exact
-            gy = f * (coef * _d_plus(ey, 1.0, -dm) + (eps * (sumcw / c) + 2.0 * z * lse) * ey) * inv
-            if eps > 0.0:
-                if has_cw:
-                    _scale_shift_w(grow, _like(a, m), b, cw)
+            for j in range(c):
+                ej = X[c + j]
+                if eps > 0.0:
+                    wj = cw[j] if has_cw else 1.0
+                    for r in range(nr):
+                        ej[r] = ej[r] * _like(D[4, r], z0) - _like(D[5, r] * wj, z0)
                 else:
-                    _scale_shift(grow, _like(a, m), _like(b, m))
-            else:
-                _scale(grow, _like(a, m))
-            grow[y] = gy - b * cwy
+                    for r in range(nr):
+                        ej[r] = ej[r] * _like(D[4, r], z0)
+            for r in range(nr):
+                if D[3, r] != 0.0:
+                    continue
+                i = r0 + r
+                grow = g[i]
+                for j in range(c):
+                    grow[j] = X[c + j, r]
+                grow[lab[i]] = A[r]
 
 
 def sparse_softmax_ce(
@@ -943,6 +1163,33 @@ def sparse_softmax_ce(
     has_sw = sample_weights is not None
     sw = _ro(np.ascontiguousarray(sample_weights, dtype=np.float64).reshape(n)) if has_sw else _ONE
     has_ignore = ignore_index is not None
+    if c <= _SHORT and not in_place:
+        threads = _pool_threads()
+        _launch(
+            _k_sparse_ce_short,
+            n * c,
+            xf,
+            rs,
+            n,
+            c,
+            lab,
+            cw,
+            has_cw,
+            sumcw,
+            sw,
+            has_sw,
+            0 if ignore_index is None else int(ignore_index),
+            has_ignore,
+            float(label_smoothing),
+            float(z_loss),
+            want_grad,
+            _gs(grad_scale),
+            loss,
+            g,
+            np.empty((threads, 2 * c + 3, _TILE), x.dtype),
+            np.empty((threads, 6, _TILE), np.float64),
+        )
+        return loss, (g if want_grad else None)
     _launch(
         _k_sparse_ce,
         n * c,
