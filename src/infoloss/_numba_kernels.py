@@ -496,61 +496,61 @@ def _prefetch_block(xn, gn, b0, b1, want_grad):
 
 
 @njit(**_JIT)
-def _exp_sum_short(xr, m):
-    """:func:`_exp_sum` for a short row (≤ _SHORT elements: too short for the vector loops),
-    summed in float64 without blocks or prefetching."""
-    s = 0.0
-    cnt = 0.0
-    for j in range(xr.shape[0]):
-        v = xr[j]
-        top = _like(v == m, m)
-        s += np.float64(_sub_nr(_vexp(v - m), top))
-        cnt += np.float64(top)
-    return cnt + s, _d_plus(cnt, 1.0, s)
+def _block_exp_sum(xb, m, count):
+    """One block: (Σ (e_j − [x_j = m]), Σ [x_j = m]) when ``count``, else (Σ e_j, 0), with
+    e_j = exp(x_j − m) summed in the block's dtype."""
+    t = _like(0.0, m)
+    k = _like(0.0, m)
+    if count:
+        for j in range(xb.shape[0]):
+            v = xb[j]
+            top = _like(v == m, m)
+            t += _sub_nr(_vexp(v - m), top)  # the maxima contribute exp(0) − 1 = 0
+            k += top
+    else:
+        for j in range(xb.shape[0]):
+            t += _vexp(xb[j] - m)
+    return t, k
 
 
 @njit(**_JIT)
-def _exp_store_sum_short(xr, m, out):
-    """:func:`_exp_sum_short`, also storing exp(x_j − m) into ``out``."""
-    s = 0.0
-    cnt = 0.0
-    for j in range(xr.shape[0]):
-        v = xr[j]
-        e = _vexp(v - m)
-        out[j] = e
-        top = _like(v == m, m)
-        s += np.float64(_sub_nr(e, top))
-        cnt += np.float64(top)
-    return cnt + s, _d_plus(cnt, 1.0, s)
+def _block_exp_store_sum(xb, m, count, out):
+    """:func:`_block_exp_sum`, also storing e_j into ``out`` (which must not overlap ``xb``:
+    LLVM keeps a loop over overlapping arrays scalar)."""
+    t = _like(0.0, m)
+    k = _like(0.0, m)
+    if count:
+        for j in range(xb.shape[0]):
+            v = xb[j]
+            e = _vexp(v - m)
+            out[j] = e
+            top = _like(v == m, m)
+            t += _sub_nr(e, top)
+            k += top
+    else:
+        for j in range(xb.shape[0]):
+            e = _vexp(xb[j] - m)
+            out[j] = e
+            t += e
+    return t, k
 
 
 @njit(**_JIT)
 def _exp_sum(xr, m, lo, hi, xn):
     """(S, S − 1) for one row with a finite max m (``lo``, ``hi`` from :func:`_row_max_span`)."""
     n = xr.shape[0]
-    if n <= _SHORT:
-        return _exp_sum_short(xr, m)
+    if n <= _SHORT:  # one block, no prefetching
+        t, k = _block_exp_sum(xr, m, True)
+        return np.float64(k) + np.float64(t), _d_plus(np.float64(k), 1.0, np.float64(t))
     s = 0.0
     cnt = 0.0
-    z0 = _like(0.0, m)
     b = 0
     for b0 in range(0, n, _BLK):
         b1 = min(b0 + _BLK, n)
         _prefetch_block(xn, xn, b0, b1, False)
-        t = z0
-        if lo <= b <= hi:
-            k = z0
-            for j in range(b0, b1):
-                v = xr[j]
-                e = _vexp(v - m)
-                top = _like(v == m, m)
-                t += _sub_nr(e, top)  # the maxima contribute exp(0) − 1 = 0
-                k += top
-            cnt += k
-        else:
-            for j in range(b0, b1):
-                t += _vexp(xr[j] - m)
+        t, k = _block_exp_sum(xr[b0:b1], m, lo <= b <= hi)
         s += t
+        cnt += k
         b += 1
     return cnt + s, _d_plus(cnt, 1.0, s)
 
@@ -560,31 +560,17 @@ def _exp_store_sum(xr, m, lo, hi, out, xn, gn):
     """Like :func:`_exp_sum`, also storing exp(x_j − m) into ``out``."""
     n = xr.shape[0]
     if n <= _SHORT:
-        return _exp_store_sum_short(xr, m, out)
+        t, k = _block_exp_store_sum(xr, m, True, out)
+        return np.float64(k) + np.float64(t), _d_plus(np.float64(k), 1.0, np.float64(t))
     s = 0.0
     cnt = 0.0
-    z0 = _like(0.0, m)
     b = 0
     for b0 in range(0, n, _BLK):
         b1 = min(b0 + _BLK, n)
         _prefetch_block(xn, gn, b0, b1, True)
-        t = z0
-        if lo <= b <= hi:
-            k = z0
-            for j in range(b0, b1):
-                v = xr[j]
-                e = _vexp(v - m)
-                out[j] = e
-                top = _like(v == m, m)
-                t += _sub_nr(e, top)
-                k += top
-            cnt += k
-        else:
-            for j in range(b0, b1):
-                e = _vexp(xr[j] - m)
-                out[j] = e
-                t += e
+        t, k = _block_exp_store_sum(xr[b0:b1], m, lo <= b <= hi, out[b0:b1])
         s += t
+        cnt += k
         b += 1
     return cnt + s, _d_plus(cnt, 1.0, s)
 
@@ -600,33 +586,18 @@ def _exp_sum_in_place(row, m, lo, hi, xn, gn):
     n = row.shape[0]
     s = 0.0
     cnt = 0.0
-    z0 = _like(0.0, m)
     b = 0
     tmp = np.empty(_BLK, row.dtype)
     for b0 in range(0, n, _BLK):
         b1 = min(b0 + _BLK, n)
-        w = b1 - b0
         xb = row[b0:b1]
+        tb = tmp[: b1 - b0]
         _prefetch_block(xn, gn, b0, b1, True)
-        t = z0
-        if lo <= b <= hi:
-            k = z0
-            for j in range(w):
-                v = xb[j]
-                e = _vexp(v - m)
-                tmp[j] = e
-                top = _like(v == m, m)
-                t += _sub_nr(e, top)
-                k += top
-            cnt += k
-        else:
-            for j in range(w):
-                e = _vexp(xb[j] - m)
-                tmp[j] = e
-                t += e
-        for j in range(w):
-            xb[j] = tmp[j]
+        t, k = _block_exp_store_sum(xb, m, lo <= b <= hi, tb)
+        for j in range(b1 - b0):
+            xb[j] = tb[j]
         s += t
+        cnt += k
         b += 1
     return cnt + s, _d_plus(cnt, 1.0, s)
 
