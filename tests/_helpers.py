@@ -7,6 +7,8 @@ infoloss, so that the tests are independent of the implementation.
 from __future__ import annotations
 
 import importlib.util
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +24,15 @@ _DEFAULT_TOL = {
     "float16": (5e-3, 1e-3),
     "bfloat16": (2e-2, 1e-2),
 }
+
+
+def run_in_threads(work: Callable[[int], None], count: int) -> None:
+    """Run ``work(0)``, …, ``work(count - 1)`` on ``count`` Python threads at once; wait for all."""
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
 
 
 def installed(name: str) -> bool:

@@ -643,7 +643,7 @@ def test_bench_quick(tmp_path):
 def test_sigmoid_kernel_concurrent_calls_from_python_threads():
     """Each call has its own per-thread scratch blocks: concurrent calls (one OpenMP team per
     calling thread, with overlapping thread ids) must not share them."""
-    import threading
+    from _helpers import run_in_threads
 
     rng = np.random.default_rng(11)
     data = [
@@ -664,11 +664,7 @@ def test_sigmoid_kernel_concurrent_calls_from_python_threads():
                 bad.append(i)
                 return
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(data))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_in_threads(work, len(data))
     assert not bad
 
 

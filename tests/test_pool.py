@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import pytest
+from _helpers import run_in_threads
 
 import infoloss
 from infoloss import _dispatch, _pool
@@ -134,11 +133,7 @@ def test_threads_get_distinct_buffers():
                 results[i] = None
                 return
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(data))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_in_threads(work, len(data))
     for r, ref in zip(results, refs, strict=True):
         assert r is not None
         np.testing.assert_allclose(r, ref, rtol=2e-6, atol=1e-9)

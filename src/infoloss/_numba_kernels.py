@@ -1134,36 +1134,7 @@ def sparse_softmax_ce(
     has_sw = sample_weights is not None
     sw = _ro(np.ascontiguousarray(sample_weights, dtype=np.float64).reshape(n)) if has_sw else _ONE
     has_ignore = ignore_index is not None
-    if c <= _SHORT and not in_place:
-        threads = _pool_threads()
-        _launch(
-            _k_sparse_ce_short,
-            n * c,
-            xf,
-            rs,
-            n,
-            c,
-            lab,
-            cw,
-            has_cw,
-            sumcw,
-            sw,
-            has_sw,
-            0 if ignore_index is None else int(ignore_index),
-            has_ignore,
-            float(label_smoothing),
-            float(z_loss),
-            want_grad,
-            _gs(grad_scale),
-            loss,
-            g,
-            np.empty((threads, 2 * c + 3, _TILE), x.dtype),
-            np.empty((threads, 6, _TILE), np.float64),
-        )
-        return loss, (g if want_grad else None)
-    _launch(
-        _k_sparse_ce,
-        n * c,
+    common = (
         xf,
         rs,
         n,
@@ -1179,11 +1150,14 @@ def sparse_softmax_ce(
         float(label_smoothing),
         float(z_loss),
         want_grad,
-        in_place,
-        _gs(grad_scale),
-        loss,
-        g,
     )
+    if c <= _SHORT and not in_place:  # short rows: tiles vectorized across rows
+        threads = _pool_threads()
+        scratch_x = np.empty((threads, 2 * c + 3, _TILE), x.dtype)
+        scratch_d = np.empty((threads, 6, _TILE), np.float64)
+        _launch(_k_sparse_ce_short, n * c, *common, _gs(grad_scale), loss, g, scratch_x, scratch_d)
+    else:
+        _launch(_k_sparse_ce, n * c, *common, in_place, _gs(grad_scale), loss, g)
     return loss, (g if want_grad else None)
 
 
