@@ -267,11 +267,20 @@ def _special_rows(x, labels):
     return x
 
 
-# (150, 10): short rows, the tiled kernel (two full tiles of 64 rows and a partial one)
-@pytest.mark.parametrize("shape", [(23, 41), (150, 10)], ids=["long", "short"])
+# (150, 10): short rows, the tiled kernel (two full tiles of 64 rows and a partial one);
+# "streamed": the sizes above which the gradient kernel splits the rows between threads and
+# writes with streaming stores are lowered to 0, so this small case takes that route.
+@pytest.mark.parametrize(
+    ("shape", "streamed"),
+    [((23, 41), False), ((23, 41), True), ((150, 10), False)],
+    ids=["long", "long-streamed", "short"],
+)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(("use_cw", "use_sw", "eps", "z", "gs"), _GRID)
-def test_sparse_softmax_ce_grid(dtype, use_cw, use_sw, eps, z, gs, shape):
+def test_sparse_softmax_ce_grid(dtype, use_cw, use_sw, eps, z, gs, shape, streamed, monkeypatch):
+    if streamed:
+        monkeypatch.setattr(K, "_STREAM_MIN_BYTES", 0)
+        monkeypatch.setattr(K, "_PARALLEL_MIN_ELEMENTS", 0)
     rng = np.random.default_rng(1)
     n, c = shape
     x = _logits(rng, n, c, dtype)
@@ -301,6 +310,14 @@ def test_sparse_softmax_ce_grid(dtype, use_cw, use_sw, eps, z, gs, shape):
                     assert_close(g, ref_g * gs, dtype, scale=mag * gs, what=f"grad {name}")
                     if ignore is not None:
                         assert np.all(g[labels == ignore] == 0)
+                    if name == "c":  # the logits turned into their gradient: same bits
+                        xi = xv.copy()
+                        loss_i, gi = K.sparse_softmax_ce(
+                            xi, labels, cw, sw, ignore, eps, z, gs, out=xi
+                        )
+                        assert gi is xi
+                        np.testing.assert_array_equal(gi, g)
+                        np.testing.assert_array_equal(loss_i, loss)
             if ignore is not None:
                 assert np.all(loss[labels == ignore] == 0)
 

@@ -188,6 +188,97 @@ _prefetch_read = _prefetch_intrinsic(0)
 _prefetch_write = _prefetch_intrinsic(1)
 
 
+def _stream_intrinsic(scaled: bool) -> Any:
+    """An intrinsic ``f(src, dst)`` (``scaled``: ``f(src, dst, a)``) doing ``dst[:] = src[:]``
+    (times the scalar ``a``) for 1-D contiguous float arrays of one dtype and length, with
+    non-temporal ("streaming") vector stores: the written lines go to memory without first
+    being read into the cache (a normal store reads each line before writing it: 1.5× the
+    traffic). Elements before ``dst``'s first 32-byte boundary and after its last one use plain
+    stores. Streaming stores are weakly ordered: the writer calls :func:`_fence` before the
+    data is used by another thread."""
+
+    def typer(src: Any, dst: Any, *rest: Any) -> Any:
+        ok = (
+            isinstance(src, types.Array)
+            and isinstance(dst, types.Array)
+            and src.ndim == dst.ndim == 1
+            and src.layout == dst.layout == "C"
+            and src.dtype == dst.dtype
+            and src.dtype in (types.float32, types.float64)
+            and (not scaled or rest[0] == src.dtype)
+        )
+        return types.void(src, dst, *rest) if ok else None
+
+    def codegen(context, builder, signature, args):
+        sty, dty = signature.args[:2]
+        s = context.make_array(sty)(context, builder, args[0])
+        d = context.make_array(dty)(context, builder, args[1])
+        esz = 4 if sty.dtype == types.float32 else 8
+        width = 32 // esz
+        vt = ir.VectorType(ir.FloatType() if esz == 4 else ir.DoubleType(), width)
+        i64 = ir.IntType(64)
+        n = builder.extract_value(d.shape, 0)
+        sp, dp = s.data, d.data
+        if scaled:
+            av = args[2]
+            avv = ir.Constant(vt, ir.Undefined)
+            for k in range(width):
+                avv = builder.insert_element(avv, av, ir.IntType(32)(k))
+
+        def plain(j):
+            v = builder.load(builder.gep(sp, [j]))
+            builder.store(builder.fmul(v, av) if scaled else v, builder.gep(dp, [j]))
+
+        # plain stores up to dst's first 32-byte boundary
+        mis = builder.and_(builder.sub(i64(0), builder.ptrtoint(dp, i64)), i64(31))
+        head = builder.udiv(mis, i64(esz))
+        head = builder.select(builder.icmp_unsigned("<", head, n), head, n)
+        with cgutils.for_range(builder, head) as loop:
+            plain(loop.index)
+        nvec = builder.udiv(builder.sub(n, head), i64(width))
+        md = builder.module.add_metadata([ir.IntType(32)(1)])
+        with cgutils.for_range(builder, nvec) as loop:
+            j = builder.add(head, builder.mul(loop.index, i64(width)))
+            v = builder.load(builder.bitcast(builder.gep(sp, [j]), vt.as_pointer()), align=esz)
+            if scaled:
+                v = builder.fmul(v, avv)
+            st = builder.store(v, builder.bitcast(builder.gep(dp, [j]), vt.as_pointer()), align=32)
+            st.set_metadata("nontemporal", md)
+        start = builder.add(head, builder.mul(nvec, i64(width)))
+        with cgutils.for_range(builder, builder.sub(n, start)) as loop:
+            plain(builder.add(start, loop.index))
+        return context.get_dummy_value()
+
+    if scaled:
+
+        def stream(typingctx, src, dst, a):
+            return typer(src, dst, a), codegen
+
+    else:
+
+        def stream(typingctx, src, dst):  # type: ignore[misc]
+            return typer(src, dst), codegen
+
+    return intrinsic(stream)
+
+
+_stream_copy = _stream_intrinsic(scaled=False)
+_stream_scale = _stream_intrinsic(scaled=True)
+
+
+@intrinsic
+def _fence(typingctx):
+    """A full memory fence (``mfence`` on x86): the streaming stores issued before it are
+    ordered ahead of every later memory operation (portable LLVM ``fence seq_cst``)."""
+    sig = types.void()
+
+    def codegen(context, builder, signature, args):
+        builder.fence("seq_cst")
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
 @intrinsic
 def _bits_f32(typingctx, k):
     """Reinterpret the low 32 bits of an integer as a float32."""
@@ -575,33 +666,6 @@ def _exp_store_sum(xr, m, lo, hi, out, xn, gn):
     return cnt + s, _d_plus(cnt, 1.0, s)
 
 
-@njit(**_JIT)
-def _exp_sum_in_place(row, m, lo, hi, xn, gn):
-    """:func:`_exp_store_sum` with ``out`` = the row itself (x_j replaced by exp(x_j − m)).
-
-    A loop that reads and writes the same array does not vectorize here (LLVM keeps it scalar,
-    10× slower), so each block's exponentials go to a small scratch buffer (L1-resident) and
-    are copied back.
-    """
-    n = row.shape[0]
-    s = 0.0
-    cnt = 0.0
-    b = 0
-    tmp = np.empty(_BLK, row.dtype)
-    for b0 in range(0, n, _BLK):
-        b1 = min(b0 + _BLK, n)
-        xb = row[b0:b1]
-        tb = tmp[: b1 - b0]
-        _prefetch_block(xn, gn, b0, b1, True)
-        t, k = _block_exp_store_sum(xb, m, lo <= b <= hi, tb)
-        for j in range(b1 - b0):
-            xb[j] = tb[j]
-        s += t
-        cnt += k
-        b += 1
-    return cnt + s, _d_plus(cnt, 1.0, s)
-
-
 @njit(**_JIT_NR)
 def _scale(out, a):
     for j in range(out.shape[0]):
@@ -703,6 +767,9 @@ def _k_softmax(xf, rs, n, c, log, out):
 # more than the work (on a loaded machine a sleeping OpenMP worker can take a scheduler time
 # slice, several milliseconds, to start).
 _PARALLEL_MIN_ELEMENTS = 1 << 17
+# Gradients at least this large are written with streaming stores (they bypass the cache: for a
+# gradient that would fit in the last-level cache, the caller's next read would miss instead).
+_STREAM_MIN_BYTES = 32 << 20
 
 
 def _launch(kernel: Any, elements: int, *args: Any) -> None:
@@ -803,6 +870,38 @@ def softmax_rows(x: np.ndarray) -> np.ndarray:
 
 
 @njit(**_JIT_NR)
+def _ce_terms(mf, s, dm, xy, ey, gap, coef, eps, c, sumcw, z, swi, gs):
+    """One row's loss and gradient coefficients from its statistics.
+
+    ``mf`` is the row max (float64) and ``s``, ``dm`` = S, S − 1 (see :func:`_exp_sum`); a row
+    whose max is not finite passes ``mf = 0``, ``s = 1``, ``dm = 0`` (the generic path's
+    lse = 0). ``xy`` is the label's logit, ``ey`` the label's stored exponential, ``gap`` the
+    smoothing term Σ_j w_j (m − x_j). Returns ``(loss_i, a, b, gy)``: the gradient row is
+    ``a e_j − b w_j`` except the label's entry ``gy − b w_y``.
+    """
+    logs = math.log1p(dm)
+    lse = mf + logs
+    ce = coef * ((mf - xy) + logs) if coef != 0.0 else 0.0
+    if eps > 0.0:
+        ce += (eps / c) * (sumcw * logs + gap)
+    inv = 1.0 / s
+    f = swi * gs
+    a = f * (coef + eps * (sumcw / c) + 2.0 * z * lse) * inv
+    b = f * (eps / c)
+    # label entry a e_y − b w_y − f coef, with e_y − S = (e_y − 1) − (S − 1) kept exact
+    gy = f * (coef * _d_plus(ey, 1.0, -dm) + (eps * (sumcw / c) + 2.0 * z * lse) * ey) * inv
+    return swi * (ce + z * lse * lse), a, b, gy
+
+
+@njit(**_JIT_NR)
+def _gap(xr, m, eps, cw, has_cw):
+    """The label-smoothing term Σ_j w_j (m − x_j) (0 without smoothing)."""
+    if eps > 0.0:
+        return _gap_sum_w(xr, m, cw) if has_cw else _gap_sum(xr, m)
+    return 0.0
+
+
+@njit(**_JIT_NR)
 def _sparse_row(
     i,
     n,
@@ -820,12 +919,13 @@ def _sparse_row(
     eps,
     z,
     want_grad,
-    in_place,
     gs,
     loss,
     g,
 ):
-    """Row ``i`` of :func:`_k_sparse_ce`: ``loss[i]`` and (when wanted) the gradient row."""
+    """Row ``i`` of :func:`_k_sparse_ce`: ``loss[i]`` and (when wanted) the gradient row,
+    stored in place of the exponentials. Every read of the row precedes the first store, so the
+    gradient row may be the logits' row itself (``out=x``)."""
     y = lab[i]
     grow = g[i] if want_grad else g[0]
     if has_ignore and y == ignore:
@@ -834,57 +934,104 @@ def _sparse_row(
             _fill(grow, _like(0.0, xf[0]))
         return
     xr = xf[i * rs : i * rs + c]
-    swi = sw[i] if has_sw else 1.0
     cwy = cw[y] if has_cw else 1.0
-    coef = (1.0 - eps) * cwy  # weight of the label's own term
     m, lo, hi = _row_max_span(xr)
-    xy = np.float64(xr[y])
     i1 = min(np.int64(i) + 1, n - 1)
     xn = xf[i1 * rs : i1 * rs + c]
-    if _finite(m):
-        # every read of x happens before the gradient is stored, so grow may alias xr
-        # (linear_cross_entropy turns its logits chunk into the gradient in place)
-        gap = 0.0
-        if eps > 0.0:
-            gap = _gap_sum_w(xr, m, cw) if has_cw else _gap_sum(xr, m)
-        if in_place:
-            s, dm = _exp_sum_in_place(grow, m, lo, hi, xn, g[i1])
-        elif want_grad:
+    fin = _finite(m)
+    mf = np.float64(m) if fin else 0.0  # no distribution (all -inf) or +inf: generic lse = 0
+    xy = np.float64(xr[y])
+    gap = _gap(xr, _like(mf, m), eps, cw, has_cw)
+    if fin:
+        if want_grad:
             s, dm = _exp_store_sum(xr, m, lo, hi, grow, xn, g[i1])
         else:
             s, dm = _exp_sum(xr, m, lo, hi, xn)
-        logs = math.log1p(dm)
-        lse = np.float64(m) + logs
-        ce = coef * ((np.float64(m) - xy) + logs) if coef != 0.0 else 0.0
-        if eps > 0.0:
-            ce += (eps / c) * (sumcw * logs + gap)
-        inv = 1.0 / s
-    else:  # no distribution (all -inf) or +inf logits: generic path uses lse = 0
-        lse = 0.0
-        s = 1.0
-        dm = 0.0
-        ce = coef * (0.0 - xy) if coef != 0.0 else 0.0
-        if eps > 0.0:
-            ce += (eps / c) * (_gap_sum_w(xr, 0.0, cw) if has_cw else _gap_sum(xr, 0.0))
+    else:
+        s, dm = 1.0, 0.0
         if want_grad:
             _exp_shift_store(xr, 0.0, grow)
-        inv = 1.0
-    loss[i] = swi * (ce + z * lse * lse)
+    li, a, b, gy = _ce_terms(
+        mf,
+        s,
+        dm,
+        xy,
+        np.float64(grow[y]) if want_grad else 0.0,
+        gap,
+        (1.0 - eps) * cwy,  # weight of the label's own term
+        eps,
+        c,
+        sumcw,
+        z,
+        sw[i] if has_sw else 1.0,
+        gs,
+    )
+    loss[i] = li
     if want_grad:
-        f = swi * gs
-        a = f * (coef + eps * (sumcw / c) + 2.0 * z * lse) * inv
-        b = f * (eps / c)
-        ey = np.float64(grow[y])
-        # label entry a e_y − b w_y − f coef, with e_y − S = (e_y − 1) − (S − 1) kept exact
-        gy = f * (coef * _d_plus(ey, 1.0, -dm) + (eps * (sumcw / c) + 2.0 * z * lse) * ey) * inv
-        if eps > 0.0:
-            if has_cw:
-                _scale_shift_w(grow, _like(a, m), b, cw)
-            else:
-                _scale_shift(grow, _like(a, m), _like(b, m))
+        mode = (2 if has_cw else 1) if eps > 0.0 else 0
+        _grad_from_exp(grow, _like(a, m), b, mode, cw, y, _like(gy - b * cwy, m))
+
+
+@njit(**_JIT_NR)
+def _grad_from_exp(e, a, b, mode, cw, y, gyv):
+    """Turn a block of stored exponentials ``e`` into the gradient, in place: ``a e_j``
+    (mode 0), ``a e_j − b`` (1), ``a e_j − b w_j`` (2, ``cw`` = this block's weights) or zeros
+    (3); then the label's entry ``gyv`` at ``y`` when ``0 ≤ y < len(e)``."""
+    if mode == 0:
+        _scale(e, a)
+    elif mode == 1:
+        _scale_shift(e, a, _like(b, a))
+    elif mode == 2:
+        _scale_shift_w(e, a, b, cw)
+    else:
+        _fill(e, _like(0.0, a))
+    if 0 <= y < e.shape[0]:
+        e[y] = gyv
+
+
+@njit(**_JIT_NR)
+def _emit_block(pbuf, prow, b0, b1, a, b, mode, cw, y, gyv, stream):
+    """Block [b0, b1) of a finished row: its exponentials (``pbuf``, scratch) become the
+    gradient (:func:`_grad_from_exp`), which is copied to the row's output ``prow``, with
+    streaming stores when ``stream``."""
+    blk = pbuf[b0:b1]
+    dst = prow[b0:b1]
+    if stream and mode == 0:  # the common case in one pass: dst = a·e, then the label's entry
+        yb = y - b0
+        if 0 <= yb < b1 - b0:
+            _stream_scale(blk[:yb], dst[:yb], a)
+            dst[yb] = gyv
+            _stream_scale(blk[yb + 1 :], dst[yb + 1 :], a)
         else:
-            _scale(grow, _like(a, m))
-        grow[y] = gy - b * cwy
+            _stream_scale(blk, dst, a)
+        return
+    _grad_from_exp(blk, a, b, mode, cw[b0:b1] if mode == 2 else cw, y - b0, gyv)
+    if stream:
+        _stream_copy(blk, dst)
+    else:
+        for j in range(b1 - b0):
+            dst[j] = blk[j]
+
+
+@njit(**_JIT)
+def _exp_store_sum_emit(xr, m, lo, hi, buf, xn, emit, pbuf, prow, a, b, mode, cw, y, gyv, stream):
+    """:func:`_exp_store_sum` into ``buf`` that also, block by block, writes out the previous
+    row's gradient (:func:`_emit_block`, when ``emit``): its stores are spread over this row's
+    exp pass, which is compute-bound, instead of coming in one burst."""
+    n = xr.shape[0]
+    s = 0.0
+    cnt = 0.0
+    blk = 0
+    for b0 in range(0, n, _BLK):
+        b1 = min(b0 + _BLK, n)
+        _prefetch_block(xn, xn, b0, b1, False)
+        t, k = _block_exp_store_sum(xr[b0:b1], m, lo <= blk <= hi, buf[b0:b1])
+        s += t
+        cnt += k
+        if emit:
+            _emit_block(pbuf, prow, b0, b1, a, b, mode, cw, y, gyv, stream)
+        blk += 1
+    return cnt + s, _d_plus(cnt, 1.0, s)
 
 
 @njit(**_PJIT)
@@ -904,7 +1051,6 @@ def _k_sparse_ce(
     eps,
     z,
     want_grad,
-    in_place,
     gs,
     loss,
     g,
@@ -927,11 +1073,110 @@ def _k_sparse_ce(
             eps,
             z,
             want_grad,
-            in_place,
             gs,
             loss,
             g,
         )
+
+
+# The gradient kernel. A row's gradient can only be written once its sum S is known, i.e. after
+# the exp pass; writing it straight into the output costs 1.5× the output's size in memory
+# traffic (each line is read before it is written) and comes in one burst per row, while the
+# exp pass itself leaves the memory bus idle. So each thread works through a contiguous range of
+# rows as a two-stage pipeline: row i's exponentials go to a per-thread scratch row (cache
+# resident), and, block by block during row i's exp pass, row i−1's scratch is turned into its
+# gradient and copied to the output with streaming stores (no read of the destination). Row
+# i−1's output may be row i−1 of the logits themselves (``out=x``): it is written only after
+# that row has been read. Rows that are ignored or whose max is not finite flush the previous
+# row at once.
+
+
+@njit(**_PJIT)
+def _k_sparse_ce_grad(
+    xf,
+    rs,
+    n,
+    c,
+    lab,
+    cw,
+    has_cw,
+    sumcw,
+    sw,
+    has_sw,
+    ignore,
+    has_ignore,
+    eps,
+    z,
+    gs,
+    loss,
+    g,
+    scratch,
+    stream,
+):
+    # scratch: (chunks, 2, C) in the logits' dtype, two scratch rows per chunk of rows
+    nch = scratch.shape[0]
+    per = (n + nch - 1) // nch
+    mode = (2 if has_cw else 1) if eps > 0.0 else 0
+    for t in prange(nch):
+        r0 = t * per
+        r1 = min(n, r0 + per)
+        zero = _like(0.0, xf[0])
+        # the previous row p's pending gradient: a e_j − b w_j (mode), label entry gyv at y
+        p = np.int64(-1)
+        pa = zero
+        pb = 0.0
+        pmode = 0
+        py = np.int64(-1)
+        pgy = zero
+        for i in range(r0, r1):
+            buf = scratch[t, i & 1]
+            pbuf = scratch[t, 1 - (i & 1)]
+            prow = g[max(p, 0)]
+            emit = p >= 0
+            y = lab[i]
+            xr = xf[i * rs : i * rs + c]
+            if has_ignore and y == ignore:
+                loss[i] = 0.0
+                if emit:
+                    _emit_block(pbuf, prow, 0, c, pa, pb, pmode, cw, py, pgy, stream)
+                pa, pb, pmode, py, pgy = zero, 0.0, 3, np.int64(-1), zero
+                p = i
+                continue
+            cwy = cw[y] if has_cw else 1.0
+            m, lo, hi = _row_max_span(xr)
+            if _finite(m):
+                mf = np.float64(m)
+                i1 = min(i + 1, r1 - 1)
+                xn = xf[i1 * rs : i1 * rs + c]
+                s, dm = _exp_store_sum_emit(
+                    xr, m, lo, hi, buf, xn, emit, pbuf, prow, pa, pb, pmode, cw, py, pgy, stream
+                )
+            else:  # no distribution (all -inf) or +inf logits: generic path uses lse = 0
+                if emit:
+                    _emit_block(pbuf, prow, 0, c, pa, pb, pmode, cw, py, pgy, stream)
+                mf, s, dm = 0.0, 1.0, 0.0
+                _exp_shift_store(xr, 0.0, buf)
+            li, a, b, gy = _ce_terms(
+                mf,
+                s,
+                dm,
+                np.float64(xr[y]),
+                np.float64(buf[y]),
+                _gap(xr, _like(mf, m), eps, cw, has_cw),
+                (1.0 - eps) * cwy,
+                eps,
+                c,
+                sumcw,
+                z,
+                sw[i] if has_sw else 1.0,
+                gs,
+            )
+            loss[i] = li
+            pa, pb, pmode, py, pgy = _like(a, zero), b, mode, y, _like(gy - b * cwy, zero)
+            p = i
+        if p >= 0:
+            _emit_block(scratch[t, p & 1], g[p], 0, c, pa, pb, pmode, cw, py, pgy, stream)
+        _fence()  # the streaming stores are complete before the kernel returns
 
 
 # Short rows (C ≤ _SHORT): one row per loop iteration leaves the vector units idle (C = 10 is
@@ -1042,7 +1287,6 @@ def _k_sparse_ce_short(
                     eps,
                     z,
                     want_grad,
-                    False,
                     gs,
                     loss,
                     g,
@@ -1151,13 +1395,19 @@ def sparse_softmax_ce(
         float(z_loss),
         want_grad,
     )
-    if c <= _SHORT and not in_place:  # short rows: tiles vectorized across rows
+    if want_grad and c > _SHORT:
+        chunks = min(n, 1 if n * c < _PARALLEL_MIN_ELEMENTS else numba.get_num_threads())
+        scratch = np.empty((chunks, 2, c), x.dtype)
+        stream = g.nbytes >= _STREAM_MIN_BYTES
+        args = (*common[:-1], _gs(grad_scale), loss, g, scratch, stream)
+        _launch(_k_sparse_ce_grad, n * c, *args)
+    elif c <= _SHORT:  # short rows: tiles vectorized across rows
         threads = _pool_threads()
         scratch_x = np.empty((threads, 2 * c + 3, _TILE), x.dtype)
         scratch_d = np.empty((threads, 6, _TILE), np.float64)
         _launch(_k_sparse_ce_short, n * c, *common, _gs(grad_scale), loss, g, scratch_x, scratch_d)
     else:
-        _launch(_k_sparse_ce, n * c, *common, in_place, _gs(grad_scale), loss, g)
+        _launch(_k_sparse_ce, n * c, *common, _gs(grad_scale), loss, g)
     return loss, (g if want_grad else None)
 
 
