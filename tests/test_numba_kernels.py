@@ -457,6 +457,21 @@ def test_sigmoid_ce_known_values():
     np.testing.assert_allclose(g, sp.expit(x) - y, rtol=1e-15)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("y0", [0.0, 1.0])
+def test_sigmoid_ce_nan_logits_give_nan(dtype, y0):
+    # both NaN signs: x86's "default NaN" from an invalid operation (0 * inf) has the sign bit
+    # set, np.nan has not; the vector exp's flush mask must not turn either into a number
+    nan_neg = -np.abs(np.float64(np.nan))
+    x = np.array([[np.nan, nan_neg, 1.0, -1.0] * 5], dtype)
+    assert np.signbit(x[0, 1]) and not np.signbit(x[0, 0])
+    y = np.full_like(x, y0)
+    le, g = K.sigmoid_ce(x, y, None, None, 0.0, 1.0, True)
+    nan_at = np.isnan(x)
+    assert np.isnan(le[nan_at]).all() and np.isnan(g[nan_at]).all()
+    assert np.isfinite(le[~nan_at]).all() and np.isfinite(g[~nan_at]).all()
+
+
 # --------------------------------------------------------------------------- entropy and KL
 
 
