@@ -310,14 +310,17 @@ def test_sparse_softmax_ce_grid(dtype, use_cw, use_sw, eps, z, gs, shape, stream
                     assert_close(g, ref_g * gs, dtype, scale=mag * gs, what=f"grad {name}")
                     if ignore is not None:
                         assert np.all(g[labels == ignore] == 0)
-                    if name == "c":  # the logits turned into their gradient: same bits
+                    if name == "c":  # the logits turned into their gradient
                         xi = xv.copy()
                         loss_i, gi = K.sparse_softmax_ce(
                             xi, labels, cw, sw, ignore, eps, z, gs, out=xi
                         )
                         assert gi is xi
-                        np.testing.assert_array_equal(gi, g)
-                        np.testing.assert_array_equal(loss_i, loss)
+                        # another kernel may take the call: equal up to a few roundings (where
+                        # LLVM fused a multiply-add differently), far tighter than the reference
+                        tiny = 8 * np.finfo(dtype).eps
+                        np.testing.assert_allclose(gi, g, rtol=0, atol=tiny * np.max(mag) * gs)
+                        np.testing.assert_allclose(loss_i, loss, rtol=8 * np.finfo(float).eps)
             if ignore is not None:
                 assert np.all(loss[labels == ignore] == 0)
 

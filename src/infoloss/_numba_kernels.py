@@ -1425,10 +1425,10 @@ def sparse_softmax_ce(
         float(z_loss),
         want_grad,
     )
-    if want_grad and c > _SHORT:
+    stream = want_grad and g.nbytes >= _STREAM_MIN_BYTES
+    if c > _SHORT and (stream or in_place):  # (in cache, a direct store is faster)
         chunks = min(n, 1 if n * c < _PARALLEL_MIN_ELEMENTS else numba.get_num_threads())
         scratch = np.empty((chunks, c), x.dtype)
-        stream = g.nbytes >= _STREAM_MIN_BYTES
         args = (*common[:-1], _gs(grad_scale), loss, g, scratch, stream)
         _launch(_k_sparse_ce_grad, n * c, *args)
     elif c <= _SHORT:  # short rows: tiles vectorized across rows
