@@ -9,9 +9,14 @@ Design (see issue 3):
 
 - Rows run in parallel with ``prange``. Per row the logits are read from memory once: a max pass
   (which brings the row into L2), then one pass that evaluates ``exp`` once per element, sums it
-  in float64 and, when the gradient is wanted, stores it straight into the gradient output; a last
-  in-cache pass turns the stored exponentials into the gradient. Max, exp-and-store and sums are
-  separate inner loops so that LLVM vectorizes each of them (AVX2 on this machine).
+  in float64 and, when the gradient is wanted, stores it; a last in-cache pass turns the stored
+  exponentials into the gradient. Max, exp-and-store and sums are separate inner loops so that
+  LLVM vectorizes each of them (AVX2 on this machine).
+- Large gradients of sparse cross-entropy (≥ ``_STREAM_MIN_BYTES``, and any written in place)
+  take a per-thread two-stage pipeline (:func:`_k_sparse_ce_grad`): the exponentials go to one
+  scratch row, and the previous row's gradient is written from it, block by block during the
+  exp pass, with streaming (non-temporal) stores. A normal store first reads the line it writes
+  (1.5× the traffic of a copy); interleaving spreads the writes over the compute-bound exp pass.
 - numba has no vector ``exp`` (no SVML), so ``exp`` is a polynomial (Cody–Waite range reduction
   to ``2^k · e^r``, ``2^k`` added to the exponent bits): a degree-6 near-minimax polynomial in
   float32 (≤ 1.03 ulp measured), a degree-13 Taylor polynomial in float64 (≤ 1 ulp). Both
@@ -842,6 +847,21 @@ def _ro(a: np.ndarray) -> np.ndarray:
     return v
 
 
+def _scratch(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    """An uninitialised C-contiguous array starting on a 64-byte boundary (a cache line).
+
+    NumPy only guarantees 16 bytes; a kernel scratch row that is 16 bytes off a 32-byte boundary
+    makes every other AVX2 access split across two cache lines, and the streaming sparse
+    cross-entropy kernel, which writes and re-reads its scratch row, then ran 30% slower (4096 ×
+    32000: 54 ms against 41 ms with an aligned row) — in about half of all allocations.
+    """
+    dt = np.dtype(dtype)
+    nbytes = math.prod(shape) * dt.itemsize
+    raw = np.empty(nbytes + 64, np.uint8)
+    off = -raw.ctypes.data % 64
+    return raw[off : off + nbytes].view(dt).reshape(shape)
+
+
 def _grad_buffer(x: np.ndarray, want_grad: bool, out: np.ndarray | None) -> np.ndarray:
     """The gradient's buffer: ``out`` (checked) when given, else a new array ((1, 1) if unused)."""
     n, c = x.shape
@@ -1144,7 +1164,7 @@ def _k_sparse_ce_grad(
     scratch,
     stream,
 ):
-    # scratch: (chunks, C) in the logits' dtype, one scratch row per chunk of rows
+    # scratch: (chunks, ≥ C) in the logits' dtype, one scratch row per chunk of rows
     nch = scratch.shape[0]
     per = (n + nch - 1) // nch
     mode = (2 if has_cw else 1) if eps > 0.0 else 0
@@ -1428,13 +1448,13 @@ def sparse_softmax_ce(
     stream = want_grad and g.nbytes >= _STREAM_MIN_BYTES
     if c > _SHORT and (stream or in_place):  # (in cache, a direct store is faster)
         chunks = min(n, 1 if n * c < _PARALLEL_MIN_ELEMENTS else numba.get_num_threads())
-        scratch = np.empty((chunks, c), x.dtype)
+        scratch = _scratch((chunks, -(-c // 16) * 16), x.dtype)  # rows on cache lines too
         args = (*common[:-1], _gs(grad_scale), loss, g, scratch, stream)
         _launch(_k_sparse_ce_grad, n * c, *args)
     elif c <= _SHORT:  # short rows: tiles vectorized across rows
         threads = _pool_threads()
-        scratch_x = np.empty((threads, 2 * c + 3, _TILE), x.dtype)
-        scratch_d = np.empty((threads, 6, _TILE), np.float64)
+        scratch_x = _scratch((threads, 2 * c + 3, _TILE), x.dtype)
+        scratch_d = _scratch((threads, 6, _TILE), np.float64)
         _launch(_k_sparse_ce_short, n * c, *common, _gs(grad_scale), loss, g, scratch_x, scratch_d)
     else:
         _launch(_k_sparse_ce, n * c, *common, _gs(grad_scale), loss, g)
@@ -1757,7 +1777,7 @@ def sigmoid_ce(
         lsum,
         lel,
         g,
-        np.empty((_pool_threads(), _BLK), x.dtype),
+        _scratch((_pool_threads(), _BLK), x.dtype),
     )
     return (lel if elementwise else lsum), (g if want_grad else None)
 
