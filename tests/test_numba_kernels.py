@@ -726,3 +726,41 @@ def test_log1p_pos64_against_math_log1p():
     assert np.all(np.abs(out[~normal] - ref[~normal]) <= 1e-323)
     rel = np.abs(out[normal] - ref[normal]) / ref[normal]
     assert rel.max() < 4e-16, rel.max()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_streaming_copy_and_scale_every_offset_and_length(dtype):
+    """The streaming-store intrinsics: plain stores before the first 32-byte boundary of the
+    destination and after the last, vector stores in between; every value lands once."""
+    from numba import njit
+
+    @njit
+    def run(src, dst, a, scaled):
+        if scaled:
+            K._stream_scale(src, dst, a)
+        else:
+            K._stream_copy(src, dst)
+        K._fence()
+
+    rng = np.random.default_rng(0)
+    base = rng.standard_normal(200).astype(dtype)
+    a = dtype(0.75)
+    for scaled in (False, True):
+        for d0 in range(9):  # destination offsets: every alignment phase
+            for s0 in (0, 3):
+                for n in [*range(20), 31, 32, 33, 64, 100]:
+                    dst = np.full(140, -7.0, dtype)
+                    src = base[s0 : s0 + n]
+                    run(src, dst[d0 : d0 + n], a, scaled)
+                    expect = src * a if scaled else src
+                    np.testing.assert_array_equal(dst[d0 : d0 + n], expect)
+                    assert np.all(dst[:d0] == -7.0) and np.all(dst[d0 + n :] == -7.0)
+
+
+def test_scratch_is_cache_line_aligned():
+    for shape, dtype in [((3, 1001), np.float32), ((2, 5, 7), np.float64), ((0, 4), np.float32)]:
+        a = K._scratch(shape, dtype)
+        assert a.shape == shape and a.dtype == dtype and a.flags.c_contiguous
+        assert a.ctypes.data % 64 == 0 or a.size == 0
+        a[...] = 1  # writeable, and exactly the requested size
+        assert a.nbytes == np.prod(shape) * np.dtype(dtype).itemsize
