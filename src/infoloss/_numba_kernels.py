@@ -471,45 +471,29 @@ def _log1p_pos64(d):
     return _where(d <= 1.0, small, big)
 
 
-def _vexp(x):  # pragma: no cover - replaced by the overload
-    """exp(x) for x <= 0 in the dtype of x (vectorizable polynomial)."""
-    raise NotImplementedError
+def _by_dtype(f32: Any, f64: Any, doc: str) -> Any:
+    """A jit-callable ``f(x)`` that runs ``f32`` for a float32 and ``f64`` for a float64 ``x``
+    (chosen at compile time; the vectorizable polynomials below)."""
+
+    def stub(x):  # pragma: no cover - replaced by the overload
+        raise NotImplementedError
+
+    stub.__doc__ = doc
+
+    @overload(stub, jit_options={"fastmath": _FP, "error_model": "numpy"})
+    def _ov(x):
+        if x == types.float32:
+            return lambda x: f32(x)
+        if x == types.float64:
+            return lambda x: f64(x)
+        return None
+
+    return stub
 
 
-@overload(_vexp, jit_options={"fastmath": _FP, "error_model": "numpy"})
-def _vexp_ov(x):
-    if x == types.float32:
-        return lambda x: _exp32(x)
-    if x == types.float64:
-        return lambda x: _exp64_neg(x)
-    return None
-
-
-def _vexp_nan(x):  # pragma: no cover - replaced by the overload
-    """:func:`_vexp` for arguments that may be NaN (NaN in, NaN out)."""
-    raise NotImplementedError
-
-
-@overload(_vexp_nan, jit_options={"fastmath": _FP, "error_model": "numpy"})
-def _vexp_nan_ov(x):
-    if x == types.float32:
-        return lambda x: _exp32_nan(x)
-    if x == types.float64:
-        return lambda x: _exp64_neg_nan(x)
-    return None
-
-
-def _vlog1p_unit(x):  # pragma: no cover
-    raise NotImplementedError
-
-
-@overload(_vlog1p_unit, jit_options={"fastmath": _FP, "error_model": "numpy"})
-def _vlog1p_unit_ov(x):
-    if x == types.float32:
-        return lambda x: _log1p_unit32(x)
-    if x == types.float64:
-        return lambda x: _log1p_unit64(x)
-    return None
+_vexp = _by_dtype(_exp32, _exp64_neg, "exp(x) for x <= 0 and not NaN, in the dtype of x.")
+_vexp_nan = _by_dtype(_exp32_nan, _exp64_neg_nan, ":func:`_vexp` that maps NaN to NaN.")
+_vlog1p_unit = _by_dtype(_log1p_unit32, _log1p_unit64, "log1p(x) for x in [0, 1].")
 
 
 def _like(v, ref):  # pragma: no cover
