@@ -934,30 +934,11 @@ def _gap(xr, m, eps, cw, has_cw):
 
 
 @njit(**_JIT_NR)
-def _sparse_row(
-    i,
-    n,
-    xf,
-    rs,
-    c,
-    lab,
-    cw,
-    has_cw,
-    sumcw,
-    sw,
-    has_sw,
-    ignore,
-    has_ignore,
-    eps,
-    z,
-    want_grad,
-    gs,
-    loss,
-    g,
-):
+def _sparse_row(i, n, xf, rs, c, opts, want_grad, gs, loss, g):
     """Row ``i`` of :func:`_k_sparse_ce`: ``loss[i]`` and (when wanted) the gradient row,
     stored in place of the exponentials. Every read of the row precedes the first store, so the
     gradient row may be the logits' row itself (``out=x``)."""
+    lab, cw, has_cw, sumcw, sw, has_sw, ignore, has_ignore, eps, z = opts
     y = lab[i]
     grow = g[i] if want_grad else g[0]
     if has_ignore and y == ignore:
@@ -1069,48 +1050,9 @@ def _exp_store_sum_emit(xr, m, lo, hi, buf, xn, emit, prow, a, b, mode, cw, y, g
 
 
 @njit(**_PJIT)
-def _k_sparse_ce(
-    xf,
-    rs,
-    n,
-    c,
-    lab,
-    cw,
-    has_cw,
-    sumcw,
-    sw,
-    has_sw,
-    ignore,
-    has_ignore,
-    eps,
-    z,
-    want_grad,
-    gs,
-    loss,
-    g,
-):
+def _k_sparse_ce(xf, rs, n, c, opts, want_grad, gs, loss, g):
     for i in prange(n):
-        _sparse_row(
-            i,
-            n,
-            xf,
-            rs,
-            c,
-            lab,
-            cw,
-            has_cw,
-            sumcw,
-            sw,
-            has_sw,
-            ignore,
-            has_ignore,
-            eps,
-            z,
-            want_grad,
-            gs,
-            loss,
-            g,
-        )
+        _sparse_row(i, n, xf, rs, c, opts, want_grad, gs, loss, g)
 
 
 # The gradient kernel. A row's gradient can only be written once its sum S is known, i.e. after
@@ -1127,27 +1069,8 @@ def _k_sparse_ce(
 
 
 @njit(**_PJIT)
-def _k_sparse_ce_grad(
-    xf,
-    rs,
-    n,
-    c,
-    lab,
-    cw,
-    has_cw,
-    sumcw,
-    sw,
-    has_sw,
-    ignore,
-    has_ignore,
-    eps,
-    z,
-    gs,
-    loss,
-    g,
-    scratch,
-    stream,
-):
+def _k_sparse_ce_grad(xf, rs, n, c, opts, gs, loss, g, scratch, stream):
+    lab, cw, has_cw, sumcw, sw, has_sw, ignore, has_ignore, eps, z = opts
     # scratch: (chunks, ≥ C) in the logits' dtype, one scratch row per chunk of rows
     nch = scratch.shape[0]
     per = (n + nch - 1) // nch
@@ -1222,28 +1145,8 @@ _TILE = 64
 
 
 @njit(**_PJIT)
-def _k_sparse_ce_short(
-    xf,
-    rs,
-    n,
-    c,
-    lab,
-    cw,
-    has_cw,
-    sumcw,
-    sw,
-    has_sw,
-    ignore,
-    has_ignore,
-    eps,
-    z,
-    want_grad,
-    gs,
-    loss,
-    g,
-    sx,
-    sd,
-):
+def _k_sparse_ce_short(xf, rs, n, c, opts, want_grad, gs, loss, g, sx, sd):
+    lab, cw, has_cw, sumcw, sw, has_sw, ignore, has_ignore, eps, z = opts
     # sx: (threads, 2C + 3, _TILE) in the logits' dtype: logits^T, exp^T (then gradient^T), and
     # the rows' max, Σ(e − [x = m]) and count of maxima; sd: (threads, 6, _TILE) float64:
     # S − 1, log S, gap, "row done elsewhere" flag, gradient scale a, shift b, label entry.
@@ -1304,27 +1207,7 @@ def _k_sparse_ce_short(
             y = lab[i]
             m = M[r]
             if (has_ignore and y == ignore) or not _finite(m):
-                _sparse_row(
-                    i,
-                    n,
-                    xf,
-                    rs,
-                    c,
-                    lab,
-                    cw,
-                    has_cw,
-                    sumcw,
-                    sw,
-                    has_sw,
-                    ignore,
-                    has_ignore,
-                    eps,
-                    z,
-                    want_grad,
-                    gs,
-                    loss,
-                    g,
-                )
+                _sparse_row(i, n, xf, rs, c, opts, want_grad, gs, loss, g)
                 D[3, r] = 1.0
                 continue
             D[3, r] = 0.0
@@ -1411,12 +1294,8 @@ def sparse_softmax_ce(
     sumcw = float(np.sum(cw)) if has_cw else float(c)
     has_sw = sample_weights is not None
     sw = _ro(np.ascontiguousarray(sample_weights, dtype=np.float64).reshape(n)) if has_sw else _ONE
-    has_ignore = ignore_index is not None
-    common = (
-        xf,
-        rs,
-        n,
-        c,
+    # the row options, one tuple for every sparse kernel (unpacked inside)
+    opts = (
         lab,
         cw,
         has_cw,
@@ -1424,24 +1303,23 @@ def sparse_softmax_ce(
         sw,
         has_sw,
         0 if ignore_index is None else int(ignore_index),
-        has_ignore,
+        ignore_index is not None,
         float(label_smoothing),
         float(z_loss),
-        want_grad,
     )
+    gs = _gs(grad_scale)
     stream = want_grad and g.nbytes >= _STREAM_MIN_BYTES
     if c > _SHORT and (stream or in_place):  # (in cache, a direct store is faster)
         chunks = min(n, 1 if n * c < _PARALLEL_MIN_ELEMENTS else numba.get_num_threads())
         scratch = _scratch((chunks, -(-c // 16) * 16), x.dtype)  # rows on cache lines too
-        args = (*common[:-1], _gs(grad_scale), loss, g, scratch, stream)
-        _launch(_k_sparse_ce_grad, n * c, *args)
+        _launch(_k_sparse_ce_grad, n * c, xf, rs, n, c, opts, gs, loss, g, scratch, stream)
     elif c <= _SHORT:  # short rows: tiles vectorized across rows
         threads = _pool_threads()
-        scratch_x = _scratch((threads, 2 * c + 3, _TILE), x.dtype)
-        scratch_d = _scratch((threads, 6, _TILE), np.float64)
-        _launch(_k_sparse_ce_short, n * c, *common, _gs(grad_scale), loss, g, scratch_x, scratch_d)
+        sx = _scratch((threads, 2 * c + 3, _TILE), x.dtype)
+        sd = _scratch((threads, 6, _TILE), np.float64)
+        _launch(_k_sparse_ce_short, n * c, xf, rs, n, c, opts, want_grad, gs, loss, g, sx, sd)
     else:
-        _launch(_k_sparse_ce, n * c, *common, _gs(grad_scale), loss, g)
+        _launch(_k_sparse_ce, n * c, xf, rs, n, c, opts, want_grad, gs, loss, g)
     return loss, (g if want_grad else None)
 
 
