@@ -703,6 +703,34 @@ def test_sigmoid_kernel_concurrent_calls_from_python_threads():
     assert not bad
 
 
+def test_streaming_sparse_kernel_concurrent_calls_from_python_threads(monkeypatch):
+    """The streaming gradient kernel (forced on for small arrays) called from several Python
+    threads at once: each call has its own scratch rows; results equal the sequential ones."""
+    from _helpers import run_in_threads
+
+    monkeypatch.setattr(K, "_STREAM_MIN_BYTES", 0)
+    monkeypatch.setattr(K, "_PARALLEL_MIN_ELEMENTS", 0)
+    rng = np.random.default_rng(12)
+    data = [
+        (rng.standard_normal((301, 517)).astype(np.float32), rng.integers(0, 517, 301))
+        for _ in range(4)
+    ]
+    refs = [K.sparse_softmax_ce(x, y, None, None, None, 0.0, 0.0, 1.0) for x, y in data]
+    refs = [(loss, g.copy()) for loss, g in refs]
+    bad: list[int] = []
+
+    def work(i: int) -> None:
+        x, y = data[i]
+        for _ in range(25):
+            loss, g = K.sparse_softmax_ce(x, y, None, None, None, 0.0, 0.0, 1.0)
+            if not (np.array_equal(loss, refs[i][0]) and np.array_equal(g, refs[i][1])):
+                bad.append(i)
+                return
+
+    run_in_threads(work, len(data))
+    assert not bad
+
+
 def test_log1p_pos64_against_math_log1p():
     """The branch-free float64 log1p used by the short-row kernel, over [0, 1] (series) and
     (1, 1e6] (exponent bits + series), including tiny arguments (full relative accuracy)."""
