@@ -1663,8 +1663,9 @@ def _ent_block(xr, b0, b1, m, grow, want_grad):
             top = _like(v == m, m)
             t += _sub_nr(e, top)
             k += top
-            gap = mm - np.float64(v)
-            u += np.float64(e) * (gap if e > z0 else 0.0)  # e = 0: also for x = −inf
+            # e = 0 (also for x = −inf, where the gap is +inf) contributes 0; a select, not a
+            # branch, so that the loop vectorizes
+            u += _where(e > z0, np.float64(e) * (mm - np.float64(v)), 0.0)
     else:
         for j in range(b0, b1):
             v = xr[j]
@@ -1672,8 +1673,7 @@ def _ent_block(xr, b0, b1, m, grow, want_grad):
             top = _like(v == m, m)
             t += _sub_nr(e, top)
             k += top
-            gap = mm - np.float64(v)
-            u += np.float64(e) * (gap if e > z0 else 0.0)
+            u += _where(e > z0, np.float64(e) * (mm - np.float64(v)), 0.0)
     return t, k, u
 
 
@@ -1709,11 +1709,8 @@ def _k_entropy(xf, rs, n, c, want_grad, gs, h, g):
                 z0 = _like(0.0, m)
                 for j in range(c):
                     e = grow[j]
-                    grow[j] = (
-                        _like((np.float64(e) * inv) * ((mm - np.float64(xr[j])) - ubar) * gs, m)
-                        if e > z0
-                        else z0
-                    )
+                    gj = (np.float64(e) * inv) * ((mm - np.float64(xr[j])) - ubar) * gs
+                    grow[j] = _where(e > z0, _like(gj, m), z0)  # select: the loop vectorizes
         elif m == -np.inf:  # no distribution: H = 0, zero gradient
             h[i] = 0.0
             if want_grad:
