@@ -27,17 +27,19 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def quiet_overflow(fn: F) -> F:
-    """Run ``fn`` with NumPy's overflow warnings off.
+    """Run ``fn`` with NumPy's overflow and invalid-operation warnings off.
 
     Differences such as ``x - max(x)`` of logits near the dtype's maximum round to ``±inf``,
     which is the correctly rounded result and leads to the right answer (``exp(-inf) = 0``);
-    NumPy (and array-api-strict, built on it) would warn about it. Invalid operations and
-    divisions by zero still warn: the code never performs them on purpose.
+    NumPy (and array-api-strict, built on it) would warn about it. Invalid operations only
+    happen on non-finite input (``inf - inf`` for a ``+inf`` logit), whose documented result is
+    nan: the docs promise nan there, not a warning. Divisions by zero still warn: the code never
+    performs them on purpose.
     """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        with np.errstate(over="ignore"):
+        with np.errstate(over="ignore", invalid="ignore"):
             return fn(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
@@ -46,13 +48,17 @@ def quiet_overflow(fn: F) -> F:
 # --------------------------------------------------------------------------- namespaces
 
 
-def namespace(*named: tuple[str, Any]) -> tuple[Namespace, list[Any]]:
+def namespace(*named: tuple[str, Any], optional: Sequence[str] = ()) -> tuple[Namespace, list[Any]]:
     """Resolve one array namespace for ``(name, value)`` pairs and convert the non-arrays.
 
-    Values that are ``None`` stay ``None``. Python scalars, lists and NumPy scalars are converted
-    with the namespace of the array arguments (NumPy when there are none), on their device.
-    Arrays from two different libraries raise :class:`InfolossTypeError` naming both arguments.
+    Values that are ``None`` stay ``None`` when their name is in ``optional`` and are an error
+    otherwise. Python scalars, lists and NumPy scalars are converted with the namespace of the
+    array arguments (NumPy when there are none), on their device. Arrays from two different
+    libraries, or torch tensors on two devices, raise an error naming both arguments.
     """
+    for n, v in named:
+        if v is None and n not in optional:
+            raise InfolossTypeError(f"`{n}` must be an array; got None")
     arrays = [(n, v) for n, v in named if v is not None and is_array_api_obj(v)]
     if arrays:
         try:
@@ -65,6 +71,13 @@ def namespace(*named: tuple[str, Any]) -> tuple[Namespace, list[Any]]:
                 f"all arrays must come from one array library; got {kinds}"
             ) from None
         dev = _device(arrays[0][1])
+        if is_torch_array(arrays[0][1]):
+            for n, v in arrays[1:]:
+                if v.device != arrays[0][1].device:
+                    raise InfolossError(
+                        f"all tensors must be on one device; `{arrays[0][0]}` is on "
+                        f"{arrays[0][1].device} and `{n}` on {v.device}"
+                    )
     else:
         xp = array_namespace(np.empty(0))
         dev = None
@@ -75,7 +88,7 @@ def namespace(*named: tuple[str, Any]) -> tuple[Namespace, list[Any]]:
             continue
         try:
             out.append(xp.asarray(v, device=dev) if dev is not None else xp.asarray(v))
-        except (TypeError, ValueError) as e:
+        except (TypeError, ValueError, RuntimeError, OverflowError) as e:
             raise InfolossError(
                 f"`{name}` must be an array or a nested sequence of numbers; got {_short(v)} ({e})"
             ) from None
@@ -188,25 +201,46 @@ def check_reduction(reduction: Any) -> str:
     return str(reduction)
 
 
+def _real_option(value: Any, name: str, what: str) -> float:
+    """A Python/NumPy real number as a float; bools, strings, arrays and the like are refused."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise InfolossError(f"`{name}` must be {what}; got {_short(value)}")
+    return float(value)
+
+
 def check_unit_interval(value: Any, name: str) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise InfolossError(f"`{name}` must be a number in [0, 1]; got {_short(value)}") from None
+    v = _real_option(value, name, "a number in [0, 1]")
     if not 0.0 <= v <= 1.0:
         raise InfolossError(f"`{name}` must be in [0, 1]; got {value}")
     return v
 
 
 def check_nonnegative(value: Any, name: str) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise InfolossError(
-            f"`{name}` must be a non-negative number; got {_short(value)}"
-        ) from None
+    v = _real_option(value, name, "a non-negative number")
     if not v >= 0.0 or math.isinf(v):
         raise InfolossError(f"`{name}` must be a finite non-negative number; got {value}")
+    return v
+
+
+def check_bool(value: Any, name: str) -> bool:
+    """``True``/``False`` (Python or NumPy bools); anything else is an error naming ``name``."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise InfolossError(f"`{name}` must be True or False; got {_short(value)}")
+    return bool(value)
+
+
+_INT64 = (-(2**63), 2**63)
+
+
+def check_index(value: Any, name: str) -> int | None:
+    """An optional integer option (``ignore_index``): Python or NumPy integers in the int64 range."""
+    if value is None:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise InfolossError(f"`{name}` must be an integer or None; got {_short(value)}")
+    v = int(value)
+    if not _INT64[0] <= v < _INT64[1]:
+        raise InfolossError(f"`{name}` must fit in 64 bits, in [-2**63, 2**63); got {v}")
     return v
 
 
@@ -251,6 +285,38 @@ def first_position(xp: Namespace, mask: Array) -> tuple[int, ...]:
     return tuple(int(i[0]) for i in idx)
 
 
+def any_true(xp: Namespace, mask: Array) -> bool:
+    """``bool(any(mask))`` when its value can be read now; False while it is being traced.
+
+    Checks that read data use it: under ``jax.jit`` even a concrete array captured by closure
+    gives traced comparisons, so the decision is made on the comparison's result, never on the
+    inputs. A check must never break a valid traced call.
+    """
+    if not is_concrete(mask):
+        return False
+    try:
+        return bool(xp.any(mask))
+    except Exception as e:  # a tracer that is_concrete did not recognise (JAX, torch.compile)
+        if type(e).__module__.startswith(("jax", "torch")):
+            return False
+        raise
+
+
+def check_data(xp: Namespace, x: Array, bad: Callable[[Array], Array], name: str, what: str) -> None:
+    """Raise ``InfolossError("`name` must hold what; found v at position i")`` where ``bad(x)``.
+
+    Reads data: skipped for empty arrays and while tracing (see :func:`any_true`).
+    """
+    if x is None or not is_concrete(x) or x.size == 0:
+        return
+    mask = bad(x)
+    if any_true(xp, mask):
+        pos = first_position(xp, mask)
+        v = x[pos]
+        shown = int(v) if xp.isdtype(x.dtype, "integral") else float(v)
+        raise InfolossError(f"`{name}` must hold {what}; found {shown} at position {pos}")
+
+
 def check_probabilities(xp: Namespace, p: Array, name: str) -> None:
     """Probabilities must be non-negative and not nan (checked on concrete arrays only)."""
     if not is_concrete(p) or p.size == 0:
@@ -264,6 +330,21 @@ def check_probabilities(xp: Namespace, p: Array, name: str) -> None:
 
 
 # --------------------------------------------------------------------------- reductions
+
+
+def pow2_scale(xp: Namespace, w: Array) -> Array:
+    """A power of two near ``max(w)`` (0-d, ``w``'s dtype): 1 when the maximum is not a finite
+    positive number.
+
+    A weighted mean Σ wᵢℓᵢ / Σ wᵢ does not change when every weight is divided by the same
+    number, and dividing by a power of two is exact: the means divide by it first so that
+    weights of 1e308 (whose sum overflows) or 5e-324 (whose products underflow) give the same
+    mean as weights of 1.
+    """
+    m = xp.max(xp.reshape(w, (-1,))) if w.ndim else w
+    ok = (m > 0) & (m < float("inf"))
+    e = xp.floor(xp.log2(xp.where(ok, m, xp.ones_like(m))))
+    return xp.where(ok, xp.pow(xp.full_like(m, 2.0), e), xp.ones_like(m))
 
 
 def safe_divide(xp: Namespace, num: Array, den: Array) -> Array:

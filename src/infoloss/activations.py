@@ -3,19 +3,22 @@
 Every function accepts an array of any Array API library (NumPy, PyTorch, JAX, CuPy,
 array-api-strict; Python scalars and lists are treated as NumPy) and returns the same kind of
 array on the same device. float16 and bfloat16 inputs are computed in float32 and returned in
-their own dtype. None of them overflows or produces nan for finite inputs, however large.
+their own dtype. None of them overflows or produces nan for finite inputs, however large; a nan
+input gives nan (see each function for ``±inf``).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from array_api_compat import device
+
 from . import _dispatch
 from ._utils import (
     Array,
     Namespace,
+    check_bool,
     compute_dtype,
-    finite_or_zero,
     namespace,
     normalize_axis,
     quiet_overflow,
@@ -26,35 +29,54 @@ from .errors import InfolossError
 
 __all__ = ["log_sigmoid", "log_softmax", "logsumexp", "sigmoid", "softmax"]
 
+_INF = float("inf")
+_NAN = float("nan")
+
 
 # --------------------------------------------------------------------------- generic kernels
 
 
 def _lse_parts(xp: Namespace, x: Array, axis: int) -> tuple[Array, Array, Array]:
-    """``(m, log s, s > 0)`` with keepdims, where logsumexp(x) = m + log s.
+    """``(m, log s, has_mass)`` with keepdims, where logsumexp(x) = m + log s.
 
-    ``m`` is the maximum (0 where it is not finite) and ``s = Σ exp(x - m)``. Keeping the two parts
-    apart lets callers form ``(x - m) - log s`` rather than ``x - lse``: with logits of 1e30 in
-    float32, ``lse = m + log 2`` rounds to ``m`` and the ``log 2`` would be lost. A slice with no
-    distribution (all ``-inf``) has ``s = 0``; its ``log s`` is reported as 0 (never a warning).
+    ``m`` is the maximum and ``s = Σ exp(x - m)``. Keeping the two parts apart lets callers form
+    ``(x - m) - log s`` rather than ``x - lse``: with logits of 1e30 in float32,
+    ``lse = m + log 2`` rounds to ``m`` and the ``log 2`` would be lost.
+
+    ``log s`` is ``log1p((k - 1) + r)`` with ``k`` the number of entries equal to the maximum and
+    ``r`` the sum of the other exponentials, so that tiny terms survive (logsumexp([0, -40]) is
+    4.25e-18, not 0) and so does the target gradient ``q_y - 1`` of a confident prediction.
+
+    Special values: a slice with no distribution (all ``-inf``) has ``m = 0``, ``log s = 0`` and
+    ``has_mass`` False (never a warning); a slice holding nan or ``+inf`` has ``m = nan``, so that
+    everything computed from it is nan (a diverging model must see nan). :func:`_lse` turns the
+    ``+inf`` case back into ``+inf``, which is the log-sum-exp's true value there.
     """
-    m = finite_or_zero(xp, xp.max(x, axis=axis, keepdims=True))
-    s = xp.sum(xp.exp(x - m), axis=axis, keepdims=True)
-    pos = s > 0
-    ls = xp.where(pos, xp.log(xp.where(pos, s, xp.ones_like(s))), xp.zeros_like(s))
-    return m, ls, pos
+    m = xp.max(x, axis=axis, keepdims=True)
+    m = xp.where(m == -_INF, xp.zeros_like(m), xp.where(m == _INF, xp.full_like(m, _NAN), m))
+    at_max = x == m
+    k = xp.sum(xp.astype(at_max, x.dtype), axis=axis, keepdims=True)
+    r = xp.sum(xp.where(at_max, xp.zeros_like(x), xp.exp(x - m)), axis=axis, keepdims=True)
+    empty = (k == 0) & (r == 0)
+    ls = xp.where(empty, xp.zeros_like(r), xp.log1p(xp.where(empty, xp.zeros_like(r), (k - 1) + r)))
+    return m, ls, ~empty
 
 
 def _lse(xp: Namespace, x: Array, axis: int) -> Array:
-    """log Σ exp(x) along ``axis`` with keepdims; −inf for an all −inf slice, no warnings."""
-    m, ls, pos = _lse_parts(xp, x, axis)
-    return xp.where(pos, m + ls, xp.full_like(ls, -float("inf")))
+    """log Σ exp(x) along ``axis`` with keepdims: −inf for an all −inf slice, +inf for a slice
+    with a +inf entry, nan for a slice with a nan; no warnings."""
+    m, ls, has_mass = _lse_parts(xp, x, axis)
+    lse = xp.where(has_mass, m + ls, xp.full_like(ls, -_INF))
+    has_inf = xp.any(x == _INF, axis=axis, keepdims=True)
+    has_nan = xp.any(xp.isnan(x), axis=axis, keepdims=True)
+    return xp.where(has_inf & ~has_nan, xp.full_like(lse, _INF), lse)
 
 
 def _log_softmax(xp: Namespace, x: Array, axis: int) -> tuple[Array, Array]:
-    """``(lse, log_softmax)``, lse with keepdims. An all −inf slice gives −inf log-probabilities."""
-    m, ls, pos = _lse_parts(xp, x, axis)
-    return xp.where(pos, m + ls, xp.full_like(ls, -float("inf"))), (x - m) - ls
+    """``(lse, log_softmax)``, lse with keepdims. An all −inf slice gives −inf log-probabilities;
+    a slice with nan or +inf gives nan log-probabilities."""
+    m, ls, has_mass = _lse_parts(xp, x, axis)
+    return xp.where(has_mass, m + ls, xp.full_like(ls, -_INF)), (x - m) - ls
 
 
 def _softplus(xp: Namespace, x: Array) -> Array:
@@ -64,13 +86,15 @@ def _softplus(xp: Namespace, x: Array) -> Array:
     return xp.where(pos, x + t, t)
 
 
-def _prepare(x: Any, axis: int | None) -> tuple[Namespace, Array, Any, int | None]:
+def _prepare(
+    x: Any, axis: int | None, allow_empty: bool = False
+) -> tuple[Namespace, Array, Any, int | None]:
     xp, (x,) = namespace(("x", x))
     require_floating(xp, x, "x")
     ax = None
     if axis is not None:
         ax = normalize_axis(axis, x.ndim)
-        if x.shape[ax] == 0:
+        if x.shape[ax] == 0 and not allow_empty:
             raise InfolossError(
                 f"`x` must have at least one class along `axis`={axis}; got shape {tuple(x.shape)}"
             )
@@ -100,13 +124,18 @@ def logsumexp(x: Any, *, axis: int = -1, keepdims: bool = False) -> Array:
     Returns
     -------
     array, shape (..., ...)
-        Same array type, device and dtype as ``x``. A slice that is all ``-inf`` gives ``-inf``
-        (no warning); a ``+inf`` entry gives ``+inf``.
+        Same array type, device and dtype as ``x`` (a 0-d array for a 1-d ``x``). A slice that
+        is all ``-inf`` gives ``-inf`` (no warning), and so does an empty axis (the log of an
+        empty sum, as in SciPy and PyTorch); a ``+inf`` entry gives ``+inf``; a nan gives nan.
 
     Notes
     -----
     Subtracting the maximum makes every exponent non-positive, so nothing overflows for finite
-    inputs up to the dtype's maximum. NumPy float32/float64 inputs use a compiled kernel.
+    inputs up to the dtype's maximum. The sum is taken as ``log1p`` of the non-maximal terms
+    (plus the count of maxima less one), so terms far below the maximum are not lost:
+    ``logsumexp([0, -40]) = 4.25e-18``. NumPy float32/float64 inputs use a compiled kernel.
+    ``axis`` is one integer (``None`` and tuples of axes raise :class:`infoloss.InfolossError`;
+    reshape first to reduce several axes).
 
     Examples
     --------
@@ -116,9 +145,15 @@ def logsumexp(x: Any, *, axis: int = -1, keepdims: bool = False) -> Array:
     1000.6931471805599
     >>> logsumexp(np.array([[0.0, 0.0], [-np.inf, -np.inf]]), axis=1)
     array([0.69314718,       -inf])
+    >>> float(logsumexp(np.array([0.0, -40.0])))  # log(1 + e^-40): the small term is kept
+    4.248354255291589e-18
     """
-    xp, x, cd, ax = _prepare(x, axis)
+    keepdims = check_bool(keepdims, "keepdims")
+    xp, x, cd, ax = _prepare(x, axis, allow_empty=True)
     assert ax is not None
+    if x.shape[ax] == 0:  # a sum over nothing is 0: its log is -inf (as SciPy and PyTorch)
+        shape = tuple(x.shape[:ax]) + ((1,) if keepdims else ()) + tuple(x.shape[ax + 1 :])
+        return xp.full(shape, -_INF, dtype=x.dtype, device=device(x))
     if _dispatch.enabled(x):
         import numpy as np
 
@@ -126,8 +161,7 @@ def logsumexp(x: Any, *, axis: int = -1, keepdims: bool = False) -> Array:
         assert k is not None
         r = k.logsumexp_rows(_dispatch.rows(x, ax))
         shape = tuple(x.shape[:ax]) + ((1,) if keepdims else ()) + tuple(x.shape[ax + 1 :])
-        out = np.asarray(r, dtype=x.dtype).reshape(shape)
-        return out if out.ndim else out[()]
+        return np.asarray(r, dtype=x.dtype).reshape(shape)
     out = _lse(xp, upcast(xp, x, cd), ax)
     if not keepdims:
         out = xp.squeeze(out, axis=ax)
@@ -153,7 +187,8 @@ def log_softmax(x: Any, *, axis: int = -1) -> Array:
     -------
     array, same shape as ``x``
         Log-probabilities (≤ 0). A ``-inf`` logit gives ``-inf``; an all ``-inf`` slice gives
-        ``-inf`` everywhere (there is no distribution; PyTorch gives nan).
+        ``-inf`` everywhere (there is no distribution; PyTorch gives nan). A slice holding a
+        nan or a ``+inf`` gives nan everywhere.
 
     Examples
     --------
@@ -193,7 +228,8 @@ def softmax(x: Any, *, axis: int = -1) -> Array:
     -------
     array, same shape as ``x``
         Probabilities summing to 1 along ``axis``. A ``-inf`` logit gets probability 0 (a masked
-        class); an all ``-inf`` slice gives zeros (no distribution, never nan).
+        class); an all ``-inf`` slice gives zeros (no distribution, never nan). A slice holding a
+        nan or a ``+inf`` gives nan everywhere (as PyTorch and SciPy).
 
     Examples
     --------

@@ -24,7 +24,10 @@ from . import _dispatch
 from ._utils import (
     Array,
     Namespace,
+    any_true,
     as_float,
+    check_data,
+    check_index,
     check_nonnegative,
     check_reduction,
     check_unit_interval,
@@ -35,6 +38,7 @@ from ._utils import (
     moveaxis_last,
     namespace,
     normalize_axis,
+    pow2_scale,
     quiet_overflow,
     reduce_loss,
     require_floating,
@@ -43,6 +47,8 @@ from ._utils import (
 )
 from .activations import _lse_parts, _softplus
 from .errors import InfolossError, InfolossTypeError
+
+_INF = float("inf")
 
 __all__ = ["sigmoid_cross_entropy", "softmax_cross_entropy", "sparse_softmax_cross_entropy"]
 
@@ -62,6 +68,11 @@ def _check_options(
     )
 
 
+def _nonnegative(xp: Namespace, w: Array | None, name: str) -> None:
+    """Weights must not be negative (nan passes: it gives a nan result). Reads data."""
+    check_data(xp, w, lambda a: a < 0, name, "non-negative weights")
+
+
 def _check_class_weights(xp: Namespace, cw: Array | None, c: int, dtype: Any) -> Array | None:
     if cw is None:
         return None
@@ -70,6 +81,7 @@ def _check_class_weights(xp: Namespace, cw: Array | None, c: int, dtype: Any) ->
         raise InfolossError(
             f"`class_weights` must have shape ({c},), one weight per class; got shape {tuple(cw.shape)}"
         )
+    _nonnegative(xp, cw, "class_weights")
     return cw
 
 
@@ -86,7 +98,17 @@ def _broadcast_weights(
             raise InfolossError(
                 f"`{name}` must broadcast to {what} {shape}; got shape {tuple(w.shape)}"
             ) from None
+    _nonnegative(xp, w, name)
     return w
+
+
+def _check_ignore_index(ignore_index: Any, labels_dtype: Any, xp: Namespace) -> int | None:
+    """``ignore_index`` as an int, or None when no label of ``labels_dtype`` can equal it."""
+    ii = check_index(ignore_index, "ignore_index")
+    if ii is None:
+        return None
+    info = xp.iinfo(labels_dtype)
+    return ii if info.min <= ii <= info.max else None
 
 
 def _check_label_range(xp: Namespace, labels: Array, c: int, ignore_index: int | None) -> None:
@@ -95,12 +117,46 @@ def _check_label_range(xp: Namespace, labels: Array, c: int, ignore_index: int |
     bad = (labels < 0) | (labels >= c)
     if ignore_index is not None:
         bad = bad & (labels != ignore_index)
-    if bool(xp.any(bad)):
+    if any_true(xp, bad):
         pos = first_position(xp, bad)
         extra = f" or `ignore_index`={ignore_index}" if ignore_index is not None else ""
         raise InfolossError(
             f"`labels` must hold class indices in [0, {c}){extra}; found {int(labels[pos])} at position {pos}"
         )
+
+
+def _check_soft_labels(xp: Namespace, y: Array, upper: float | None) -> None:
+    """Dense labels are non-negative and finite (at most ``upper`` when given); nan passes."""
+    if upper is None:
+        check_data(
+            xp, y, lambda a: (a < 0) | (a == _INF), "labels", "finite non-negative target masses"
+        )
+    else:
+        check_data(xp, y, lambda a: (a < 0) | (a > upper), "labels", "targets in [0, 1]")
+
+
+def _mean_scales(
+    xp: Namespace, reduction: str, cw: Array | None, sw: Array | None
+) -> tuple[Array | None, Array | None, Any]:
+    """Weights of a "mean" divided by powers of two (exact; the mean does not change) so that
+    their sums neither overflow nor underflow; also returns the factor the class weights were
+    divided by (the z-loss, which class weights do not multiply, is divided by it too)."""
+    if reduction != "mean":
+        return cw, sw, None
+    kc = None
+    if sw is not None:
+        sw = sw / pow2_scale(xp, sw)
+    if cw is not None:
+        kc = pow2_scale(xp, cw)
+        cw = cw / kc
+    return cw, sw, kc
+
+
+def _mask_masked(xp: Namespace, x: Array, coef: Array) -> Array:
+    """``x`` with 0 where it is ``-inf`` and its coefficient is 0 (a masked class with no target
+    mass): keeps 0·inf out of the value without touching the derivative anywhere else (the
+    derivative with respect to a zero label or weight stays what the formula says)."""
+    return xp.where((x == -_INF) & (coef == 0), xp.zeros_like(x), x)
 
 
 def _check_grad_out(out: Any, logits: Any) -> None:
@@ -164,6 +220,7 @@ def _prepare_softmax(
         ("labels", labels),
         ("class_weights", class_weights),
         ("sample_weights", sample_weights),
+        optional=("class_weights", "sample_weights"),
     )
     require_floating(xp, x, "logits")
     ax = normalize_axis(axis, x.ndim)
@@ -235,18 +292,20 @@ def _softmax_ce(
             want_grad=want_grad,
         )
     reduction, eps, z = _check_options(reduction, label_smoothing, z_loss)
-    if ignore_index is not None and (
-        isinstance(ignore_index, bool) or not isinstance(ignore_index, int)
-    ):
-        raise InfolossError(f"`ignore_index` must be an integer or None; got {ignore_index!r}")
+    check_index(ignore_index, "ignore_index")
     xp, x, y, cw, sw, ax, cd = _prepare_softmax(
         logits, labels, class_weights, sample_weights, axis, sparse
     )
     c = int(x.shape[ax])
     if sparse:
+        ignore_index = _check_ignore_index(ignore_index, y.dtype, xp)
         _check_label_range(xp, y, c, ignore_index)
     else:
         y = as_float(xp, y, "labels", cd)
+        _check_soft_labels(xp, y, None)
+    cw, sw, kc = _mean_scales(xp, reduction, cw, sw)
+    if kc is not None and z:
+        z = z / float(kc) if is_concrete(kc) else z / kc
     xc = upcast(xp, x, cd)
     if _dispatch.enabled(xc):
         value, grad = _softmax_ce_fast(
@@ -269,7 +328,7 @@ def _softmax_ce_generic(
     sw: Array | None,
     ax: int,
     eps: float,
-    z: float,
+    z: Any,
     reduction: str,
     sparse: bool,
     ignore_index: int | None,
@@ -278,7 +337,7 @@ def _softmax_ce_generic(
     x = moveaxis_last(xp, x, ax)
     c = int(x.shape[-1])
     # logsumexp = m + ls, kept apart so that (m - x) + ls loses nothing at |x| ~ 1e30;
-    # both are 0 for a row with no distribution (all -inf)
+    # both are 0 for a row with no distribution (all -inf); m is nan for a row with nan or +inf
     m, ls, _ = _lse_parts(xp, x, -1)
     m0, ls0 = m[..., 0], ls[..., 0]
     zero = xp.zeros_like(x)
@@ -292,14 +351,14 @@ def _softmax_ce_generic(
         cw_y = None if cw is None else xp.reshape(xp.take(cw, xp.reshape(idx, (-1,))), idx.shape)
         coef = (1 - eps) if cw_y is None else (1 - eps) * cw_y
         if cw_y is None:
-            ce = coef * ((m0 - x_y) + ls0) if eps < 1 else xp.zeros_like(x_y)
+            ce = coef * ((m0 - x_y) + ls0) if eps < 1 else xp.zeros_like(x_y) + 0 * ls0
         else:  # a zero weight times a -inf logit is 0, not nan
-            ce = coef * ((m0 - xp.where(coef != 0, x_y, xp.zeros_like(x_y))) + ls0)
+            ce = coef * ((m0 - _mask_masked(xp, x_y, coef)) + ls0)
         if eps > 0:
             if cw is None:
                 ce = ce + (eps / c) * xp.sum((m - x) + ls, axis=-1)
             else:
-                ce = ce + (eps / c) * xp.sum(cw * ((m - xp.where(cw != 0, x, zero)) + ls), axis=-1)
+                ce = ce + (eps / c) * xp.sum(cw * ((m - _mask_masked(xp, x, cw)) + ls), axis=-1)
         # weight of each example in the mean, and total target mass Σ_k cw_k t_k for the gradient
         w = xp.ones_like(ce) if cw_y is None else cw_y
         mass = (1 - eps) * w + (eps if cw is None else eps / c * xp.sum(cw))
@@ -307,11 +366,11 @@ def _softmax_ce_generic(
         y = moveaxis_last(xp, y, ax)
         t = y if eps == 0 else (1 - eps) * y + eps / c
         wt = t if cw is None else t * cw
-        ce = xp.sum(wt * ((m - xp.where(wt != 0, x, zero)) + ls), axis=-1)
+        ce = xp.sum(wt * ((m - _mask_masked(xp, x, wt)) + ls), axis=-1)
         w = xp.ones_like(ce) if cw is None else xp.sum(y * cw, axis=-1)
         mass = xp.sum(wt, axis=-1)
     lse0 = m0 + ls0
-    loss = ce + z * lse0 * lse0 if z else ce
+    loss = ce + z * lse0 * lse0 if _nonzero(z) else ce
     if sw is not None:
         loss, w = loss * sw, w * sw
     if valid is not None:
@@ -321,16 +380,30 @@ def _softmax_ce_generic(
     value = reduce_loss(xp, loss, weight_total, reduction)
     if not want_grad:
         return value, None
-    q = xp.exp((x - m) - ls)
-    rowf = mass + 2 * z * lse0 if z else mass
+    lq = (x - m) - ls  # log-probabilities
+    q = xp.exp(lq)
+    rowf = mass + 2 * z * lse0 if _nonzero(z) else mass
     if sparse:
-        onehot = xp.astype(idx[..., None] == xp.arange(c, device=_dev(x)), x.dtype)
+        onehot = idx[..., None] == xp.arange(c, device=_dev(x))
         cy = xp.ones_like(lse0) if cw_y is None else cw_y
-        g = rowf[..., None] * q - (1 - eps) * cy[..., None] * onehot
+        cy = (1 - eps) * cy
+        g = rowf[..., None] * q - xp.astype(onehot, x.dtype) * cy[..., None]
+        # the target's rowf·q_y − cy as rowf·(q_y − 1) + (rowf − cy): q_y − 1 = expm1(log q_y)
+        # keeps its relative accuracy for a confident prediction (q_y ≈ 1)
+        lq_y = (x_y - m0) - ls0
+        g_y = rowf * xp.expm1(lq_y) + (rowf - cy)
+        g = xp.where(onehot, g_y[..., None], g)
         if eps > 0:
             g = g - (eps / c) * (xp.ones_like(x) if cw is None else cw)
     else:
-        g = rowf[..., None] * q - wt
+        # near the mode (q > 1/2) rowf·q − wt = rowf·expm1(lq) + (rowf − wt) keeps full accuracy
+        near = lq > -0.6931471805599453
+        g = xp.where(
+            near,
+            rowf[..., None] * xp.expm1(xp.where(near, lq, xp.zeros_like(lq)))
+            + (rowf[..., None] - wt),
+            rowf[..., None] * q - wt,
+        )
     if sw is not None:
         g = g * sw[..., None]
     if valid is not None:
@@ -339,6 +412,11 @@ def _softmax_ce_generic(
         assert weight_total is not None
         g = safe_divide(xp, g, xp.broadcast_to(weight_total, g.shape))
     return value, moveaxis_back(xp, g, ax)
+
+
+def _nonzero(z: Any) -> bool:
+    """True unless ``z`` is the Python number 0 (an array coefficient always counts)."""
+    return not (isinstance(z, (int, float)) and z == 0)
 
 
 def _dev(x: Array) -> Any:
@@ -619,6 +697,7 @@ def _sigmoid_ce(
         ("labels", labels),
         ("pos_weight", pos_weight),
         ("sample_weights", sample_weights),
+        optional=("pos_weight", "sample_weights"),
     )
     require_floating(xp, x, "logits")
     if tuple(y.shape) != tuple(x.shape):
@@ -628,8 +707,10 @@ def _sigmoid_ce(
     cd = compute_dtype(xp, x.dtype)
     shape = tuple(x.shape)
     y = as_float(xp, y, "labels", cd)
+    _check_soft_labels(xp, y, 1.0)
     if pw is not None:
         pw = as_float(xp, pw, "pos_weight", cd)
+        _nonnegative(xp, pw, "pos_weight")
         try:
             xp.broadcast_to(pw, shape)
         except (ValueError, RuntimeError, TypeError):
@@ -638,6 +719,7 @@ def _sigmoid_ce(
                 f"on the last axis); got shape {tuple(pw.shape)}"
             ) from None
     sw = _broadcast_weights(xp, sw, shape, "sample_weights", cd, "the logits' shape")
+    _, sw, _ = _mean_scales(xp, reduction, None, sw)
     xc = upcast(xp, x, cd)
     per_class = pw is None or (x.ndim >= 1 and tuple(pw.shape) == (shape[-1],))
     if per_class and _dispatch.enabled(xc):
@@ -662,9 +744,10 @@ def _sigmoid_ce_generic(
     yp = y if eps == 0 else y * (1 - eps) + eps / 2
     a = yp if pw is None else pw * yp  # coefficient of softplus(-x) = -log σ(x)
     b = 1 - yp  # coefficient of softplus(x) = -log(1 - σ(x))
-    zero = xp.zeros_like(x)
-    xa = xp.where(a != 0, x, zero)  # keep 0·inf out of values and gradients
-    xb = xp.where(b != 0, x, zero)
+    # keep 0·inf out of the value (x = ∓inf where its term's coefficient is 0) without changing
+    # the derivative anywhere else, in particular with respect to a label of exactly 0 or 1
+    xa = _mask_masked(xp, x, a)
+    xb = -_mask_masked(xp, -x, b)
     loss = a * _softplus(xp, -xa) + b * _softplus(xp, xb)
     if sw is not None:
         loss = loss * sw
