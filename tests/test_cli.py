@@ -4,15 +4,28 @@ Each subcommand runs once through the real entry point in a subprocess (``python
 the module the console script calls); the rest runs in-process through ``main([...])``. Printed
 numbers are checked against the library, ``--json`` output is parsed, bad input must exit 2 with
 one line on stderr and nothing on stdout, and ``--plot`` must write a PNG that matplotlib reads.
+
+Issue 11: bad, truncated, huge or endless input files and out-of-range sizes are refused with one
+line and exit 2 before any work; a bug in infoloss is a traceback with exit 1, never a "user
+error"; ``--plot`` replaces its target atomically (a failed or interrupted save leaves the old
+file and no temporary behind).
 """
 
 from __future__ import annotations
 
+import errno
+import io
 import json
 import os
 import re
+import select
+import signal
+import stat
 import subprocess
 import sys
+import textwrap
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -561,7 +574,556 @@ def test_bench_delegates_arguments(capsys, monkeypatch):
 
     seen = []
     fake = types.ModuleType("infoloss.bench")
-    fake.main = lambda argv: seen.append(argv) or 0  # type: ignore[attr-defined]
+    fake.main = lambda argv: seen.append(argv) or 0
     monkeypatch.setitem(sys.modules, "infoloss.bench", fake)
     assert call(capsys, "bench", "--quick", "--json")[0] == 0
     assert seen == [["--quick", "--json"]]
+
+
+# --------------------------------------------------------------------------- input files (issue 11)
+
+
+def _npy_header(shape: tuple[int, ...], descr: str = "<f8") -> bytes:
+    """The bytes of a version 1.0 .npy header for an array of ``shape`` (no data)."""
+    buf = io.BytesIO()
+    header = {"descr": descr, "fortran_order": False, "shape": shape}
+    np.lib.format.write_array_header_1_0(buf, header)
+    return buf.getvalue()
+
+
+def test_measure_empty_npy(capsys, tmp_path):
+    empty = tmp_path / "empty.npy"
+    empty.write_bytes(b"")
+    rc, out, err = call(capsys, "measure", "--p", str(empty))
+    assert_one_line_error(
+        rc, out, err, "infoloss measure: error:", str(empty), "is empty (0 bytes)"
+    )
+
+
+def test_measure_truncated_npy_data(capsys, tmp_path):
+    good = tmp_path / "good.npy"
+    np.save(good, np.array([[0.5, 0.5], [0.1, 0.9]]))
+    cut = tmp_path / "cut.npy"
+    cut.write_bytes(good.read_bytes()[:-5])
+    rc, out, err = call(capsys, "measure", "--p", str(cut))
+    assert_one_line_error(
+        rc, out, err, str(cut), "is truncated", "(2, 2) float64", "32 bytes of data", "holds 27"
+    )
+    extra = tmp_path / "extra.npy"
+    extra.write_bytes(good.read_bytes() + b"\0\0")
+    rc, out, err = call(capsys, "measure", "--p", str(extra))
+    assert_one_line_error(rc, out, err, str(extra), "extra bytes after the data", "holds 34")
+
+
+def test_measure_truncated_npy_header(capsys, tmp_path):
+    good = tmp_path / "good.npy"
+    np.save(good, np.array([0.5, 0.5]))
+    for n in (6, 9, 20):  # inside the magic string, the header length, the header
+        cut = tmp_path / f"cut{n}.npy"
+        cut.write_bytes(good.read_bytes()[:n])
+        rc, out, err = call(capsys, "measure", "--p", str(cut))
+        assert_one_line_error(rc, out, err, str(cut), "is truncated", "EOF")
+
+
+def test_measure_npy_header_claiming_a_huge_shape(capsys, tmp_path):
+    huge = tmp_path / "huge.npy"
+    huge.write_bytes(_npy_header((10**12, 10**12)))
+    start = time.perf_counter()
+    rc, out, err = call(capsys, "measure", "--p", str(huge))
+    assert time.perf_counter() - start < 5, "must be refused from the header, not loaded"
+    assert_one_line_error(
+        rc,
+        out,
+        err,
+        str(huge),
+        "is truncated",
+        "(1000000000000, 1000000000000) float64",
+        "8,000,000,000,000,000,000,000,000 bytes of data",
+        "holds 0",
+    )
+
+
+def test_measure_npy_over_the_limit(capsys, tmp_path):
+    from infoloss.cli._inputs import MAX_NPY_ENTRIES
+
+    n = MAX_NPY_ENTRIES + 1
+    big = tmp_path / "big.npy"
+    header = _npy_header((n,))
+    with open(big, "wb") as fh:  # a sparse file of the right size: nothing is written
+        fh.write(header)
+        fh.truncate(len(header) + 8 * n)
+    rc, out, err = call(capsys, "measure", "--p", str(big))
+    assert_one_line_error(
+        rc, out, err, str(big), f"holds {n:,} numbers", f"the limit is {MAX_NPY_ENTRIES:,}"
+    )
+
+
+def test_measure_npy_bad_contents(capsys, tmp_path):
+    objects = tmp_path / "objects.npy"
+    np.save(objects, np.array([1, {}], dtype=object), allow_pickle=True)
+    rc, out, err = call(capsys, "measure", "--p", str(objects))
+    assert_one_line_error(rc, out, err, str(objects), "Python objects")
+    archive = tmp_path / "archive.npy"
+    with open(archive, "wb") as fh:
+        np.savez(fh, a=np.ones(2))
+    rc, out, err = call(capsys, "measure", "--p", str(archive))
+    assert_one_line_error(rc, out, err, str(archive), ".npz archive")
+    fortran = tmp_path / "fortran.npy"
+    a = np.asfortranarray([[0.5, 0.25], [0.5, 0.75]])  # columns are distributions
+    np.save(fortran, a)
+    rc, out, _ = call(capsys, "measure", "--p", str(fortran), "--axis", "0", "--json")
+    assert rc == 0
+    np.testing.assert_allclose(
+        [r["entropy_p"] for r in json.loads(out)["rows"]], infoloss.entropy(a, axis=0, base=2)
+    )
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="no /dev/zero")
+def test_measure_dev_zero_is_refused_without_reading(capsys):
+    start = time.perf_counter()
+    rc, out, err = call(capsys, "measure", "--p", "/dev/zero")
+    assert time.perf_counter() - start < 5
+    assert_one_line_error(
+        rc, out, err, "infoloss measure: error: --p /dev/zero: is a character device"
+    )
+    rc, out, err = call(capsys, "measure", "--p", "0.5,0.5", "--q", "/dev/zero")
+    assert_one_line_error(rc, out, err, "--q /dev/zero: is a character device")
+
+
+def test_measure_text_file_over_the_limit(capsys, tmp_path):
+    from infoloss.cli._inputs import MAX_TEXT_BYTES
+
+    big = tmp_path / "big.csv"
+    with open(big, "wb") as fh:  # sparse: the size is refused before anything is read
+        fh.truncate(MAX_TEXT_BYTES + 1)
+    rc, out, err = call(capsys, "measure", "--p", str(big))
+    assert_one_line_error(
+        rc, out, err, str(big), f"is {MAX_TEXT_BYTES + 1:,} bytes", "limited to 16 MiB"
+    )
+    exact = tmp_path / "exact.csv"  # at the limit: read (and rejected only for its contents)
+    exact.write_bytes(b"0.5,0.5\n" + b" " * (MAX_TEXT_BYTES - 8))
+    rc, out, err = call(capsys, "measure", "--p", str(exact), "--json")
+    assert rc == 0, err
+    assert json.loads(out)["rows"] == [{"row": 1, "entropy_p": 1.0}]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes")
+def test_measure_pipe_is_read_up_to_the_limit(capsys, tmp_path):
+    from infoloss.cli._inputs import MAX_TEXT_BYTES
+
+    fifo = tmp_path / "endless.csv"
+    os.mkfifo(fifo)
+    written: list[int] = []
+
+    def writer() -> None:  # writes until the reader stops reading
+        chunk = b"0.5,0.5\n" * 8192
+        try:
+            with open(fifo, "wb") as fh:
+                while sum(written) < 4 * MAX_TEXT_BYTES:
+                    fh.write(chunk)
+                    written.append(len(chunk))
+        except BrokenPipeError:
+            pass
+
+    t = threading.Thread(target=writer, daemon=True)
+    t.start()
+    rc, out, err = call(capsys, "measure", "--p", str(fifo))
+    t.join(timeout=10)
+    assert not t.is_alive()
+    assert_one_line_error(rc, out, err, str(fifo), "holds more than 16 MiB")
+    assert sum(written) < 2 * MAX_TEXT_BYTES, "stops reading just past the limit"
+
+
+def test_measure_too_many_rows(capsys, tmp_path, monkeypatch):
+    from infoloss.cli import _measure
+
+    monkeypatch.setattr(_measure, "MAX_ROWS", 3)
+    four = tmp_path / "four.csv"
+    four.write_text("1\n1\n1\n1\n")
+    rc, out, err = call(capsys, "measure", "--p", str(four))
+    assert_one_line_error(rc, out, err, str(four), "more than 3 rows")
+    rc, out, err = call(capsys, "measure", "--p", "1;1;1;1")
+    assert_one_line_error(rc, out, err, "4 distributions", "at most 3")
+    rc, out, _ = call(capsys, "measure", "--p", "1;1;1")
+    assert rc == 0
+
+
+def test_measure_utf8_bom_csv_gives_the_right_numbers(capsys, tmp_path):
+    p = np.array([[0.25, 0.75], [0.5, 0.5]])
+    q = np.array([[0.125, 0.875], [0.9, 0.1]])
+    pfile, qfile = tmp_path / "p.csv", tmp_path / "q.csv"
+    # What Excel's "CSV UTF-8" writes: a byte-order mark, then CRLF lines.
+    pfile.write_bytes(b"\xef\xbb\xbf0.25,0.75\r\n0.5,0.5\r\n")
+    qfile.write_bytes("\ufeff0.125;0.875\r\n0.9;0.1\r\n".encode())
+    rc, out, err = call(capsys, "measure", "--p", str(pfile), "--q", str(qfile), "--json")
+    assert rc == 0, err
+    rows = json.loads(out)["rows"]
+    np.testing.assert_allclose([r["entropy_p"] for r in rows], infoloss.entropy(p, base=2))
+    np.testing.assert_allclose(
+        [r["kl_divergence"] for r in rows], infoloss.kl_divergence(p, q, base=2)
+    )
+    assert rows[0]["entropy_p"] == pytest.approx(0.8112781244591328, rel=1e-15)
+
+
+def test_measure_missing_or_unreadable_file_names_the_file(capsys, tmp_path, monkeypatch):
+    missing = tmp_path / "missing.csv"
+    assert_one_line_error(
+        *call(capsys, "measure", "--p", "0.5,0.5", "--q", str(missing)),
+        f"--q {missing}: no such file",
+    )
+    assert_one_line_error(
+        *call(capsys, "measure", "--p", str(tmp_path)), f"--p {tmp_path}: is a directory"
+    )
+    locked = tmp_path / "locked.csv"
+    locked.write_text("0.5,0.5\n")
+    if os.geteuid() != 0:  # root reads any file; the monkeypatched case below covers it
+        locked.chmod(0)
+        try:
+            assert_one_line_error(
+                *call(capsys, "measure", "--p", str(locked)),
+                f"--p {locked}: cannot read (Permission denied)",
+            )
+        finally:
+            locked.chmod(0o600)
+
+    import builtins
+
+    from infoloss.cli import _inputs
+
+    denied_paths = {str(tmp_path / "denied.csv"), str(tmp_path / "denied.npy")}
+
+    def open_denied(file: object, *args: object, **kwargs: object) -> object:
+        if str(file) in denied_paths:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(file))
+        return builtins.open(file, *args, **kwargs)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(_inputs, "open", open_denied, raising=False)
+    for name in sorted(denied_paths):
+        Path(name).write_bytes(b"0.5,0.5\n")
+        assert_one_line_error(
+            *call(capsys, "measure", "--p", "0.5,0.5", "--q", name),
+            f"infoloss measure: error: --q {name}: cannot read (Permission denied)",
+        )
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/mem"), reason="Linux /proc only")
+def test_measure_read_error_names_the_file(capsys):
+    # /proc/self/mem is a regular file whose first page cannot be read (EIO), even by root.
+    rc, out, err = call(capsys, "measure", "--p", "/proc/self/mem")
+    assert_one_line_error(rc, out, err, "--p /proc/self/mem: cannot read (Input/output error)")
+
+
+# --------------------------------------------------------------------------- option ranges
+
+
+def test_train_huge_hidden_exits_2_immediately(capsys, monkeypatch):
+    from infoloss.cli import _train
+
+    def no_data(*args: object, **kwargs: object) -> object:
+        raise AssertionError("the data were loaded before the options were checked")
+
+    monkeypatch.setattr(_train, "load_digits_task", no_data)
+    start = time.perf_counter()
+    rc, out, err = call(capsys, "train", "--hidden", "2000000000")
+    assert time.perf_counter() - start < 2
+    assert_one_line_error(
+        rc,
+        out,
+        err,
+        "infoloss train: error: argument --hidden: must be an integer in [0, 4096]; got 2000000000",
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--epochs", "10001"], "argument --epochs: must be an integer in [1, 10000]; got 10001"),
+        (["--batch-size", "65537"], "--batch-size: must be an integer in [1, 65536]"),
+        (["--seed", "-1"], "argument --seed: must be an integer in [0, 4294967295]; got -1"),
+        (["--seed", str(2**32)], "--seed: must be an integer in [0, 4294967295]"),
+        (["--test-size", "0.001"], "--test-size: must be a number in [0.01, 0.99]; got 0.001"),
+        (["--lr", "inf"], "argument --lr: must be a number in (0, 100]; got inf"),
+        (["--lr", "nan"], "argument --lr: must be a number in (0, 100]; got nan"),
+        (["--label-smoothing", "nan"], "--label-smoothing: must be a number in [0, 1]"),
+        (["--hidden", "1e3"], "argument --hidden: invalid int value: '1e3'"),
+    ],
+)
+def test_train_option_ranges(capsys, args, message):
+    assert_one_line_error(*call(capsys, "train", *args), "infoloss train: error:", message)
+
+
+def test_train_range_edges_are_accepted(capsys):
+    rc, out, err = call(
+        capsys, "train", "--epochs", "1", "--test-size", "0.99", "--seed", str(2**32 - 1), "--json"
+    )
+    assert rc == 0, err
+    d = json.loads(out)
+    assert d["n_test"] == 1780 and d["n_train"] == 17
+
+
+def test_demo_seed_out_of_range(capsys):
+    assert_one_line_error(
+        *call(capsys, "demo", "--seed", "-1"),
+        "infoloss demo: error: argument --seed: must be an integer in [0, 4294967295]; got -1",
+    )
+
+
+# --------------------------------------------------------------------------- bugs are not user errors
+
+
+def _driver(tmp_path: Path, body: str) -> Path:
+    """A small script that patches infoloss and then runs the command like the console script."""
+    script = tmp_path / "driver.py"
+    script.write_text(
+        textwrap.dedent(body)
+        + "\nfrom infoloss.cli import main\n\nraise SystemExit(main(sys.argv[1:]))\n"
+    )
+    return script
+
+
+def _run_driver(script: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = SRC + os.pathsep + env.get("PYTHONPATH", "")
+    return subprocess.run(
+        [sys.executable, str(script), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def test_internal_bug_is_a_traceback_with_exit_1_subprocess(tmp_path):
+    script = _driver(
+        tmp_path,
+        """
+        import sys
+        import infoloss.cli._measure
+
+        def run(args):
+            raise ValueError("an internal bug, not the user's input")
+
+        infoloss.cli._measure.run = run
+        """,
+    )
+    r = _run_driver(script, "measure", "--p", "0.5,0.5")
+    assert r.returncode == 1
+    assert r.stdout == ""
+    assert "Traceback (most recent call last)" in r.stderr
+    assert r.stderr.strip().splitlines()[-1] == "ValueError: an internal bug, not the user's input"
+    assert "error:" not in r.stderr.replace("ValueError:", "")
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [ValueError("a bug"), OSError(errno.EIO, "a bug"), FileNotFoundError(2, "a bug", "x.csv")],
+)
+def test_internal_bug_propagates_from_main(capsys, monkeypatch, exc):
+    from infoloss.cli import _measure
+
+    def run(args: object) -> int:
+        raise exc
+
+    monkeypatch.setattr(_measure, "run", run)
+    with pytest.raises(type(exc)) as info:
+        main(["measure", "--p", "0.5,0.5"])
+    assert info.value is exc
+    assert capsys.readouterr() == ("", "")
+
+
+def test_library_error_is_a_user_error(capsys, monkeypatch):
+    from infoloss.cli import _measure
+    from infoloss.errors import InfolossError
+
+    def run(args: object) -> int:
+        raise InfolossError("`base` must be positive\nsecond line")
+
+    monkeypatch.setattr(_measure, "run", run)
+    assert_one_line_error(
+        *call(capsys, "measure", "--p", "0.5,0.5"),
+        "infoloss measure: error: `base` must be positive",
+    )
+
+
+def test_bench_dependency_missing_vs_infoloss_module_missing(capsys, monkeypatch):
+    import infoloss.cli as cli
+
+    def missing(name: str) -> object:
+        def import_module(module: str) -> object:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+        return import_module
+
+    monkeypatch.setattr(cli.importlib, "import_module", missing("torch"))
+    assert_one_line_error(
+        *call(capsys, "bench"), "infoloss bench: error: needs torch", 'pip install "infoloss[cli]"'
+    )
+    monkeypatch.setattr(cli.importlib, "import_module", missing("infoloss.bench._torch"))
+    with pytest.raises(ModuleNotFoundError):
+        main(["bench"])
+
+
+# --------------------------------------------------------------------------- atomic --plot
+
+
+def _others(directory: Path, keep: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir() if p != keep)
+
+
+@pytest.mark.parametrize("command", ["demo", "train"])
+def test_plot_failing_save_keeps_the_old_file(capsys, monkeypatch, tmp_path, command):
+    from matplotlib.figure import Figure
+
+    target = tmp_path / "figure.png"
+    old = b"\x89PNG\r\n\x1a\n an older, good figure"
+    target.write_bytes(old)
+
+    def failing_savefig(self: object, fname: object, **kwargs: object) -> None:
+        fname.write(b"\x89PNG\r\n\x1a\n half an image")  # type: ignore[attr-defined]
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(Figure, "savefig", failing_savefig)
+    args = ["--epochs", "1"] if command == "train" else []
+    rc, out, err = call(capsys, command, *args, "--plot", str(target))
+    assert_one_line_error(
+        rc, out, err, f"infoloss {command}: error: --plot {target}: cannot write (No space left"
+    )
+    assert target.read_bytes() == old
+    assert _others(tmp_path, target) == [], "the temporary file must be removed"
+
+
+def test_plot_bug_in_save_keeps_the_old_file_and_propagates(monkeypatch, tmp_path):
+    from matplotlib.figure import Figure
+
+    target = tmp_path / "figure.svg"
+    target.write_bytes(b"<svg>old</svg>")
+
+    def buggy_savefig(self: object, fname: object, **kwargs: object) -> None:
+        fname.write(b"<svg>")  # type: ignore[attr-defined]
+        raise RuntimeError("a bug in the renderer")
+
+    monkeypatch.setattr(Figure, "savefig", buggy_savefig)
+    with pytest.raises(RuntimeError, match="a bug in the renderer"):
+        main(["demo", "--plot", str(target)])
+    assert target.read_bytes() == b"<svg>old</svg>"
+    assert _others(tmp_path, target) == []
+
+
+def test_plot_interrupted_save_keeps_the_old_file_subprocess(tmp_path):
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    target = out_dir / "demo.png"
+    old = b"\x89PNG\r\n\x1a\n an older, good figure"
+    target.write_bytes(old)
+    script = _driver(
+        tmp_path,
+        """
+        import signal
+        import sys
+        import time
+
+        from matplotlib.figure import Figure
+
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal
+
+        def slow_savefig(self, fname, **kwargs):
+            fname.write(b"\\x89PNG\\r\\n\\x1a\\n the first bytes of a new figure")
+            fname.flush()
+            print("saving", file=sys.stderr, flush=True)
+            time.sleep(60)
+            raise SystemExit("the save was not interrupted")
+
+        Figure.savefig = slow_savefig
+        """,
+    )
+    env = dict(os.environ)
+    env["PYTHONPATH"] = SRC + os.pathsep + env.get("PYTHONPATH", "")
+    proc = subprocess.Popen(
+        [sys.executable, str(script), "demo", "--plot", str(target)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    try:
+        assert proc.stderr is not None
+        ready, _, _ = select.select([proc.stderr], [], [], 60)
+        assert ready, "the command never reached the save"
+        assert proc.stderr.readline() == b"saving\n"
+        # Mid-save: the new bytes are in a temporary file beside the target, not in the target.
+        (temp,) = (p for p in out_dir.iterdir() if p != target)
+        assert temp.read_bytes().startswith(b"\x89PNG")
+        assert target.read_bytes() == old
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, stderr
+    assert stderr.decode().strip() == "infoloss demo: interrupted"
+    assert stdout == b""
+    assert target.read_bytes() == old
+    assert _others(out_dir, target) == []
+
+
+def test_plot_replaces_an_existing_file_keeping_its_permissions(capsys, tmp_path):
+    target = tmp_path / "demo.png"
+    target.write_bytes(b"old")
+    target.chmod(0o640)
+    rc, _, err = call(capsys, "demo", "--plot", str(target))
+    assert rc == 0, err
+    assert_png(target)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o640
+    assert _others(tmp_path, target) == []
+    new = tmp_path / "new.png"
+    umask = os.umask(0o027)
+    try:
+        rc, _, err = call(capsys, "demo", "--plot", str(new))
+    finally:
+        os.umask(umask)
+    assert rc == 0, err
+    assert stat.S_IMODE(new.stat().st_mode) == 0o640  # 0o666 less the umask, as open() gives
+
+
+def test_plot_through_a_symlink_replaces_the_file_it_points_to(capsys, tmp_path):
+    real = tmp_path / "real.png"
+    real.write_bytes(b"old")
+    link = tmp_path / "link.png"
+    link.symlink_to(real)
+    rc, _, err = call(capsys, "demo", "--plot", str(link))
+    assert rc == 0, err
+    assert link.is_symlink() and os.readlink(link) == str(real)
+    assert_png(real)
+    assert _others(tmp_path, real) == ["link.png"]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes")
+def test_plot_to_a_named_pipe_writes_in_place(capsys, tmp_path):
+    fifo = tmp_path / "figure.png"
+    os.mkfifo(fifo)
+    received: list[bytes] = []
+
+    def reader() -> None:
+        with open(fifo, "rb") as fh:
+            received.append(fh.read())
+
+    t = threading.Thread(target=reader, daemon=True)
+    t.start()
+    rc, _, err = call(capsys, "demo", "--plot", str(fifo))
+    t.join(timeout=30)
+    assert rc == 0, err
+    assert stat.S_ISFIFO(fifo.stat().st_mode), "the pipe must not be replaced by a file"
+    assert received and received[0][:8] == b"\x89PNG\r\n\x1a\n"
+    assert _others(tmp_path, fifo) == []
+
+
+def test_plot_target_not_writable(capsys, tmp_path):
+    if os.geteuid() == 0:
+        pytest.skip("root may write any file")
+    target = tmp_path / "ro.png"
+    target.write_bytes(b"old")
+    target.chmod(0o444)
+    assert_one_line_error(*call(capsys, "demo", "--plot", str(target)), "not writable")
+    assert target.read_bytes() == b"old"

@@ -14,8 +14,9 @@ Subcommands:
 ``infoloss bench``
     The fused-kernel benchmarks (:mod:`infoloss.bench`).
 
-Exit codes: 0 on success, 2 with a one-line message on bad input (and for a missing optional
-dependency, with the ``pip install "infoloss[cli]"`` command that provides it).
+Exit codes: 0 on success; 2 with a one-line message on bad input, before any work is done (and
+for a missing optional dependency, with the ``pip install "infoloss[cli]"`` command that provides
+it); 130 after Ctrl-C; 1 with a traceback for a bug in infoloss itself.
 
 Examples
 --------
@@ -132,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _bench(argv: list[str]) -> int:
+    """Hand ``argv`` to ``infoloss.bench.main``, which reports its own usage errors (exit 2)."""
     try:
         bench = importlib.import_module("infoloss.bench")
     except ModuleNotFoundError as e:
@@ -139,6 +141,8 @@ def _bench(argv: list[str]) -> int:
             raise CLIError(
                 "the benchmark module infoloss.bench is not available in this installation"
             ) from None
+        if e.name is not None and e.name.startswith("infoloss."):
+            raise  # a module of infoloss itself is missing: a bug, not the user's input
         raise CLIError(
             f"needs {e.name}, which is not installed; install it with: {INSTALL_HINT}"
         ) from None
@@ -147,7 +151,13 @@ def _bench(argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the ``infoloss`` command on ``argv`` (default ``sys.argv[1:]``); return the exit code."""
+    """Run the ``infoloss`` command on ``argv`` (default ``sys.argv[1:]``); return the exit code.
+
+    Bad input (a :class:`~infoloss.cli._common.CLIError` or an
+    :class:`~infoloss.errors.InfolossError`) prints one line, ``infoloss CMD: error: ...``, and
+    returns 2; Ctrl-C prints ``infoloss CMD: interrupted`` and returns 130. Any other exception
+    is a bug and propagates (the ``infoloss`` script then prints its traceback and exits 1).
+    """
     from infoloss.errors import InfolossError
 
     args_list = list(sys.argv[1:] if argv is None else argv)
@@ -163,22 +173,18 @@ def main(argv: list[str] | None = None) -> int:
             code = e.code
             return code if isinstance(code, int) else (0 if code is None else 2)
         return int(args.run(args))
-    except CLIError as e:
+    except (CLIError, InfolossError) as e:
         _fail(prog, str(e))
-    except InfolossError as e:
-        _fail(prog, str(e))
+        return 2
     except BrokenPipeError:  # pragma: no cover - e.g. `infoloss demo | head -3`
         # Python flushes stdout again at exit; point it at devnull so that does not fail too.
         import os
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except (ValueError, OSError) as e:
-        _fail(prog, str(e) or type(e).__name__)
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
-    return 2
 
 
 def _fail(prog: str, message: str) -> None:

@@ -11,12 +11,20 @@ Only NumPy is needed, unless ``--plot`` asks for a figure (matplotlib).
 from __future__ import annotations
 
 import argparse
-import math
 from typing import Any
 
 import numpy as np
 
-from ._common import check_output_path, dumps_json, fmt, fmt_array, require, unit_name
+from ._common import (
+    MAX_SEED,
+    check_output_path,
+    dumps_json,
+    fmt,
+    fmt_array,
+    int_in,
+    require,
+    unit_name,
+)
 
 __all__ = ["compute", "render", "run"]
 
@@ -32,9 +40,10 @@ DEFAULT_SEED = 1
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--seed",
-        type=int,
+        type=int_in(0, MAX_SEED),
         default=DEFAULT_SEED,
-        help="seed of numpy.random.default_rng for X and W (default: %(default)s)",
+        help=f"seed of numpy.random.default_rng for X and W, in [0, {MAX_SEED}] "
+        "(default: %(default)s)",
     )
     parser.add_argument(
         "--dtype",
@@ -268,9 +277,3 @@ def run(args: argparse.Namespace) -> int:
     if plot_path is not None and not args.json:
         print(f"\nwrote {plot_path}")
     return 0
-
-
-def _info_curve(n: int = 400) -> tuple[np.ndarray, np.ndarray]:
-    """Points of the information-content curve -log2 p on a log grid (for the plot)."""
-    p = np.logspace(math.log10(P_EXPLODE) - 1, 0, n)
-    return p, -np.log2(p)

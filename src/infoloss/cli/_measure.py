@@ -2,15 +2,17 @@
 
 Distributions come inline (``--p 0.5,0.5``, rows separated by ``;``) or from files: CSV or
 whitespace-separated text with one distribution per row (blank lines and ``#`` comments are
-skipped), or NumPy ``.npy``. Everything is read and checked before anything is printed, and a bad
-file gives one line naming the file and the row.
+skipped; a UTF-8 byte-order mark, as Excel writes, is ignored), or NumPy ``.npy``. Everything is
+read and checked before anything is printed, and a bad file gives one line naming the file and the
+row. Limits: a text file holds at most 16 MiB and 1,000,000 rows, a ``.npy`` file at most
+8,388,608 (2**23) numbers, and one run measures at most 1,000,000 distributions; devices such as
+/dev/zero are refused.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
-import os
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ._common import CLIError, dumps_json, fmt, unit_name
+from ._inputs import MAX_ROWS, read_npy, read_text, stat_input
 
 __all__ = ["Distributions", "parse_base", "parse_inline", "read_distributions", "run"]
 
@@ -160,12 +163,7 @@ def parse_inline(text: str, name: str = "--p") -> np.ndarray:
     return arr[0] if arr.shape[0] == 1 else arr
 
 
-def _read_text(path: str) -> tuple[np.ndarray, list[int]]:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
-    except UnicodeDecodeError:
-        raise CLIError(f"{path}: not a text file (use .npy for binary arrays)") from None
+def _parse_text(text: str, path: str) -> tuple[np.ndarray, list[int]]:
     rows: list[list[float]] = []
     wheres: list[str] = []
     lines: list[int] = []
@@ -174,6 +172,8 @@ def _read_text(path: str) -> tuple[np.ndarray, list[int]]:
         if not line:
             continue
         row_no = len(rows) + 1
+        if row_no > MAX_ROWS:
+            raise CLIError(f"{path}: has more than {MAX_ROWS:,} rows, the limit")
         where = f"{path}, row {row_no}" + (f" (line {lineno})" if lineno != row_no else "")
         rows.append(_parse_fields(_split(line), where))
         wheres.append(where)
@@ -183,33 +183,18 @@ def _read_text(path: str) -> tuple[np.ndarray, list[int]]:
     return _rows_to_array(rows, wheres), lines
 
 
-def _read_npy(path: str) -> np.ndarray:
-    try:
-        arr = np.load(path, allow_pickle=False)
-    except ValueError as e:
-        raise CLIError(f"{path}: not a valid .npy file ({e})") from None
-    if isinstance(arr, np.lib.npyio.NpzFile):  # pragma: no cover - .npz given a .npy name
-        arr.close()
-        raise CLIError(f"{path}: is an .npz archive; save one array with numpy.save")
-    if arr.dtype.kind not in "biuf":
-        raise CLIError(f"{path}: holds {arr.dtype} data, not real numbers")
-    if arr.ndim == 0 or arr.size == 0:
-        raise CLIError(f"{path}: holds no distribution (shape {arr.shape})")
-    return arr.astype(np.float64)
-
-
 def read_distributions(spec: str, name: str) -> Distributions:
-    """Read ``--p``/``--q``: a file if ``spec`` names one, else inline numbers."""
-    if os.path.exists(spec):
-        if os.path.isdir(spec):
-            raise CLIError(f"{name} {spec}: is a directory")
-        try:
-            if spec.lower().endswith(".npy"):
-                return Distributions(name, spec, _read_npy(spec), None)
-            values, lines = _read_text(spec)
-            return Distributions(name, spec, values, lines)
-        except OSError as e:
-            raise CLIError(f"{name} {spec}: cannot read ({e.strerror or e})") from None
+    """Read ``--p``/``--q``: a file if ``spec`` names one, else inline numbers.
+
+    Files are read within the limits of :mod:`infoloss.cli._inputs` (16 MiB of text, 2**23
+    numbers in a ``.npy``); a file that cannot be opened or read is a :class:`CLIError` naming it.
+    """
+    st = stat_input(spec, name)
+    if st is not None:
+        if spec.lower().endswith(".npy"):
+            return Distributions(name, spec, read_npy(spec, name, st), None)
+        values, lines = _parse_text(read_text(spec, name, st), spec)
+        return Distributions(name, spec, values, lines)
     if _INLINE.match(spec) and re.search(r"[0-9]", spec):
         return Distributions(name, "inline", parse_inline(spec, name), None)
     raise CLIError(f"{name} {spec}: no such file (and not a list of numbers like 0.5,0.5)")
@@ -273,6 +258,12 @@ def compute(
             ) from None
         pv = np.broadcast_to(pv, (*shape, pv.shape[-1]))
         qv = np.broadcast_to(qv, (*shape, qv.shape[-1]))
+    count = math.prod(pv.shape[:-1])
+    if count > MAX_ROWS:
+        raise CLIError(
+            f"{count:,} distributions to measure (shape {tuple(pv.shape)}, the last axis the "
+            f"classes); at most {MAX_ROWS:,} are measured in one run"
+        )
     pr = pv.reshape(-1, pv.shape[-1])
     columns: dict[str, np.ndarray] = {"entropy_p": infoloss.entropy(pr, base=lib_base)}
     if qv is not None:

@@ -1,7 +1,12 @@
-"""Figures for ``infoloss demo --plot`` and ``infoloss train --plot`` (matplotlib, Agg backend)."""
+"""Figures for ``infoloss demo --plot`` and ``infoloss train --plot`` (matplotlib, Agg backend).
+
+This module imports only :mod:`._common` (the subcommands import it, never the reverse); figures
+are saved atomically by :func:`._common.save_figure`.
+"""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -41,17 +46,28 @@ def _bars(ax: Any, values: np.ndarray, label: np.ndarray, title: str, names: lis
     ax.legend(loc="upper center", fontsize=8, ncols=2, frameon=False)
 
 
+def _info_curve(p_min: float, n: int = 400) -> tuple[np.ndarray, np.ndarray]:
+    """Points of the information-content curve -log2 p, from p_min / 10 to 1 on a log grid.
+
+    Examples
+    --------
+    >>> p, info = _info_curve(1e-6, n=8)
+    >>> float(p[0]), float(p[-1]), float(info[-1])
+    (1e-07, 1.0, -0.0)
+    """
+    p = np.logspace(math.log10(p_min) - 1, 0, n)
+    return p, -np.log2(p)
+
+
 def plot_demo(result: dict[str, Any], path: Path) -> None:
     """Information-content curve with the two events, and the outputs next to their labels."""
-    from ._demo import _info_curve
-
     Figure = _pyplot()
     fig = Figure(figsize=(13, 3.8), layout="constrained")
     ax_i, ax_s, ax_g = fig.subplots(1, 3)
 
-    p, info = _info_curve()
-    ax_i.plot(p, info, color="tab:gray")
     p_real = np.asarray(result["part1"]["p_real"], dtype=float)
+    p, info = _info_curve(float(p_real.min()))
+    ax_i.plot(p, info, color="tab:gray")
     bits = np.asarray(result["part1"]["information_bits"], dtype=float)
     colors = ("tab:green", "tab:red")
     for name, pi, ii, color in zip(("A", "B"), p_real, bits, colors, strict=True):

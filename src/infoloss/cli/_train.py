@@ -7,7 +7,9 @@ bundled 8x8 digits (1,797 images, no download) and, optionally, one ReLU hidden 
 each digit at once (even, prime, >= 5, has a closed loop: sigmoid + cross-entropy through
 :func:`infoloss.sigmoid_cross_entropy`). Plain NumPy: the gradient with respect to the logits comes
 from :func:`infoloss.value_and_grad`, is back-propagated by hand through the layers, and Adam
-updates the weights.
+updates the weights. The options are bounded and checked before anything is loaded: --epochs 1 to
+10000, --hidden 0 to 4096, --batch-size 1 to 65536, --lr in (0, 100], --label-smoothing in
+[0, 1], --test-size in [0.01, 0.99], --seed in [0, 2**32 - 1].
 """
 
 from __future__ import annotations
@@ -21,7 +23,16 @@ from typing import Any
 
 import numpy as np
 
-from ._common import CLIError, check_output_path, dumps_json, fmt, require
+from ._common import (
+    MAX_SEED,
+    CLIError,
+    check_output_path,
+    dumps_json,
+    float_in,
+    fmt,
+    int_in,
+    require,
+)
 
 __all__ = ["MULTI_LABELS", "Adam", "Model", "load_digits_task", "run", "train"]
 
@@ -35,6 +46,14 @@ MULTI_LABELS: dict[str, tuple[int, ...]] = {
 }
 
 
+#: The ranges of the numeric options, checked while the options are parsed (before any work).
+MAX_EPOCHS = 10_000
+MAX_HIDDEN = 4096
+MAX_BATCH_SIZE = 65_536
+MAX_LR = 100.0
+TEST_SIZE_RANGE = (0.01, 0.99)  # each split keeps at least 10 images, one per digit
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--task",
@@ -44,42 +63,52 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "properties of the digit at once (sigmoid + cross-entropy). Default: %(default)s",
     )
     parser.add_argument(
-        "--epochs", type=int, default=20, help="passes over the training set (default: %(default)s)"
+        "--epochs",
+        type=int_in(1, MAX_EPOCHS),
+        default=20,
+        help=f"passes over the training set, 1 to {MAX_EPOCHS} (default: %(default)s)",
     )
     parser.add_argument(
-        "--lr", type=float, default=0.01, help="Adam learning rate (default: %(default)s)"
+        "--lr",
+        type=float_in(0.0, MAX_LR, low_open=True),
+        default=0.01,
+        help=f"Adam learning rate, in (0, {MAX_LR:g}] (default: %(default)s)",
     )
     parser.add_argument(
-        "--batch-size", type=int, default=32, help="examples per step (default: %(default)s)"
+        "--batch-size",
+        type=int_in(1, MAX_BATCH_SIZE),
+        default=32,
+        help=f"examples per step, 1 to {MAX_BATCH_SIZE} (default: %(default)s)",
     )
     parser.add_argument(
         "--label-smoothing",
-        type=float,
+        type=float_in(0.0, 1.0),
         default=0.0,
         metavar="EPS",
         help="mix the targets with the uniform distribution, in [0, 1] (default: %(default)s)",
     )
     parser.add_argument(
         "--hidden",
-        type=int,
+        type=int_in(0, MAX_HIDDEN),
         default=0,
         metavar="N",
-        help="units of one ReLU hidden layer; 0 (default) is the tutorial's "
+        help=f"units of one ReLU hidden layer, 0 to {MAX_HIDDEN}; 0 (default) is the tutorial's "
         "single layer h = X.W + b",
     )
     parser.add_argument(
         "--test-size",
-        type=float,
+        type=float_in(*TEST_SIZE_RANGE),
         default=0.25,
         metavar="FRACTION",
-        help="fraction of the images held out for testing (default: %(default)s)",
+        help=f"fraction of the images held out for testing, in [{TEST_SIZE_RANGE[0]:g}, "
+        f"{TEST_SIZE_RANGE[1]:g}] (default: %(default)s)",
     )
     parser.add_argument(
         "--seed",
-        type=int,
+        type=int_in(0, MAX_SEED),
         default=0,
-        help="seed of the train/test split, the "
-        "initial weights and the batch order (default: %(default)s)",
+        help=f"seed of the train/test split, the initial weights and the batch order, in "
+        f"[0, {MAX_SEED}] (default: %(default)s)",
     )
     parser.add_argument(
         "--plot",
@@ -378,23 +407,7 @@ def render(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _check(args: argparse.Namespace) -> None:
-    if args.epochs < 1:
-        raise CLIError(f"--epochs must be at least 1; got {args.epochs}")
-    if not args.lr > 0 or not np.isfinite(args.lr):
-        raise CLIError(f"--lr must be positive; got {args.lr}")
-    if args.batch_size < 1:
-        raise CLIError(f"--batch-size must be at least 1; got {args.batch_size}")
-    if not 0.0 <= args.label_smoothing <= 1.0:
-        raise CLIError(f"--label-smoothing must be in [0, 1]; got {args.label_smoothing}")
-    if args.hidden < 0:
-        raise CLIError(f"--hidden must be 0 or more; got {args.hidden}")
-    if not 0.0 < args.test_size < 1.0:
-        raise CLIError(f"--test-size must be in (0, 1); got {args.test_size}")
-
-
 def run(args: argparse.Namespace) -> int:
-    _check(args)
     plot_path = check_output_path(args.plot) if args.plot is not None else None
     if plot_path is not None:
         require("matplotlib", purpose="--plot")
