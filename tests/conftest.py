@@ -28,3 +28,24 @@ def torch():
 def jax_mod():
     jax = pytest.importorskip("jax")
     return jax
+
+
+PATHS = ("numpy-fast", "numpy-generic", "torch-fast", "torch-generic", "array_api_strict", "jax")
+
+
+@pytest.fixture(params=PATHS)
+def path(request):
+    """Each execution path a user can get: the fused kernels and the generic array-API code on
+    NumPy and on (CPU) torch tensors — the generic torch code is what CUDA users run — plus
+    array-api-strict and JAX. Yields the ``Backend``; the generic variants run with the fast path
+    switched off."""
+    name = request.param
+    lib = name.split("-")[0]
+    pytest.importorskip(lib)
+    from infoloss import _dispatch
+
+    if name.endswith("-generic"):
+        with _dispatch.disabled():
+            yield Backend(lib)
+    else:
+        yield Backend(lib)

@@ -245,17 +245,24 @@ def check_index(value: Any, name: str) -> int | None:
 
 
 def log_base(base: Any) -> float | None:
-    """``log(base)`` to divide by, or ``None`` for nats."""
+    """``log(base)`` to divide by, or ``None`` for nats.
+
+    ``base`` must be ``None`` or a real number: a Python ``int``/``float`` or a NumPy integer or
+    floating scalar, positive, finite and not 1. Bools, strings and arrays are refused rather
+    than coerced by ``float()`` (``base="2"`` or ``base=True`` is almost certainly a mistake).
+    """
     if base is None:
         return None
-    try:
-        b = float(base)
-    except (TypeError, ValueError):
-        raise InfolossError(
-            f"`base` must be a positive number other than 1; got {_short(base)}"
-        ) from None
+    if isinstance(base, (bool, np.bool_)) or not isinstance(
+        base, (int, float, np.integer, np.floating)
+    ):
+        raise InfolossTypeError(
+            f"`base` must be a real number (positive, other than 1) or None; "
+            f"got {_short(base)} of type {type(base).__name__}"
+        )
+    b = float(base)
     if not (b > 0.0) or b == 1.0 or math.isinf(b):
-        raise InfolossError(f"`base` must be positive and different from 1; got {base}")
+        raise InfolossError(f"`base` must be positive, finite and different from 1; got {base}")
     return math.log(b)
 
 
@@ -317,16 +324,36 @@ def check_data(xp: Namespace, x: Array, bad: Callable[[Array], Array], name: str
         raise InfolossError(f"`{name}` must hold {what}; found {shown} at position {pos}")
 
 
-def check_probabilities(xp: Namespace, p: Array, name: str) -> None:
-    """Probabilities must be non-negative and not nan (checked on concrete arrays only)."""
-    if not is_concrete(p) or p.size == 0:
-        return
-    bad = ~(p >= 0)
-    if bool(xp.any(bad)):
+def check_probabilities(xp: Namespace, p: Array, name: str) -> bool:
+    """Probabilities must be finite and non-negative; returns whether the values were checked.
+
+    nan passes (nan in, nan out: the measure of that slice is nan). Negative numbers, ``-inf``
+    and ``+inf`` raise :class:`InfolossError` naming ``name``, the first bad value and its
+    position. The check reads data, so it runs only when the values can be read: it is skipped
+    (and ``False`` returned, so that the caller can turn invalid slices into nan instead) under
+    ``jax.jit`` tracing and ``torch.func`` transforms. Under ``jax.jit`` even a concrete array
+    captured by closure gives traced comparisons; JAX's concretization errors mean "skip" too, so
+    the check never breaks a valid traced call.
+    """
+    if not is_concrete(p):
+        return False
+    try:
+        bad = (p < 0) | (p == float("inf"))
+        found = bool(xp.any(bad))
+    except Exception as e:
+        if is_jax_array(p):
+            import jax
+
+            if isinstance(e, jax.errors.ConcretizationTypeError):
+                return False
+        raise
+    if found:
         pos = first_position(xp, bad)
         raise InfolossError(
-            f"`{name}` must hold probabilities (non-negative numbers); found {float(p[pos])} at position {pos}"
+            f"`{name}` must hold probabilities (finite non-negative numbers); "
+            f"found {float(p[pos])} at position {pos}"
         )
+    return True
 
 
 # --------------------------------------------------------------------------- reductions
@@ -344,6 +371,10 @@ def pow2_scale(xp: Namespace, w: Array) -> Array:
     m = xp.max(xp.reshape(w, (-1,))) if w.ndim else w
     ok = (m > 0) & (m < float("inf"))
     e = xp.floor(xp.log2(xp.where(ok, m, xp.ones_like(m))))
+    # at most 2^(emax - 2): XLA may divide by multiplying with the reciprocal, and flushes the
+    # subnormal reciprocal of a larger power to zero
+    emax = math.floor(math.log2(float(xp.finfo(w.dtype).max))) - 2
+    e = xp.where(e > emax, xp.full_like(e, float(emax)), e)
     return xp.where(ok, xp.pow(xp.full_like(m, 2.0), e), xp.ones_like(m))
 
 

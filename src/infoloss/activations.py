@@ -87,12 +87,12 @@ def _softplus(xp: Namespace, x: Array) -> Array:
 
 
 def _prepare(
-    x: Any, axis: int | None, allow_empty: bool = False
+    x: Any, axis: Any, allow_empty: bool = False, elementwise: bool = False
 ) -> tuple[Namespace, Array, Any, int | None]:
     xp, (x,) = namespace(("x", x))
     require_floating(xp, x, "x")
     ax = None
-    if axis is not None:
+    if not elementwise:
         ax = normalize_axis(axis, x.ndim)
         if x.shape[ax] == 0 and not allow_empty:
             raise InfolossError(
@@ -275,7 +275,7 @@ def sigmoid(x: Any) -> Array:
     >>> sigmoid(np.array([-1000.0, 0.0, 1000.0]))
     array([0. , 0.5, 1. ])
     """
-    xp, x, cd, _ = _prepare(x, None)
+    xp, x, cd, _ = _prepare(x, None, elementwise=True)
     xc = upcast(xp, x, cd)
     e = xp.exp(xp.where(xc > 0, -xc, xc))  # exp(-|x|) in (0, 1]
     out = xp.where(xc > 0, 1 / (1 + e), e / (1 + e))
@@ -309,6 +309,6 @@ def log_sigmoid(x: Any) -> Array:
     >>> log_sigmoid(np.array([-1000.0, 0.0, 40.0]))
     array([-1.00000000e+03, -6.93147181e-01, -4.24835426e-18])
     """
-    xp, x, cd, _ = _prepare(x, None)
+    xp, x, cd, _ = _prepare(x, None, elementwise=True)
     out = -_softplus(xp, -upcast(xp, x, cd))
     return upcast(xp, out, x.dtype)

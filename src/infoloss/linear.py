@@ -13,13 +13,16 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+import numpy as np
 from array_api_compat import is_torch_namespace
 
 from . import _dispatch
 from ._utils import (
     Array,
     Namespace,
+    check_index,
     compute_dtype,
+    is_concrete,
     namespace,
     quiet_overflow,
     reduce_loss,
@@ -28,7 +31,14 @@ from ._utils import (
 )
 from .errors import InfolossError, InfolossTypeError
 from .gradients import register
-from .losses import _check_class_weights, _check_label_range, _check_options, _softmax_ce_generic
+from .losses import (
+    _check_class_weights,
+    _check_ignore_index,
+    _check_label_range,
+    _check_options,
+    _mean_scales,
+    _softmax_ce_generic,
+)
 
 __all__ = ["CHUNK_BUDGET_BYTES", "linear_cross_entropy"]
 
@@ -47,11 +57,15 @@ def _chunk_rows(chunk_size: Any, n: int, v: int, itemsize: int) -> int:
     if chunk_size is None:
         rows = max(_MIN_CHUNK, CHUNK_BUDGET_BYTES // max(1, v * itemsize))
     else:
-        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+        if (
+            isinstance(chunk_size, (bool, np.bool_))
+            or not isinstance(chunk_size, (int, np.integer))
+            or chunk_size < 1
+        ):
             raise InfolossError(
                 f"`chunk_size` must be a positive integer or None; got {chunk_size!r}"
             )
-        rows = chunk_size
+        rows = int(chunk_size)
     return max(1, min(rows, n))
 
 
@@ -66,6 +80,7 @@ def _prepare(
         ("labels", labels),
         ("bias", bias),
         ("class_weights", class_weights),
+        optional=("bias", "class_weights"),
     )
     require_floating(xp, h, "hidden")
     require_floating(xp, w, "weight")
@@ -89,10 +104,7 @@ def _prepare(
         require_floating(xp, b, "bias")
         if tuple(b.shape) != (v,):
             raise InfolossError(f"`bias` must have shape ({v},); got {tuple(b.shape)}")
-    if ignore_index is not None and (
-        isinstance(ignore_index, bool) or not isinstance(ignore_index, int)
-    ):
-        raise InfolossError(f"`ignore_index` must be an integer or None; got {ignore_index!r}")
+    ignore_index = _check_ignore_index(ignore_index, y.dtype, xp)
     cd = compute_dtype(xp, xp.result_type(h, w) if b is None else xp.result_type(h, w, b))
     cw = _check_class_weights(xp, cw, v, cd)
     _check_label_range(xp, y, v, ignore_index)
@@ -101,7 +113,7 @@ def _prepare(
         n *= int(s)
     h2 = xp.reshape(upcast(xp, h, cd), (n, hdim))
     y2 = xp.reshape(y, (n,))
-    dtypes = (h.dtype, w.dtype, None if b is None else b.dtype, tuple(h.shape))
+    dtypes = (h.dtype, w.dtype, None if b is None else b.dtype, tuple(h.shape), ignore_index)
     return xp, h2, upcast(xp, w, cd), y2, upcast(xp, b, cd), cw, dtypes, batch
 
 
@@ -154,10 +166,14 @@ def _linear_ce(
             want_grad=want_grad,
         )
     reduction, eps, z = _check_options(reduction, label_smoothing, z_loss)
+    check_index(ignore_index, "ignore_index")
     xp, h, w, y, b, cw, dtypes, batch = _prepare(
         hidden, weight, labels, bias, class_weights, ignore_index
     )
-    h_dtype, w_dtype, b_dtype, h_shape = dtypes
+    h_dtype, w_dtype, b_dtype, h_shape, ignore_index = dtypes
+    cw, _, kc = _mean_scales(xp, reduction, cw, None)
+    if kc is not None and z:
+        z = z / float(kc) if is_concrete(kc) else z / kc
     n, v = int(h.shape[0]), int(w.shape[0])
     chunk = _chunk_rows(chunk_size, n, v, 4 if h.dtype == xp.float32 else 8)
     if _dispatch.enabled(h, w, b):
