@@ -657,24 +657,6 @@ def test_no_warnings_and_empty():
         assert K.logsumexp_rows(np.zeros((0, 3))).shape == (0,)
 
 
-def test_bench_quick(tmp_path):
-    """The benchmark runs end to end on small shapes and writes its raw figures."""
-    import json
-
-    from infoloss import bench
-
-    out = tmp_path / "bench.json"
-    rc = bench.main(
-        ["--quick", "--repeat", "1", "--peers", "infoloss,numpy,copy", "--json", str(out)]
-    )
-    assert rc == 0
-    data = json.loads(out.read_text())
-    peers = {r["peer"] for r in data["results"]}
-    assert {"infoloss fast", "infoloss generic", "numpy", "copy"} <= peers
-    assert all(r["ms"] > 0 and r["gb_per_s"] > 0 for r in data["results"])
-    assert data["threads"]["numba_threads"] >= 1
-
-
 def test_sigmoid_kernel_concurrent_calls_from_python_threads():
     """Each call has its own per-thread scratch blocks: concurrent calls (one OpenMP team per
     calling thread, with overlapping thread ids) must not share them."""

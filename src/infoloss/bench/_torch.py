@@ -1,17 +1,44 @@
-"""Benchmark row "infoloss on torch tensors": forward+backward through autograd vs F.cross_entropy.
+"""PyTorch in the benchmark: the ``torch`` row of the loss table, and infoloss on torch tensors.
 
-Run as ``python -m infoloss._bench_torch [N C [REPEAT]]``; the benchmark command calls
-:func:`time_torch_autograd`. Both contenders run in the same process, alternately (so that load
-from other processes hits both alike), on the same float32 logits and sparse labels; each timing
-is ``loss = f(logits, labels); loss.backward()`` with ``logits.grad`` reset before each repeat,
-after one warm-up call of each (which also compiles the kernels or loads them from the cache).
+The loss table times ``F.cross_entropy`` / ``F.binary_cross_entropy_with_logits`` on CPU,
+backward by autograd. The torch-autograd part (:func:`time_torch_autograd`) times infoloss's
+public functions called on torch tensors, ``loss.backward()`` included, against
+``F.cross_entropy``: both contenders alternate in one process on the same float32 logits and
+sparse labels (so that load from other processes hits both alike), with ``logits.grad`` reset
+before each call as ``optimizer.zero_grad()`` does, after one warm-up call each (which also
+compiles the kernels or loads them from the cache).
 """
 
 from __future__ import annotations
 
-import sys
 import time
 from typing import Any
+
+import numpy as np
+
+from ._peers import Rows
+
+
+def torch_rows(kind: str, x: np.ndarray, y: np.ndarray) -> Rows:
+    """``{"torch": {"fwd": ..., "fwd+bwd": ...}}`` on zero-copy tensors of ``x`` and ``y``."""
+    import torch
+    import torch.nn.functional as F
+
+    xt = torch.from_numpy(x)
+    yt = torch.from_numpy(y)
+    loss_fn = F.cross_entropy if kind == "sparse" else F.binary_cross_entropy_with_logits
+
+    def fwd() -> Any:
+        with torch.no_grad():
+            return loss_fn(xt, yt)
+
+    def fwdbwd() -> Any:
+        xg = xt.detach().requires_grad_(True)
+        loss = loss_fn(xg, yt)
+        loss.backward()
+        return loss, xg.grad
+
+    return {"torch": {"fwd": fwd, "fwd+bwd": fwdbwd}}
 
 
 def time_torch_autograd(n: int, c: int, repeat: int) -> dict[str, Any]:
@@ -29,12 +56,11 @@ def time_torch_autograd(n: int, c: int, repeat: int) -> dict[str, Any]:
     dict
         ``{"shape": [n, c], "dtype": "float32", "repeat": repeat, "infoloss_torch_ms": ...,
         "torch_cross_entropy_ms": ..., "speedup": torch / infoloss, "fast_path": bool}``;
-        ``fast_path`` says whether the fused kernels ran (False when numba is unavailable or the
-        fast path is disabled, in which case infoloss ran its generic torch code).
+        ``fast_path`` says whether the fused kernels ran (else infoloss ran its generic torch
+        code).
 
     Examples
     --------
-    >>> from infoloss._bench_torch import time_torch_autograd
     >>> r = time_torch_autograd(64, 100, repeat=2)
     >>> sorted(r)
     ... # doctest: +NORMALIZE_WHITESPACE
@@ -44,8 +70,8 @@ def time_torch_autograd(n: int, c: int, repeat: int) -> dict[str, Any]:
     import torch
     import torch.nn.functional as F
 
-    from . import sparse_softmax_cross_entropy
-    from .torch import uses_fast_path
+    from infoloss import sparse_softmax_cross_entropy
+    from infoloss.torch import uses_fast_path
 
     gen = torch.Generator().manual_seed(0)
     logits = torch.randn(n, c, generator=gen, dtype=torch.float32).requires_grad_()
@@ -81,20 +107,12 @@ def time_torch_autograd(n: int, c: int, repeat: int) -> dict[str, Any]:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Print the row for (N, C) = (4096, 32000) (or the given shape) and the ratio."""
-    args = [int(a) for a in (sys.argv[1:] if argv is None else argv)]
-    n, c = (args[0], args[1]) if len(args) >= 2 else (4096, 32000)
-    repeat = args[2] if len(args) >= 3 else 5
-    r = time_torch_autograd(n, c, repeat)
-    print(
-        f"infoloss on torch tensors, sparse softmax CE forward+backward, ({n}, {c}) float32: "
-        f"infoloss {r['infoloss_torch_ms']:.1f} ms, F.cross_entropy "
-        f"{r['torch_cross_entropy_ms']:.1f} ms, speedup {r['speedup']:.2f}x"
-        + ("" if r["fast_path"] else " (fast path OFF: generic torch code)")
+def format_torch_autograd(r: dict[str, Any]) -> str:
+    """One line: both times and their ratio."""
+    n, c = r["shape"]
+    route = "fused kernels" if r["fast_path"] else "generic torch code (fast path off)"
+    return (
+        f"infoloss on torch tensors, sparse softmax CE forward+backward through autograd, "
+        f"{n}x{c} float32: {r['infoloss_torch_ms']:.2f} ms ({route}) vs F.cross_entropy "
+        f"{r['torch_cross_entropy_ms']:.2f} ms: F.cross_entropy / infoloss = {r['speedup']:.2f}"
     )
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())
