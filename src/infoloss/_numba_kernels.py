@@ -34,6 +34,11 @@ Design (see issue 3):
   different sizes. Hot loops are branch-free (an LLVM ``select`` intrinsic, or indicators as
   numbers), since numba lowers conditional expressions to branches that block vectorization.
 - Per-row results are float64; callers combine them in float64 outside the parallel loop.
+- Non-finite logits cost nothing in the vector loops: the max pass (``llvm.maximum``, which
+  propagates NaN) already sees every element, so a row's max is NaN if the row has a NaN, +inf if
+  it has a +inf, −inf if it is all −inf. The per-row scalar code sends NaN and +inf rows to a NaN
+  fill (value and whole gradient row, whatever the options; ignored rows stay 0), as the generic
+  path does (issue 11); logsumexp returns the max itself there. −inf stays a masked class.
 - Memory: the value alone needs O(N) extra memory; with the gradient, the only N×C array
   allocated is the returned gradient.
 - Input layout: a row may start anywhere (any non-negative row stride, e.g. ``x[::2]`` or
@@ -730,15 +735,19 @@ def _fill(out, v):
 
 
 @njit(**_JIT_NR)
-def _exp_shift_store(xr, off, out):
-    """Rare rows whose max is not finite: out_j = exp(x_j − off) (off = 0) with libm exp."""
-    for j in range(xr.shape[0]):
-        out[j] = np.exp(np.float64(xr[j]) - off)
-
-
-@njit(**_JIT_NR)
 def _finite(m):
     return m > -np.inf and m < np.inf
+
+
+# Non-finite logits. The max pass uses llvm.maximum, which propagates NaN, so a row's max is NaN
+# if the row holds a NaN, else +inf if it holds a +inf, else −inf for an all −inf row (and finite
+# otherwise): the vector loops never test for non-finite values. A NaN or +inf max sends the row
+# to a NaN fill in the per-row scalar code (value and gradient row); only an all −inf row (no
+# distribution) keeps a meaning of its own.
+@njit(**_JIT_NR)
+def _bad_max(m):
+    """True for a NaN or +inf row max: the row has a NaN or a +inf logit."""
+    return m != m or m == np.inf
 
 
 # --------------------------------------------------------------------------- activations
@@ -754,7 +763,9 @@ def _k_lse(xf, rs, n, c, out):
             xn = xf[i1 * rs : i1 * rs + c]
             out[i] = np.float64(m) + math.log1p(_exp_sum(xr, m, lo, hi, xn)[1])
         else:
-            out[i] = np.float64(m)  # -inf for an all -inf row, +inf (or nan) otherwise
+            # the max itself: nan if the row has a nan (llvm.maximum propagates it), else +inf
+            # if it has a +inf, else (all −inf) −inf
+            out[i] = np.float64(m)
 
 
 @njit(**_PJIT)
@@ -773,11 +784,10 @@ def _k_softmax(xf, rs, n, c, log, out):
             else:
                 s, _ = _exp_store_sum(xr, m, lo, hi, orow, xn, out[i1])
                 _scale(orow, _like(1.0 / s, m))
-        elif log:  # generic path: x − finite_or_zero(lse)
-            for j in range(c):
-                orow[j] = xr[j] if m != -np.inf else -np.inf
-        else:
-            _exp_shift_store(xr, 0.0, orow)
+        elif m == -np.inf:  # all −inf: no distribution (log_softmax −inf, softmax 0)
+            _fill(orow, _like(-np.inf if log else 0.0, m))
+        else:  # a NaN (m is NaN: llvm.maximum propagates it) or a +inf logit: the row is NaN
+            _fill(orow, _like(np.nan, m))
 
 
 # Below this many elements a call runs on the calling thread only: waking the thread pool costs
@@ -949,10 +959,15 @@ def _sparse_row(i, n, xf, rs, c, opts, want_grad, gs, loss, g):
     xr = xf[i * rs : i * rs + c]
     cwy = cw[y] if has_cw else 1.0
     m, lo, hi = _row_max_span(xr)
+    if _bad_max(m):  # a nan or +inf logit: nan loss and gradient, whatever the options
+        loss[i] = np.nan
+        if want_grad:
+            _fill(grow, _like(np.nan, m))
+        return
     i1 = min(np.int64(i) + 1, n - 1)
     xn = xf[i1 * rs : i1 * rs + c]
     fin = _finite(m)
-    mf = np.float64(m) if fin else 0.0  # no distribution (all -inf) or +inf: generic lse = 0
+    mf = np.float64(m) if fin else 0.0  # no distribution (all -inf): generic lse = 0
     xy = np.float64(xr[y])
     gap = _gap(xr, _like(mf, m), eps, cw, has_cw)
     if fin:
@@ -963,7 +978,7 @@ def _sparse_row(i, n, xf, rs, c, opts, want_grad, gs, loss, g):
     else:
         s, dm = 1.0, 0.0
         if want_grad:
-            _exp_shift_store(xr, 0.0, grow)
+            _fill(grow, _like(0.0, m))  # the exponentials exp(−inf − 0)
     li, a, b, gy = _ce_terms(
         mf,
         s,
@@ -988,8 +1003,9 @@ def _sparse_row(i, n, xf, rs, c, opts, want_grad, gs, loss, g):
 @njit(**_JIT_NR)
 def _grad_from_exp(e, a, b, mode, cw, y, gyv):
     """Turn a block of stored exponentials ``e`` into the gradient, in place: ``a e_j``
-    (mode 0), ``a e_j − b`` (1), ``a e_j − b w_j`` (2, ``cw`` = this block's weights) or zeros
-    (3); then the label's entry ``gyv`` at ``y`` when ``0 ≤ y < len(e)``."""
+    (mode 0), ``a e_j − b`` (1), ``a e_j − b w_j`` (2, ``cw`` = this block's weights) or the
+    constant ``a`` (3: 0 for an ignored row, nan for a row with a nan or +inf logit); then the
+    label's entry ``gyv`` at ``y`` when ``0 ≤ y < len(e)``."""
     if mode == 0:
         _scale(e, a)
     elif mode == 1:
@@ -997,7 +1013,7 @@ def _grad_from_exp(e, a, b, mode, cw, y, gyv):
     elif mode == 2:
         _scale_shift_w(e, a, b, cw)
     else:
-        _fill(e, _like(0.0, a))
+        _fill(e, a)
     if 0 <= y < e.shape[0]:
         e[y] = gyv
 
@@ -1108,11 +1124,16 @@ def _k_sparse_ce_grad(xf, rs, n, c, opts, gs, loss, g, scratch, stream):
                 s, dm = _exp_store_sum_emit(
                     xr, m, lo, hi, buf, xn, emit, prow, pa, pb, pmode, cw, py, pgy, stream
                 )
-            else:  # no distribution (all -inf) or +inf logits: generic path uses lse = 0
+            else:  # a nan or +inf logit (nan row), or no distribution (all -inf: lse = 0)
                 if emit:
                     _emit_block(buf, prow, 0, c, pa, pb, pmode, cw, py, pgy, stream)
+                if _bad_max(m):  # pending: a fill (mode 3) with nan
+                    loss[i] = np.nan
+                    pa, pb, pmode, py, pgy = _like(np.nan, zero), 0.0, 3, np.int64(-1), zero
+                    p = i
+                    continue
                 mf, s, dm = 0.0, 1.0, 0.0
-                _exp_shift_store(xr, 0.0, buf)
+                _fill(buf[:c], zero)  # the exponentials exp(−inf − 0)
             li, a, b, gy = _ce_terms(
                 mf,
                 s,
@@ -1375,16 +1396,21 @@ def _k_dense_ce(xf, rs, yf, yrs, n, c, cw, has_cw, sw, has_sw, eps, z, want_grad
             mass, gap = _target_stats(xr, yr, m, onem, epsc, cw, has_cw)
             ce = mass * logs + gap
             inv = 1.0 / s
-        else:
+        elif _bad_max(m):  # a nan or +inf logit: nan loss and gradient row (below)
+            lse = 0.0
+            mass = gap = ce = inv = dm = np.nan
+            if want_grad:
+                _fill(grow, _like(np.nan, m))
+        else:  # no distribution (all −inf): lse = 0
             lse = 0.0
             mass, gap = _target_stats(xr, yr, _like(0.0, m), onem, epsc, cw, has_cw)
             ce = gap
             if want_grad:
-                _exp_shift_store(xr, 0.0, grow)
+                _fill(grow, _like(0.0, m))  # the exponentials exp(−inf − 0)
             inv = 1.0
             dm = 0.0
         loss[i] = swi * (ce + z * lse * lse)
-        if want_grad:
+        if want_grad:  # (a nan row: every entry f (nan ...) = nan)
             f = swi * gs
             _dense_grad(grow, yr, f, mass + 2.0 * z * lse, inv, dm, onem, epsc, cw, has_cw)
 
@@ -1457,8 +1483,10 @@ def _sig_elem(x, yv, pwj, o, e2):
     l1p = _vlog1p_unit(t)
     sp_pos = _where(pos, x, z0) + l1p  # softplus(x)
     sp_neg = _where(pos, z0, z0 - x) + l1p  # softplus(-x)
-    # each product is 0 where its coefficient is 0 (also against an infinite softplus)
-    loss = _where(a != z0, a * sp_neg, z0) + _where(b != z0, b * sp_pos, z0)
+    # each product is 0 where its coefficient is 0 (also against an infinite softplus); where
+    # both are 0 (y' = 1, pos_weight 0) a nan x must still give nan: l1p · 0 is 0 for every x
+    # but nan (l1p = log1p(exp(−|x|)) is finite unless x is nan)
+    loss = _where(a != z0, a * sp_neg, l1p * z0) + _where(b != z0, b * sp_pos, z0)
     # (a + b) σ(x) − a with σ = 1/(1+t) (x > 0) or t/(1+t): written as (b − a t)/(1+t) or
     # (b t − a)/(1+t), so the rounding of σ ≈ 1 does not leak into a small result
     num = _where(pos, b - a * t, b * t - a)
@@ -1715,16 +1743,10 @@ def _k_entropy(xf, rs, n, c, want_grad, gs, h, g):
             h[i] = 0.0
             if want_grad:
                 _fill(grow, _like(0.0, m))
-        else:  # +inf (or nan) logits: follow the generic formula literally (rare, scalar)
-            hv = 0.0
-            for j in range(c):
-                q = np.exp(np.float64(xr[j]))
-                hv -= q * np.float64(xr[j]) if q > 0.0 else 0.0
-            h[i] = hv
+        else:  # a nan or +inf logit (m is nan or +inf): nan entropy and gradient row
+            h[i] = np.nan
             if want_grad:
-                for j in range(c):
-                    q = np.exp(np.float64(xr[j]))
-                    grow[j] = -q * ((np.float64(xr[j]) if q > 0.0 else 0.0) + hv) * gs
+                _fill(grow, _like(np.nan, m))
 
 
 def softmax_entropy_rows(
@@ -1758,17 +1780,18 @@ def softmax_entropy_rows(
 
 @njit(**_JIT)
 def _offsets(xr):
-    """(off, S, finite): log-probabilities are (x_j − off) − log S, probabilities
-    exp(x_j − off)/S. A float64 exp for both dtypes (accuracy of KL when p ≈ q). A row without a
-    finite max gets off = 0, S = 1 (the generic path's x − finite_or_zero(lse))."""
+    """(off, S, m): log-probabilities are (x_j − off) − log S, probabilities exp(x_j − off)/S,
+    m is the row's max (nan if it has a nan). A float64 exp for both dtypes (accuracy of KL when
+    p ≈ q). A row without a finite max gets off = 0, S = 1 (the generic path's
+    x − finite_or_zero(lse))."""
     m = _row_max(xr)
     if not _finite(m):
-        return 0.0, 1.0, False
+        return 0.0, 1.0, m
     mm = np.float64(m)
     s = 0.0
     for j in range(xr.shape[0]):
         s += _exp64_neg(np.float64(xr[j]) - mm)
-    return mm, s, True
+    return mm, s, m
 
 
 @njit(**_JIT)
@@ -1821,15 +1844,23 @@ def _k_kl(af, ars, bf, brs, n, c, want_grad, gs, kl, ga, gb):
     for i in prange(n):
         ar = af[i * ars : i * ars + c]
         br = bf[i * brs : i * brs + c]
-        oa, sa, fa = _offsets(ar)
-        ob, sb, fb = _offsets(br)
+        oa, sa, ma = _offsets(ar)
+        ob, sb, mb = _offsets(br)
+        if _bad_max(ma) or _bad_max(mb):  # a nan or +inf logit in either row: nan row
+            kl[i] = np.nan
+            if want_grad:
+                _fill(ga[i], _like(np.nan, ma))
+                _fill(gb[i], _like(np.nan, ma))
+            continue
+        fa = _finite(ma)
+        fb = _finite(mb)
         c0 = math.log(sa) - math.log(sb)
         inva = 1.0 / sa
         if fa:
             raw = _kl_sum(ar, br, oa, ob, c0) * inva
-        else:  # rare: no distribution in `a`, or +inf logits (libm exp, scalar)
+        else:  # rare: no distribution in `a` (libm exp, scalar)
             raw = _kl_sum_slow(ar, br, oa, ob, c0) * inva
-        kl[i] = raw if raw > 0.0 else 0.0
+        kl[i] = 0.0 if raw < 0.0 else raw  # (clipped at 0; a nan stays nan)
         if want_grad:
             if fa and fb:
                 _kl_grad(ar, br, oa, ob, c0, inva, 1.0 / sb, raw, gs, ga[i], gb[i])
