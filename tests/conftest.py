@@ -42,10 +42,10 @@ def path(request):
     name = request.param
     lib = name.split("-")[0]
     pytest.importorskip(lib)
-    from infoloss import _dispatch
+    from infoloss import _config
 
     if name.endswith("-generic"):
-        with _dispatch.disabled():
+        with _config.generic_only():
             yield Backend(lib)
     else:
         yield Backend(lib)

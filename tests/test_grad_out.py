@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import infoloss
-from infoloss import _dispatch
+from infoloss import _config, _fast
 from infoloss.errors import InfolossError, InfolossTypeError
 
 vg = infoloss.value_and_grad
@@ -48,11 +48,11 @@ IDS = [c[0] for c in CASES]
 @pytest.fixture(params=[True, False], ids=["fused", "generic"])
 def fused(request):
     if request.param:
-        if _dispatch.kernels() is None:
+        if _fast.kernels() is None:
             pytest.skip("numba unavailable")
         yield True
     else:
-        with _dispatch.disabled():
+        with _config.generic_only():
             yield False
 
 

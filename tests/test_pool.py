@@ -7,9 +7,9 @@ import pytest
 from _helpers import run_in_threads
 
 import infoloss
-from infoloss import _dispatch, _pool
+from infoloss import _config, _fast, _pool
 
-pytestmark = pytest.mark.skipif(_dispatch.kernels() is None, reason="numba unavailable")
+pytestmark = pytest.mark.skipif(_fast.kernels() is None, reason="numba unavailable")
 
 vg = infoloss.value_and_grad(infoloss.sparse_softmax_cross_entropy)
 RNG = np.random.default_rng(3)
@@ -61,7 +61,7 @@ def test_many_live_gradients_are_all_distinct_and_right():
     xs = [_data() for _ in range(5)]
     grads = [vg(x, y)[1] for x, y in xs]  # more than MAX_BUFFERS alive at once
     for (x, y), g in zip(xs, grads, strict=True):
-        with _dispatch.disabled():
+        with _config.generic_only():
             _, ref = vg(x, y)
         np.testing.assert_allclose(g, ref, rtol=2e-6, atol=1e-9)
     ptrs = [_ptr(g) for g in grads]
@@ -121,7 +121,7 @@ def test_empty_cache_keeps_buffers_in_use():
 
 def test_threads_get_distinct_buffers():
     data = [_data() for _ in range(8)]
-    with _dispatch.disabled():
+    with _config.generic_only():
         refs = [vg(x, y)[1] for x, y in data]
     results: list = [None] * len(data)
 

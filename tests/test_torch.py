@@ -1,7 +1,7 @@
 """infoloss on PyTorch tensors (issue 6): the fused kernels under autograd, and the drop-in modules.
 
 References: PyTorch's own ``F.cross_entropy`` / ``F.binary_cross_entropy_with_logits`` (values and
-autograd gradients) and infoloss's generic array-API path (``_dispatch.disabled()``), which the
+autograd gradients) and infoloss's generic array-API path (``_config.generic_only()``), which the
 fast path must match to rtol 2e-6 (float32) / 1e-12 (float64).
 """
 
@@ -17,7 +17,7 @@ torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
 import infoloss  # noqa: E402
-from infoloss import _dispatch  # noqa: E402
+from infoloss import _config  # noqa: E402
 from infoloss.torch import BCEWithLogitsLoss, CrossEntropyLoss, uses_fast_path  # noqa: E402
 
 FAST = uses_fast_path(torch.zeros(1, 2))
@@ -77,7 +77,7 @@ def close(a, b, tol):
 
 
 def generic(fn, x):
-    with _dispatch.disabled():
+    with _config.generic_only():
         return value_and_autograd(fn, x)
 
 
@@ -96,13 +96,13 @@ def test_uses_fast_path_predicate():
     assert not uses_fast_path(torch.zeros(3, 4, device="meta"))  # other devices: generic
     assert not uses_fast_path(x, torch.zeros(3, 4, requires_grad=True))  # soft labels need grad
     assert not uses_fast_path(x, np.zeros(3))  # mixed libraries: generic path reports it
-    with _dispatch.disabled():
+    with _config.generic_only():
         assert not uses_fast_path(x)
 
 
 @needs_fast
 def test_fast_path_is_taken(monkeypatch):
-    import infoloss.torch as it
+    import infoloss._frameworks.torch as it
 
     calls = []
     real = it._FusedLoss.apply
@@ -324,12 +324,12 @@ def test_bce_label_smoothing_is_smoothed_targets():
 
 @pytest.mark.parametrize("red", ["none", "mean"])
 def test_no_grad_and_no_requires_grad(red, monkeypatch):
-    import infoloss.torch as it
+    import infoloss._frameworks.torch as it
 
     wants = []
-    real = it._softmax_ce
+    real = it._Compute.__call__
     monkeypatch.setattr(
-        it, "_softmax_ce", lambda *a, **k: wants.append(k["want_grad"]) or real(*a, **k)
+        it._Compute, "__call__", lambda self, x, want: wants.append(want) or real(self, x, want)
     )
     x = _logits(torch.float32)
     y = _labels()
@@ -440,7 +440,7 @@ def test_value_and_grad_on_tensors_matches_generic():
     y = _labels(ignore=True)
     vg = infoloss.value_and_grad(infoloss.sparse_softmax_cross_entropy)
     v, g = vg(x, y, ignore_index=IGN, reduction="mean")
-    with _dispatch.disabled():
+    with _config.generic_only():
         v0, g0 = vg(x, y, ignore_index=IGN, reduction="mean")
     close(v.detach(), v0.detach(), TOL[torch.float32])
     close(g, g0.detach(), TOL[torch.float32])
@@ -454,7 +454,7 @@ def test_errors_match_the_generic_path():
     y = _labels()
     y[2] = C
     msgs = []
-    for ctx in (_dispatch.disabled, contextlib.nullcontext):
+    for ctx in (_config.generic_only, contextlib.nullcontext):
         with ctx(), pytest.raises(infoloss.InfolossError) as e:
             infoloss.sparse_softmax_cross_entropy(x, y)
         msgs.append(str(e.value))
@@ -485,7 +485,7 @@ def test_torch_compile_graph_break_runs_the_fused_path(monkeypatch):
     import torch._dynamo
     from torch._dynamo.testing import CompileCounter
 
-    import infoloss.torch as it
+    import infoloss._frameworks.torch as it
 
     calls = []
     real = it._FusedLoss.apply

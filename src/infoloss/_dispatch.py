@@ -13,6 +13,12 @@ The fast path is skipped when
 
 CPU torch tensors take the same kernels through :mod:`infoloss.torch` (zero-copy NumPy views
 inside a ``torch.autograd.Function``) when :func:`torch_enabled` says so.
+
+``NUMBA_NUM_THREADS``, when set, must be a positive integer: anything else raises
+:class:`~infoloss.InfolossError` on first fast-path use, before numba is imported (numba itself
+would warn and ignore a non-number, and fail with a traceback on its import for 0 or a negative
+count). Importing the kernel module starts numba's thread pool (its "Threads" section chooses a
+fork- and thread-safe threading layer).
 """
 
 from __future__ import annotations
@@ -32,10 +38,34 @@ _tried = False
 _disabled_depth = 0
 
 
+def _check_num_threads_env() -> None:
+    """Raise :class:`~infoloss.InfolossError` for a ``NUMBA_NUM_THREADS`` that is set but not a
+    positive integer (numba reads it once, at its import)."""
+    value = os.environ.get("NUMBA_NUM_THREADS")
+    if value is None:
+        return
+    try:
+        count = int(value)
+    except ValueError:
+        count = 0
+    if count < 1:
+        from .errors import InfolossError
+
+        raise InfolossError(
+            "the environment variable `NUMBA_NUM_THREADS` (the size of numba's thread pool) must "
+            f"be a positive integer; got {value!r}"
+        )
+
+
 def kernels() -> ModuleType | None:
-    """The kernel module, imported on first use; ``None`` when numba is unavailable."""
+    """The kernel module, imported on first use; ``None`` when numba is unavailable.
+
+    Raises :class:`~infoloss.InfolossError` for an invalid ``NUMBA_NUM_THREADS`` (on every
+    call until it is fixed, since numba reads it at import).
+    """
     global _kernels, _tried
     if not _tried:
+        _check_num_threads_env()
         _tried = True
         try:
             import numba  # noqa: F401
@@ -46,7 +76,7 @@ def kernels() -> ModuleType | None:
                 stacklevel=3,
             )
             return None
-        from . import _numba_kernels
+        from . import _numba_kernels  # starts numba's thread pool (its "Threads" section)
 
         _kernels = _numba_kernels
     return _kernels
@@ -121,15 +151,10 @@ def _plain_cpu_tensor(torch: Any, t: Any) -> bool:
     return not torch._C._functorch.is_functorch_wrapped_tensor(t)
 
 
-@contextmanager
-def disabled() -> Iterator[None]:
-    """Run the enclosed code on the generic array-API path (for tests and benchmarks)."""
-    global _disabled_depth
-    _disabled_depth += 1
-    try:
-        yield
-    finally:
-        _disabled_depth -= 1
+def disabled() -> Any:  # TODO(merge): the tests' old name for _config.generic_only
+    from ._config import generic_only
+
+    return generic_only()
 
 
 def rows(x: np.ndarray, axis: int) -> np.ndarray:

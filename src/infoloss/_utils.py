@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -59,6 +60,11 @@ def namespace(*named: tuple[str, Any], optional: Sequence[str] = ()) -> tuple[Na
     for n, v in named:
         if v is None and n not in optional:
             raise InfolossTypeError(f"`{n}` must be an array; got None")
+    torch = sys.modules.get("torch")
+    if torch is not None and all(v is None or isinstance(v, torch.Tensor) for _, v in named):
+        # all torch (the common case, and the one torch.compile traces): resolved without
+        # array_api_compat's type checks, which dynamo does not trace cleanly
+        return _torch_namespace(named)
     arrays = [(n, v) for n, v in named if v is not None and is_array_api_obj(v)]
     if arrays:
         try:
@@ -95,6 +101,19 @@ def namespace(*named: tuple[str, Any], optional: Sequence[str] = ()) -> tuple[Na
     return xp, out
 
 
+def _torch_namespace(named: Sequence[tuple[str, Any]]) -> tuple[Namespace, list[Any]]:
+    import array_api_compat.torch as xp
+
+    arrays = [(n, v) for n, v in named if v is not None]
+    for n, v in arrays[1:]:
+        if v.device != arrays[0][1].device:
+            raise InfolossError(
+                f"all tensors must be on one device; `{arrays[0][0]}` is on "
+                f"{arrays[0][1].device} and `{n}` on {v.device}"
+            )
+    return xp, [v for _, v in named]
+
+
 def _device(x: Array) -> Any:
     from array_api_compat import device
 
@@ -110,16 +129,18 @@ def _short(v: Any) -> str:
 
 
 def is_concrete(x: Array) -> bool:
-    """True when the values of ``x`` can be read now (not a tracer under ``jax.jit``)."""
-    if is_jax_array(x):
-        import jax
-
-        return not isinstance(x, jax.core.Tracer)
-    if is_torch_array(x):
-        import torch
-
-        # under torch.func transforms (vmap, grad) values cannot be read either
+    """True when the values of ``x`` can be read now: not a tracer under ``jax.jit``, not a
+    tensor under ``torch.func`` transforms or ``torch.compile`` tracing."""
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(x, torch.Tensor):
+        if torch.compiler.is_compiling():
+            return False
         return not torch._C._functorch.is_functorch_wrapped_tensor(x)
+    if isinstance(x, np.ndarray):
+        return True
+    jax = sys.modules.get("jax")
+    if jax is not None and isinstance(x, jax.Array):
+        return not isinstance(x, jax.core.Tracer)
     return not is_lazy_array(x)
 
 

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .errors import InfolossError
+from .linear import _linear_ce, linear_cross_entropy
 from .losses import (
     _sigmoid_ce,
     _softmax_ce,
@@ -34,6 +35,7 @@ _REGISTRY: dict[Callable[..., Any], Callable[..., Any]] = {
     sigmoid_cross_entropy: functools.partial(_sigmoid_ce, want_grad=True),
     softmax_entropy: functools.partial(_softmax_entropy, want_grad=True),
     softmax_kl_divergence: functools.partial(_softmax_kl_divergence, want_grad=True),
+    linear_cross_entropy: functools.partial(_linear_ce, want_grad=True),
 }
 
 
@@ -41,18 +43,13 @@ _REGISTRY: dict[Callable[..., Any], Callable[..., Any]] = {
 _TAKES_OUT = frozenset({softmax_cross_entropy, sparse_softmax_cross_entropy, sigmoid_cross_entropy})
 
 
-def register(fn: Callable[..., Any], value_and_grad_fn: Callable[..., Any]) -> None:
-    """Make ``value_and_grad(fn)`` return ``value_and_grad_fn`` (used by infoloss's own modules)."""
-    _REGISTRY[fn] = value_and_grad_fn
-
-
 def value_and_grad(fn: Callable[..., Any]) -> Callable[..., tuple[Any, Any]]:
     r"""Turn a loss into a function returning ``(value, gradient with respect to the logits)``.
 
     Supported: :func:`~infoloss.softmax_cross_entropy`,
     :func:`~infoloss.sparse_softmax_cross_entropy`, :func:`~infoloss.sigmoid_cross_entropy`,
-    :func:`~infoloss.softmax_entropy` and :func:`~infoloss.softmax_kl_divergence` (and, when
-    available, :func:`~infoloss.linear_cross_entropy`). The returned function takes the same
+    :func:`~infoloss.softmax_entropy`, :func:`~infoloss.softmax_kl_divergence` and
+    :func:`~infoloss.linear_cross_entropy`. The returned function takes the same
     arguments as ``fn``. The gradient is computed analytically in the same pass as the value
     (for NumPy float32/float64, in one fused sweep over the logits), on any backend:
 

@@ -1,306 +1,24 @@
-"""PyTorch integration: the fused CPU kernels under autograd, and drop-in loss modules.
+"""PyTorch drop-in loss modules.
 
-Two things live here.
-
-- The fast path for CPU torch tensors. :func:`infoloss.softmax_cross_entropy`,
-  :func:`infoloss.sparse_softmax_cross_entropy` and :func:`infoloss.sigmoid_cross_entropy` hand
-  CPU float32/float64 tensors (float16/bfloat16 computed in float32) to the numba kernels through
-  zero-copy NumPy views (``t.detach().numpy()``), inside a :class:`torch.autograd.Function`. Its
-  forward computes the value and, only when the logits require grad (and grad mode is on), the
-  gradient in the same sweep over the logits; its backward returns that gradient scaled by the
-  incoming one. The choice is made by :func:`infoloss._dispatch.torch_enabled`; everything else
-  (CUDA, other devices, tensor subclasses, ``torch.func`` transforms, weights or soft labels that
-  require grad, tracing under ``torch.compile``) runs the generic array-API code unchanged.
-- :class:`CrossEntropyLoss` and :class:`BCEWithLogitsLoss`, ``torch.nn.Module`` s whose arguments
-  mirror PyTorch's, so switching is a one-line change (``docs/torch.md`` lists the differences).
-
-Copies: a C-contiguous tensor is read in place; a non-contiguous tensor, or a class axis that is
-not the last one, costs one contiguous copy of the logits (the gradient is then returned in the
-caller's layout as a view); float16/bfloat16 cost one float32 copy.
+:class:`CrossEntropyLoss` and :class:`BCEWithLogitsLoss` are ``torch.nn.Module`` s whose arguments
+mirror PyTorch's, so switching is a one-line change (``docs/torch.md`` lists the differences).
+They call :func:`infoloss.softmax_cross_entropy`, :func:`infoloss.sparse_softmax_cross_entropy`
+and :func:`infoloss.sigmoid_cross_entropy`, which accept torch tensors anyway: CPU tensors run the
+fused kernels under autograd (the adapter :mod:`infoloss._frameworks.torch`), every other device
+the generic code. :func:`uses_fast_path` tells which.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
-from . import _dispatch
-from .losses import (
-    _sigmoid_ce,
-    _softmax_ce,
-    sigmoid_cross_entropy,
-    softmax_cross_entropy,
-    sparse_softmax_cross_entropy,
-)
+from . import _router
+from .losses import sigmoid_cross_entropy, softmax_cross_entropy, sparse_softmax_cross_entropy
 
 __all__ = ["BCEWithLogitsLoss", "CrossEntropyLoss"]
-
-_HALF = (torch.float16, torch.bfloat16)
-
-
-# --------------------------------------------------------------------------- tensor <-> NumPy
-
-
-def _np(t: Any) -> Any:
-    """A zero-copy NumPy view of a CPU tensor (bfloat16, which NumPy lacks, as float32)."""
-    if not isinstance(t, torch.Tensor):
-        return t
-    t = t.detach()
-    if t.dtype in _HALF:
-        t = t.float()
-    return t.resolve_conj().resolve_neg().numpy()
-
-
-def _tensor(a: Any) -> torch.Tensor:
-    a = np.asarray(a)
-    if not a.flags.writeable:  # torch warns on read-only arrays
-        a = a.copy()
-    return torch.from_numpy(a)
-
-
-# --------------------------------------------------------------------------- autograd
-
-
-class _FusedLoss(torch.autograd.Function):
-    """Value (and gradient, in the same sweep) from the NumPy fast path; backward reuses it."""
-
-    @staticmethod
-    def forward(
-        ctx: Any, logits: torch.Tensor, compute: Any, need_grad: bool, out: list[Any]
-    ) -> torch.Tensor:
-        x = logits.detach()
-        xc = x.float() if x.dtype in _HALF else x
-        want = need_grad or out is not None
-        value, grad = compute(xc.resolve_neg().numpy(), want)
-        value_t = _tensor(value).to(x.dtype)
-        grad_t = None if grad is None else _tensor(grad)
-        if out is not None:  # value_and_grad: the gradient is handed out as well
-            assert grad_t is not None
-            out.append(grad_t.to(x.dtype))
-        ctx.dtype = x.dtype
-        ctx.compute = compute
-        ctx.grad = grad_t if need_grad else None
-        ctx.owned = out is None or (grad_t is not None and grad_t.dtype != x.dtype)
-        ctx.shape = tuple(x.shape)
-        if need_grad:
-            ctx.save_for_backward(logits)  # for a retained second backward; version checks
-        return value_t
-
-    @staticmethod
-    def backward(ctx: Any, grad_value: torch.Tensor) -> tuple[Any, ...]:
-        (logits,) = ctx.saved_tensors
-        g, owned = ctx.grad, ctx.owned
-        ctx.grad = None  # hand the buffer over to autograd: no clone in AccumulateGrad
-        if torch.is_grad_enabled():
-            # create_graph=True (double backward): a differentiable gradient from the generic
-            # torch code, which autograd can differentiate again
-            g, ax = ctx.compute.generic(logits), ctx.compute.axis
-            gv = grad_value if grad_value.ndim == 0 or ax is None else grad_value.unsqueeze(ax)
-            return g * gv, None, None, None
-        if g is None:  # second backward through a retained graph: recompute the gradient
-            x = logits.detach()
-            xc = x.float() if x.dtype in _HALF else x
-            g, owned = _tensor(ctx.compute(xc.resolve_neg().numpy(), True)[1]), True
-        g = _scale(g, grad_value, ctx.compute.axis, owned)
-        if g.dtype != ctx.dtype:
-            g = g.to(ctx.dtype)
-        return g, None, None, None
-
-
-def _scale(g: torch.Tensor, gv: torch.Tensor, axis: int | None, owned: bool) -> torch.Tensor:
-    """``g`` times the incoming gradient ``gv`` (a scalar, or one value per example/element)."""
-    gv = gv.detach()
-    if gv.ndim == 0:
-        s = float(gv)
-        if s == 1.0:
-            return g
-        return g.mul_(s) if owned else g * s
-    if bool(torch.all(gv == 1)):
-        return g
-    if axis is not None:  # softmax "none": one value per example, broadcast along the class axis
-        gv = gv.unsqueeze(axis)
-    gv = gv.to(g.dtype)
-    return g.mul_(gv) if owned else g * gv
-
-
-class _Compute:
-    """The computation of one call: on NumPy views (fast), re-runnable, or generic on tensors."""
-
-    def __init__(self, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], axis: int | None):
-        self.fn, self.axis = fn, axis
-        self.targs, self.tkwargs = args, kwargs
-        self.args = tuple(_np(a) for a in args)
-        self.kwargs = {k: _np(v) for k, v in kwargs.items()}
-
-    def __call__(self, x: Any, want_grad: bool) -> tuple[Any, Any]:
-        """Value and (optionally) gradient from the NumPy fast path, ``x`` a NumPy view."""
-        return self.fn(x, *self.args, **self.kwargs, want_grad=want_grad)
-
-    def generic(self, logits: torch.Tensor) -> torch.Tensor:
-        """The gradient from the generic torch code (differentiable by autograd)."""
-        with _dispatch.disabled():
-            return self.fn(logits, *self.targs, **self.tkwargs, want_grad=True)[1]
-
-
-def _run(logits: torch.Tensor, compute: _Compute, want_grad: bool) -> tuple[Any, Any]:
-    need_grad = torch.is_grad_enabled() and logits.requires_grad
-    out: list[Any] | None = [] if want_grad else None
-    value = _FusedLoss.apply(logits, compute, need_grad, out)
-    return value, (out[0] if out else None)
-
-
-@torch.compiler.disable
-def _softmax_ce_torch(
-    logits: torch.Tensor,
-    labels: Any,
-    *,
-    axis: int,
-    class_weights: Any,
-    sample_weights: Any,
-    label_smoothing: Any,
-    z_loss: Any,
-    reduction: Any,
-    sparse: bool,
-    ignore_index: int | None = None,
-    want_grad: bool = False,
-) -> tuple[Any, Any]:
-    """:func:`infoloss.losses._softmax_ce` for CPU tensors: fused kernels under autograd.
-
-    A graph break under ``torch.compile`` (this runs eagerly, with the fused kernels).
-    """
-    if not _dispatch.torch_enabled(logits, labels, class_weights, sample_weights):
-        with _dispatch.disabled():  # reached from a compiled graph with no kernels available
-            return _softmax_ce(
-                logits,
-                labels,
-                axis=axis,
-                class_weights=class_weights,
-                sample_weights=sample_weights,
-                label_smoothing=label_smoothing,
-                z_loss=z_loss,
-                reduction=reduction,
-                sparse=sparse,
-                ignore_index=ignore_index,
-                want_grad=want_grad,
-            )
-    # the class axis, for broadcasting a per-example incoming gradient ("none"); a bad axis is
-    # reported by the validation inside the NumPy call
-    nd = logits.ndim
-    ax = axis % nd if isinstance(axis, int) and nd and -nd <= axis < nd else None
-    compute = _Compute(
-        _softmax_ce,
-        (labels,),
-        dict(
-            axis=axis,
-            class_weights=class_weights,
-            sample_weights=sample_weights,
-            label_smoothing=label_smoothing,
-            z_loss=z_loss,
-            reduction=reduction,
-            sparse=sparse,
-            ignore_index=ignore_index,
-        ),
-        ax,
-    )
-    return _run(logits, compute, want_grad)
-
-
-@torch.compiler.disable
-def _sigmoid_ce_torch(
-    logits: torch.Tensor,
-    labels: Any,
-    *,
-    pos_weight: Any,
-    sample_weights: Any,
-    label_smoothing: Any,
-    reduction: Any,
-    want_grad: bool = False,
-) -> tuple[Any, Any]:
-    """:func:`infoloss.losses._sigmoid_ce` for CPU tensors: fused kernels under autograd.
-
-    A graph break under ``torch.compile`` (this runs eagerly, with the fused kernels).
-    """
-    if not _dispatch.torch_enabled(logits, labels, pos_weight, sample_weights):
-        with _dispatch.disabled():  # reached from a compiled graph with no kernels available
-            return _sigmoid_ce(
-                logits,
-                labels,
-                pos_weight=pos_weight,
-                sample_weights=sample_weights,
-                label_smoothing=label_smoothing,
-                reduction=reduction,
-                want_grad=want_grad,
-            )
-    compute = _Compute(
-        _sigmoid_ce,
-        (labels,),
-        dict(
-            pos_weight=pos_weight,
-            sample_weights=sample_weights,
-            label_smoothing=label_smoothing,
-            reduction=reduction,
-        ),
-        None,
-    )
-    return _run(logits, compute, want_grad)
-
-
-class _FusedLinearCE(torch.autograd.Function):
-    """linear_cross_entropy on CPU tensors: the chunked NumPy path computes the loss and all
-    three gradients in one sweep; backward scales them by the incoming (scalar) gradient."""
-
-    @staticmethod
-    def forward(ctx: Any, hidden: Any, weight: Any, bias: Any, call: Any) -> torch.Tensor:
-        want = any(ctx.needs_input_grad[:3])
-        value, grads = call(want)
-        ctx.grads = grads
-        ctx.dtypes = (hidden.dtype, weight.dtype, None if bias is None else bias.dtype)
-        return _tensor(value).to(hidden.dtype)
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx: Any, grad_value: torch.Tensor) -> tuple[Any, ...]:
-        s = float(grad_value)
-        out: list[Any] = []
-        for g, need, dt in zip(ctx.grads, ctx.needs_input_grad[:3], ctx.dtypes, strict=True):
-            if g is None or not need:
-                out.append(None)
-                continue
-            t = _tensor(g) if s == 1.0 else _tensor(g * s)
-            out.append(t.to(dt))
-        return (*out, None)
-
-
-@torch.compiler.disable
-def _linear_ce_torch(
-    hidden: torch.Tensor,
-    weight: torch.Tensor,
-    labels: Any,
-    *,
-    bias: Any,
-    want_grad: bool,
-    **kwargs: Any,
-) -> tuple[Any, Any]:
-    """``linear_cross_entropy`` of CPU tensors through the NumPy fast path (not for "none")."""
-    from .linear import _linear_ce
-
-    def call(want: bool) -> tuple[Any, Any]:
-        k = {key: _np(v) for key, v in kwargs.items()}
-        return _linear_ce(
-            _np(hidden), _np(weight), _np(labels), bias=_np(bias), want_grad=want, **k
-        )
-
-    if want_grad:  # value_and_grad: plain tensors, no autograd graph
-        value, grads = call(True)
-        dtypes = (hidden.dtype, weight.dtype, None if bias is None else bias.dtype)
-        tgrads = tuple(
-            None if g is None else _tensor(g).to(dt) for g, dt in zip(grads, dtypes, strict=True)
-        )
-        return _tensor(value).to(hidden.dtype), tgrads
-    return _FusedLinearCE.apply(hidden, weight, bias, call), None
 
 
 def uses_fast_path(logits: Any, *others: Any) -> bool:
@@ -327,7 +45,7 @@ def uses_fast_path(logits: Any, *others: Any) -> bool:
     >>> uses_fast_path(torch.zeros(2, 3, dtype=torch.int64))
     False
     """
-    return _dispatch.torch_enabled(logits, *others)
+    return _router.fast_torch(logits, *others)
 
 
 # --------------------------------------------------------------------------- nn.Module wrappers

@@ -53,11 +53,11 @@ def generic_path() -> Iterator[None]:
     """Run the enclosed calls on infoloss's generic array-API code instead of the numba kernels.
 
     The one place where the benchmark uses a private part of infoloss
-    (``infoloss._dispatch.disabled``); keep it that way until there is a public switch.
+    (``infoloss._config.generic_only``); keep it that way until there is a public switch.
     """
-    from infoloss import _dispatch
+    from infoloss import _config
 
-    with _dispatch.disabled():
+    with _config.generic_only():
         yield
 
 

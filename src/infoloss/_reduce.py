@@ -1,0 +1,71 @@
+"""The reductions of every loss, defined once.
+
+``"none"`` returns the per-example losses ℓᵢ, ``"sum"`` returns Σᵢ ℓᵢ and ``"mean"`` returns
+Σᵢ ℓᵢ / Σᵢ Wᵢ, where Wᵢ is the example's weight in the mean (its sample weight times the class
+weight of its target; 0 for an ignored example) and a mean over zero total weight is 0.0. The
+gradient of a reduction scales each example's gradient by 1 ("none", "sum") or 1 / Σ W ("mean").
+
+Two forms: array-API functions for the generic code (any backend, traceable), and float
+functions for the fused kernels' callers, which sum per-row results in float64 on the host.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ._utils import Array, Namespace
+
+__all__ = ["REDUCTIONS", "grad_scale", "reduce", "reduce_rows", "safe_divide"]
+
+REDUCTIONS = ("none", "sum", "mean")
+
+
+def safe_divide(xp: Namespace, num: Array, den: Array) -> Array:
+    """``num / den`` with 0 where ``den == 0`` (a mean over nothing is 0, not nan)."""
+    zero = den == 0
+    return xp.where(zero, xp.zeros_like(num), num / xp.where(zero, xp.ones_like(den), den))
+
+
+def reduce(xp: Namespace, loss: Array, weight_total: Array | None, reduction: str) -> Array:
+    """The reduction of per-example losses (generic code); ``weight_total`` = Σ W for "mean"."""
+    if reduction == "none":
+        return loss
+    total = xp.sum(loss)
+    if isinstance(total, np.generic):  # NumPy gives a scalar; return a 0-d array on every path
+        total = np.asarray(total)
+    if reduction == "sum":
+        return total
+    if weight_total is None:
+        raise AssertionError("a mean needs its weight total")  # pragma: no cover
+    return safe_divide(xp, total, xp.astype(weight_total, total.dtype))
+
+
+def scale_gradient(xp: Namespace, g: Array, weight_total: Array | None, reduction: str) -> Array:
+    """The per-example gradient ``g`` of the sum turned into that of the reduction."""
+    if reduction != "mean":
+        return g
+    if weight_total is None:
+        raise AssertionError("a mean needs its weight total")  # pragma: no cover
+    return safe_divide(xp, g, xp.broadcast_to(weight_total, g.shape))
+
+
+def grad_scale(weight_total: float, reduction: str) -> float:
+    """The factor a kernel multiplies each example's gradient by (host floats)."""
+    if reduction != "mean":
+        return 1.0
+    return 1.0 / weight_total if weight_total != 0 else 0.0
+
+
+def reduce_rows(
+    rows: Any, weight_total: float, reduction: str, dtype: Any, shape: tuple[int, ...]
+) -> np.ndarray:
+    """The reduction of per-row float64 results from a kernel, as an array of ``dtype``
+    (``shape`` for "none", else 0-d)."""
+    if reduction == "none":
+        return np.asarray(rows, dtype=dtype).reshape(shape)
+    s = float(np.sum(rows, dtype=np.float64))
+    if reduction == "mean":
+        s = s / weight_total if weight_total != 0 else 0.0
+    return np.asarray(s, dtype=dtype)

@@ -1,0 +1,112 @@
+"""The validated form of one call: a small frozen object per operation.
+
+A public function checks its arguments once (:mod:`infoloss._utils` holds the checks) and
+builds one of these; the router (:mod:`infoloss._router`) and every implementation below it
+read their inputs from it and never validate again. Arrays are the caller's (already converted
+from lists and scalars, on one namespace ``xp``, weights in the compute dtype and broadcast);
+``axis`` is normalised; ``compute_dtype`` is float32 for float16/bfloat16 inputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+Array = Any
+
+__all__ = ["CEOptions", "LinearCE", "RowOp", "SigmoidCE", "SoftmaxCE", "SoftmaxMeasure"]
+
+
+@dataclass(frozen=True)
+class CEOptions:
+    """The per-example options of a softmax cross-entropy (shared with the linear layer)."""
+
+    sparse: bool
+    label_smoothing: float = 0.0
+    #: a float, or a 0-d array when the mean's rescaling of class weights was traced
+    z_loss: Any = 0.0
+    ignore_index: int | None = None
+
+
+@dataclass(frozen=True)
+class SoftmaxCE:
+    """``softmax_cross_entropy`` (dense labels) or ``sparse_softmax_cross_entropy``."""
+
+    xp: Any
+    logits: Array
+    labels: Array  # integer indices (sparse) or target masses in the compute dtype (dense)
+    class_weights: Array | None
+    sample_weights: Array | None  # broadcast to the batch shape
+    axis: int
+    options: CEOptions
+    reduction: str
+    compute_dtype: Any
+
+
+@dataclass(frozen=True)
+class SigmoidCE:
+    """``sigmoid_cross_entropy``."""
+
+    xp: Any
+    logits: Array
+    labels: Array  # in the compute dtype
+    pos_weight: Array | None
+    sample_weights: Array | None  # broadcast to the logits' shape
+    label_smoothing: float
+    reduction: str
+    compute_dtype: Any
+
+    @property
+    def per_class_pos_weight(self) -> bool:
+        """True when ``pos_weight`` is absent or one weight per class of the last axis (the
+        layout the fused kernel takes)."""
+        pw, x = self.pos_weight, self.logits
+        return pw is None or (x.ndim >= 1 and tuple(pw.shape) == (x.shape[-1],))
+
+
+@dataclass(frozen=True)
+class LinearCE:
+    """``linear_cross_entropy``: inputs flattened to ``hidden (N, H)`` and ``labels (N,)``."""
+
+    xp: Any
+    hidden: Array  # (N, H) in the compute dtype
+    weight: Array  # (V, H) in the compute dtype
+    labels: Array  # (N,)
+    bias: Array | None
+    class_weights: Array | None
+    options: CEOptions
+    reduction: str
+    chunk_rows: int
+    #: the caller's dtypes of hidden, weight and bias, and the shapes to return
+    dtypes: tuple[Any, Any, Any]
+    hidden_shape: tuple[int, ...]
+    batch_shape: tuple[int, ...]
+    #: the caller's arrays (for the torch adapter, whose autograd needs the originals)
+    originals: tuple[Array, Array, Array | None]
+
+
+@dataclass(frozen=True)
+class RowOp:
+    """``logsumexp``, ``softmax`` or ``log_softmax`` along ``axis``."""
+
+    xp: Any
+    x: Array
+    op: str  # "logsumexp" | "softmax" | "log_softmax"
+    axis: int
+    keepdims: bool
+    compute_dtype: Any
+
+
+@dataclass(frozen=True)
+class SoftmaxMeasure:
+    """``softmax_entropy`` (``b`` is None) or ``softmax_kl_divergence`` of logits ``a``, ``b``."""
+
+    xp: Any
+    a: Array
+    b: Array | None
+    axis: int
+    keepdims: bool
+    #: 1 / log(base), or None for nats
+    inv_log_base: float | None
+    dtype: Any  # the result dtype
+    compute_dtype: Any
