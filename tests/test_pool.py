@@ -1,4 +1,4 @@
-"""The gradient-buffer cache (``infoloss._pool``): reuse only when nothing refers to a buffer."""
+"""The gradient-buffer cache (``infoloss._fast.pool``): reuse only when nothing refers to a buffer."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import pytest
 from _helpers import run_in_threads
 
 import infoloss
-from infoloss import _config, _fast, _pool
+from infoloss import _config, _fast
+from infoloss._fast import pool as _pool
 
 pytestmark = pytest.mark.skipif(_fast.kernels() is None, reason="numba unavailable")
 

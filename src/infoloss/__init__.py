@@ -9,7 +9,7 @@ kernels. See ``docs/semantics.md`` for the exact definitions.
 
 from __future__ import annotations
 
-from ._pool import empty_gradient_cache, set_gradient_cache
+from ._fast.pool import empty_gradient_cache, set_gradient_cache
 from .activations import log_sigmoid, log_softmax, logsumexp, sigmoid, softmax
 from .errors import InfolossError, InfolossTypeError
 from .gradients import value_and_grad

@@ -46,11 +46,16 @@ Design (see issue 3):
   Arrays whose class stride is not the item size (e.g. Fortran order, ``x.T``) or with a
   negative row stride are copied once to C order (``np.ascontiguousarray``).
 - Threads: the kernels use numba's thread pool, sized by the environment variable
-  ``NUMBA_NUM_THREADS`` at import; lower it at run time with ``numba.set_num_threads(k)``
-  (per calling thread). Problems below ``_PARALLEL_MIN_ELEMENTS`` (2^17) elements run on the
-  calling thread only. On a machine shared with other busy processes, numba's default OpenMP
-  layer can take a scheduler time slice (milliseconds) to wake its workers; setting
-  ``OMP_WAIT_POLICY=passive`` or ``NUMBA_THREADING_LAYER=workqueue`` avoids that.
+  ``NUMBA_NUM_THREADS`` at numba's import (a positive integer; anything else is an
+  :class:`~infoloss.InfolossError` on first fast-path use); lower it at run time with
+  ``numba.set_num_threads(k)`` (per calling thread). The pool runs on TBB (the ``tbb``
+  dependency, whose library is loaded before the pool starts), which is fork-safe and
+  thread-safe. An explicit ``NUMBA_THREADING_LAYER`` is respected and kept safe: under ``omp``
+  (GNU OpenMP: a forked child's first parallel region kills it) every kernel runs serially in a
+  forked child; under ``workqueue`` (two parallel regions at once abort the process) parallel
+  regions take a lock. Problems below ``_PARALLEL_MIN_ELEMENTS`` (2^17) elements run a serial
+  twin of the kernel on the calling thread and enter no parallel region at all. See the
+  "threads" section (:func:`_launch`).
 - Compilation happens on first use (a few seconds per kernel and dtype) and is cached on disk
   (``cache=True``), so later processes load the machine code instead of recompiling.
 """
@@ -58,6 +63,9 @@ Design (see issue 3):
 from __future__ import annotations
 
 import math
+import os
+import sys
+import threading
 from typing import Any
 
 import numba
@@ -67,7 +75,8 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
-from . import _pool
+from ._fast import pool as _pool
+from .errors import InfolossError
 
 __all__ = [
     "log_softmax_rows",
@@ -790,27 +799,159 @@ def _k_softmax(xf, rs, n, c, log, out):
             _fill(orow, _like(np.nan, m))
 
 
-# Below this many elements a call runs on the calling thread only: waking the thread pool costs
-# more than the work (on a loaded machine a sleeping OpenMP worker can take a scheduler time
-# slice, several milliseconds, to start).
+# Below this many elements a call runs on the calling thread only, in a serial twin of the kernel
+# (:func:`_serial`) that never enters numba's threading layer: waking the thread pool costs more
+# than the work (on a loaded machine a sleeping worker can take a scheduler time slice, several
+# milliseconds, to start).
 _PARALLEL_MIN_ELEMENTS = 1 << 17
 # Gradients at least this large are written with streaming stores (they bypass the cache: for a
 # gradient that would fit in the last-level cache, the caller's next read would miss instead).
 _STREAM_MIN_BYTES = 32 << 20
 
 
+# --------------------------------------------------------------------------- threads
+#
+# numba runs parallel regions on one of three threading layers, chosen once per process:
+#
+# - tbb (Intel oneTBB): fork-safe (numba joins the workers before a fork(), and the child starts
+#   its own) and thread-safe (parallel regions launched from several Python threads at once).
+#   numba prefers it, but only finds the `tbb` wheel's libtbb.so.12 when it is on the loader's
+#   path, which a wheel's <prefix>/lib is not (numba issues 6108, 7148): without help a pip
+#   install silently falls back to
+# - omp (GNU OpenMP on Linux): thread-safe, not fork-safe. A forked child's first parallel
+#   region kills it ("fork() called from a process already using GNU OpenMP"); multiprocessing
+#   pools then hang, PyTorch DataLoader workers die;
+# - workqueue: fork-safe, not thread-safe (two parallel regions at once abort the process).
+#
+# So: the `tbb` dependency's library is loaded before the pool starts (:func:`_make_tbb_loadable`)
+# and numba's choice is kept (an explicit NUMBA_THREADING_LAYER or a layer already running in the
+# process is respected). Whatever the layer, every launch goes through :func:`_launch`, which keeps
+# the other two safe: small problems never enter a parallel region; in a child forked from an
+# omp process every kernel runs serially; workqueue regions take a process-wide lock.
+
+# The name numba loads the TBB runtime by (numba.np.ufunc.parallel._check_tbb_version_compatible).
+_TBB_NAMES = {"linux": "libtbb.so.12", "darwin": "libtbb.12.dylib", "win32": "tbb12.dll"}
+
+
+def _tbb_wheel_library() -> str | None:
+    """Path of the TBB runtime installed by the ``tbb`` wheel, or None."""
+    name = _TBB_NAMES.get(sys.platform)
+    if name is None:
+        return None
+    from importlib import metadata
+
+    try:
+        files = metadata.distribution("tbb").files or []
+    except metadata.PackageNotFoundError:
+        return None
+    for f in files:
+        if f.name == name:
+            path = str(f.locate())
+            return path if os.path.exists(path) else None
+    return None
+
+
+def _make_tbb_loadable() -> bool:
+    """Load the ``tbb`` wheel's runtime into the process, so that numba's ``dlopen`` by name
+    finds it (a library already loaded under that name is returned). Nothing is loaded when a TBB
+    runtime is already in the process or the wheel is not installed. Returns whether a TBB
+    runtime is now loaded or loadable by name (numba still checks its version)."""
+    import ctypes
+
+    name = _TBB_NAMES.get(sys.platform)
+    if name is None:
+        return False
+    noload = getattr(os, "RTLD_NOLOAD", None)
+    if noload is not None:
+        try:
+            ctypes.CDLL(name, mode=noload)  # already loaded (never loads it)
+            return True
+        except OSError:
+            pass
+    path = _tbb_wheel_library()
+    try:
+        if path is None:  # a runtime the loader finds by itself (system, conda), if any
+            ctypes.CDLL(name)
+        else:
+            ctypes.CDLL(path, mode=getattr(os, "RTLD_GLOBAL", 0))
+    except OSError:
+        return False
+    return True
+
+
+def _start_thread_pool() -> str:
+    """Start numba's thread pool (if no parallel code has yet) and return its threading layer."""
+    try:
+        return str(numba.threading_layer())  # already running: the user's numba code chose
+    except ValueError:  # "Threading layer is not initialized."
+        pass
+    _make_tbb_loadable()
+    try:
+        numba.get_num_threads()  # launches the pool on the layer numba selects
+    except ValueError as e:  # e.g. NUMBA_THREADING_LAYER=tbb without a usable TBB
+        layer = numba.config.THREADING_LAYER  # type: ignore[attr-defined]
+        raise InfolossError(
+            f"numba could not start its thread pool (NUMBA_THREADING_LAYER={layer!r}): {e}"
+        ) from None
+    return str(numba.threading_layer())
+
+
+_LAYER = _start_thread_pool()
+# Set in a process forked from one whose layer is not fork-safe: every kernel runs serially.
+_serial_only = False
+# One workqueue parallel region at a time in the process (None on the thread-safe layers).
+_region_lock = threading.Lock() if _LAYER == "workqueue" else None
+
+
+def _forked_child() -> None:
+    global _serial_only
+    _serial_only = True
+
+
+if _LAYER == "omp" and sys.platform.startswith("linux"):  # GNU OpenMP (elsewhere fork-safe)
+    os.register_at_fork(after_in_child=_forked_child)
+
+
+def threading_layer() -> str:
+    """numba's threading layer in this process (``"tbb"``, ``"omp"`` or ``"workqueue"``)."""
+    return _LAYER
+
+
+_twins: dict[Any, Any] = {}
+_twins_lock = threading.Lock()
+
+
+def _serial(kernel: Any) -> Any:
+    """The serial twin of a parallel kernel: the same function compiled without
+    ``parallel=True`` (``prange`` is ``range``, ``numba.get_thread_id()`` is 0), so it never
+    enters the threading layer. Compiled on first use, cached on disk under its own name."""
+    twin = _twins.get(kernel)
+    if twin is None:
+        with _twins_lock:
+            twin = _twins.get(kernel)
+            if twin is None:
+                f = kernel.py_func
+                g = type(f)(
+                    f.__code__, f.__globals__, f.__name__ + "_serial", f.__defaults__, f.__closure__
+                )
+                g.__qualname__ = f.__qualname__ + "_serial"  # the disk cache's file name
+                g.__doc__ = f.__doc__
+                twin = njit(**dict(_PJIT, parallel=False))(g)
+                _twins[kernel] = twin
+    return twin
+
+
 def _launch(kernel: Any, elements: int, *args: Any) -> None:
-    """Run a parallel kernel, on one thread when the problem is small."""
-    if elements < _PARALLEL_MIN_ELEMENTS:
-        prev = numba.get_num_threads()
-        if prev > 1:
-            numba.set_num_threads(1)
-            try:
-                kernel(*args)
-            finally:
-                numba.set_num_threads(prev)
-            return
-    kernel(*args)
+    """Run a parallel kernel: its serial twin when the problem is small (or in a child forked
+    from an OpenMP process), else the parallel kernel (under the workqueue layer, one at a
+    time)."""
+    if elements < _PARALLEL_MIN_ELEMENTS or _serial_only:
+        _serial(kernel)(*args)
+    elif _region_lock is not None:
+        with _region_lock:
+            kernel(*args)
+    else:
+        kernel(*args)
 
 
 def _rows_view(x: np.ndarray) -> tuple[np.ndarray, int]:
@@ -1272,6 +1413,37 @@ def _k_sparse_ce_short(xf, rs, n, c, opts, want_grad, gs, loss, g, sx, sd):
                 grow[lab[i]] = A[r]
 
 
+def _private_labels(labels: Any, n: int, c: int, ignore_index: int | None) -> np.ndarray:
+    """A private, read-only int64 copy of ``labels`` (N,), checked: every entry is in [0, C) or
+    ``ignore_index``. The sparse kernels index with it and do not check bounds.
+
+    The caller validated its own array, but another thread may change that array during the
+    call; the kernels only ever see this copy, checked after it was taken, so such a race
+    gives an :class:`~infoloss.InfolossError` (or the other value for a changed row), never an
+    out-of-bounds access. Costs about 3 µs at N = 4096 (two reductions; three passes when
+    ``ignore_index`` lies outside [0, C)).
+    """
+    lab = np.array(labels, dtype=np.int64).reshape(n)  # np.array copies
+    if n == 0:
+        return _ro(lab)
+    if ignore_index is None or 0 <= ignore_index < c:
+        ok = bool(lab.min() >= 0 and lab.max() < c)
+    else:  # out of range (as unsigned: negatives too) only where the label is ignore_index
+        out_of_range = np.count_nonzero(lab.view(np.uint64) >= c)
+        ok = out_of_range == np.count_nonzero(lab == ignore_index)
+    if not ok:
+        bad = (lab < 0) | (lab >= c)
+        if ignore_index is not None:
+            bad &= lab != ignore_index
+        i = int(np.flatnonzero(bad)[0])
+        also = "" if ignore_index is None else f" or ignore_index ({ignore_index})"
+        raise InfolossError(
+            f"`labels` must hold class indices in [0, {c}){also}; found {lab[i]} at position "
+            f"({i},) when the kernel read them (were they changed during the call?)"
+        )
+    return _ro(lab)
+
+
 def sparse_softmax_ce(
     x: np.ndarray,
     labels: np.ndarray,
@@ -1286,7 +1458,8 @@ def sparse_softmax_ce(
     """Sparse softmax cross-entropy per row (``loss_i`` of docs/semantics.md) and its gradient.
 
     ``x`` (N, C) float32/float64; ``labels`` (N,) integers in [0, C) or ``ignore_index``
-    (validated by the caller); ``class_weights`` (C,), ``sample_weights`` (N,) float64 or None.
+    (validated by the caller; the kernels use a private copy, checked again: see
+    :func:`_private_labels`); ``class_weights`` (C,), ``sample_weights`` (N,) float64 or None.
     Returns ``(loss_rows float64 (N,), grad (N, C) x.dtype or None)``; the gradient is
     ``d(Σ_i loss_i)/dx · grad_scale``. Ignored rows: loss 0 and zero gradient. ``out``, a
     C-contiguous (N, C) array of ``x.dtype``, receives the gradient; it may be ``x`` itself
@@ -1309,7 +1482,7 @@ def sparse_softmax_ce(
         loss.fill(0.0)
         return loss, (g if want_grad else None)
     xf, rs = _rows_view(x)
-    lab = _ro(np.ascontiguousarray(labels, dtype=np.int64).reshape(n))
+    lab = _private_labels(labels, n, c, ignore_index)
     has_cw = class_weights is not None
     cw = _ro(np.ascontiguousarray(class_weights, dtype=np.float64).reshape(c)) if has_cw else _ONE
     sumcw = float(np.sum(cw)) if has_cw else float(c)

@@ -5,24 +5,26 @@ every call, and the operating system zeroes each new page on first touch: measur
 costs 25–45 ms on top of a 60 ms fused forward+backward. A training loop drops the previous
 step's gradient before it asks for the next one, so the same memory can serve again.
 
-How: gradients of at least :data:`MIN_BYTES` are views of a buffer owned by this module. A
-buffer is free again when nothing but the pool refers to it: every NumPy view of a gradient
-(and every tensor made from one with ``torch.from_numpy``) keeps a reference to the buffer that
-owns the memory, so CPython's reference count says exactly when the last of them is gone. At
+How: gradients of at least :data:`MIN_BYTES` are carved from a buffer owned by this module,
+through a fresh small *owner* object per hand-out that exposes the buffer's memory with
+``__array_interface__``. The gradient array's ``base`` is that owner, and every NumPy view of
+the gradient (and every tensor made from one with ``torch.from_numpy``) keeps the owner alive,
+so a weak reference to the owner says when the last of them is gone: its callback marks the
+buffer free. This rests on Python's documented object lifetimes, not on reference counts. At
 most :data:`MAX_BUFFERS` buffers are kept; a buffer of another size replaces the oldest free one.
 
 Cost: after the last gradient is dropped, its memory stays allocated for the next call (like
 PyTorch's CUDA caching allocator). :func:`infoloss.empty_gradient_cache` releases it;
 :func:`infoloss.set_gradient_cache` (or the environment variable ``INFOLOSS_GRAD_CACHE=0``)
-turns the cache off.
+turns the cache off. By default it is on.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import sys
 import threading
+import weakref
 from typing import Any
 
 import numpy as np
@@ -35,20 +37,53 @@ MIN_BYTES = 1 << 24
 MAX_BUFFERS = 2
 
 _lock = threading.Lock()
-_buffers: list[np.ndarray] = []  # owners (1-D uint8), oldest first
 _enabled = os.environ.get("INFOLOSS_GRAD_CACHE", "1").strip().lower() not in ("0", "false", "no")
-# sys.getrefcount(buf) of a free buffer inside _take's loop: the list, the loop variable and
-# getrefcount's own argument.
-_FREE_REFS = 3
 
 
-def _take(nbytes: int) -> np.ndarray | None:
+class _Slot:
+    """One cached buffer and whether a handed-out gradient still uses it."""
+
+    __slots__ = ("buf", "in_use", "ref")
+
+    def __init__(self, nbytes: int) -> None:
+        self.buf = np.empty(nbytes, np.uint8)
+        self.in_use = False
+        self.ref: weakref.ref[_Owner] | None = None  # to the current hand-out's owner
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.buf.nbytes)
+
+    def release(self, ref: Any) -> None:
+        """Weak-reference callback: the last array using the current hand-out is gone."""
+        if ref is self.ref:
+            self.in_use = False
+
+
+class _Owner:
+    """The ``base`` of one handed-out gradient: exposes the slot's memory as ``shape``/``dtype``."""
+
+    __slots__ = ("__array_interface__", "__weakref__", "slot")
+
+    def __init__(self, slot: _Slot, shape: tuple[int, ...], dtype: np.dtype) -> None:
+        self.slot = slot  # the buffer stays allocated while any view of it lives
+        self.__array_interface__ = {
+            "data": (slot.buf.__array_interface__["data"][0], False),
+            "shape": shape,
+            "typestr": dtype.str,
+            "version": 3,
+        }
+
+
+_buffers: list[_Slot] = []  # oldest first
+
+
+def _take(nbytes: int) -> _Slot | None:
     """A free buffer of exactly ``nbytes``, moved to the end of the list (most recent), or None."""
-    for i in range(len(_buffers)):  # not enumerate: its cached tuple would hold a reference
-        buf = _buffers[i]
-        if buf.nbytes == nbytes and sys.getrefcount(buf) == _FREE_REFS:
+    for i, slot in enumerate(_buffers):
+        if slot.nbytes == nbytes and not slot.in_use:
             _buffers.append(_buffers.pop(i))
-            return buf
+            return slot
     return None
 
 
@@ -56,9 +91,8 @@ def _make_room() -> bool:
     """Drop the oldest free buffer if the cache is full; False if every buffer is in use."""
     if len(_buffers) < MAX_BUFFERS:
         return True
-    for i in range(len(_buffers)):
-        buf = _buffers[i]
-        if sys.getrefcount(buf) == _FREE_REFS:
+    for i, slot in enumerate(_buffers):
+        if not slot.in_use:
             del _buffers[i]
             return True
     return False
@@ -71,14 +105,16 @@ def empty(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
     if not _enabled or nbytes < MIN_BYTES:
         return np.empty(shape, dt)
     with _lock:
-        buf = _take(nbytes)
-        if buf is None:
+        slot = _take(nbytes)
+        if slot is None:
             if not _make_room():
                 return np.empty(shape, dt)
-            buf = np.empty(nbytes, np.uint8)
-            _buffers.append(buf)
-        # the view refers to `buf`, so `buf` counts as in use before the lock is released
-        return buf.view(dt).reshape(shape)
+            slot = _Slot(nbytes)
+            _buffers.append(slot)
+        slot.in_use = True
+        owner = _Owner(slot, tuple(shape), dt)
+        slot.ref = weakref.ref(owner, slot.release)
+        return np.asarray(owner)
 
 
 def empty_gradient_cache() -> int:
@@ -98,10 +134,9 @@ def empty_gradient_cache() -> int:
     """
     with _lock:
         freed = 0
-        for i in range(len(_buffers) - 1, -1, -1):
-            if sys.getrefcount(_buffers[i]) == _FREE_REFS - 1:  # no loop variable here
-                freed += _buffers[i].nbytes
-                del _buffers[i]
+        for slot in [s for s in _buffers if not s.in_use]:
+            freed += slot.nbytes
+            _buffers.remove(slot)
         return freed
 
 
@@ -132,7 +167,7 @@ def set_gradient_cache(enabled: bool) -> bool:
     """
     global _enabled
     if not isinstance(enabled, bool):
-        from .errors import InfolossTypeError
+        from ..errors import InfolossTypeError
 
         raise InfolossTypeError(f"`enabled` must be True or False; got {enabled!r}")
     previous, _enabled = _enabled, enabled
