@@ -833,3 +833,41 @@ def test_property_nan_in_nan_out(n, c, dtype, seed, density, eps, z, weighted, i
     assert np.isnan(le[nan_el]).all() and np.isnan(gl[nan_el]).all()
     assert not np.isnan(le[~nan_el]).any() and np.isfinite(gl[~nan_el]).all()
     assert np.isfinite(le[np.isfinite(x) & ~nan_el]).all()
+
+
+def test_mean_over_zero_total_weight_is_zero():
+    """A mean over zero total weight is 0.0 with a zero gradient (grad_scale 0), also when a row
+    has nan or +inf logits or a nan label; the same on the generic path."""
+    rng = np.random.default_rng(22)
+    vg = infoloss.value_and_grad
+    for dtype, c in itertools.product(DTYPES, [3, 41]):
+        x = (rng.standard_normal((6, c)) * 3).astype(dtype)
+        x[1, 0] = NAN
+        x[2, 1] = INF
+        lab = rng.integers(0, c, 6)
+        y = rng.dirichlet(np.ones(c), 6).astype(dtype)
+        y[3, 0] = NAN
+        yb = (rng.uniform(size=(6, c)) < 0.5).astype(dtype)
+        sw = np.zeros(6)
+        calls = [
+            (infoloss.sparse_softmax_cross_entropy, lab, {"sample_weights": sw}),
+            (infoloss.softmax_cross_entropy, y, {"sample_weights": sw}),
+            (infoloss.sigmoid_cross_entropy, yb, {"sample_weights": np.zeros((6, c))}),
+        ]
+        for fn, labels, kw in calls:
+            v, g = vg(fn)(x, labels, reduction="mean", **kw)
+            with _dispatch.disabled():
+                v_gen, g_gen = vg(fn)(x, labels, reduction="mean", **kw)
+            assert v == 0.0 and v_gen == 0.0
+            np.testing.assert_array_equal(g, 0.0)
+            np.testing.assert_array_equal(g_gen, 0.0)
+    for c in (3, 41):  # the kernels themselves, in place too
+        x = np.full((2, c), NAN)
+        _, g = K.sparse_softmax_ce(x, np.zeros(2, np.int64), None, None, None, 0.0, 0.0, 0.0)
+        np.testing.assert_array_equal(g, 0.0)
+        xi = x.copy()
+        _, g = K.sparse_softmax_ce(
+            xi, np.zeros(2, np.int64), None, None, None, 0.0, 0.0, 0.0, out=xi
+        )
+        assert g is xi
+        np.testing.assert_array_equal(g, 0.0)

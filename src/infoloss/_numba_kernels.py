@@ -976,6 +976,15 @@ def _gs(grad_scale: float | None) -> float:
     return 0.0 if grad_scale is None else float(grad_scale)
 
 
+def _zero_unscaled(g: np.ndarray | None, grad_scale: float | None) -> np.ndarray | None:
+    """``grad_scale == 0`` (a mean over zero total weight, whose value is the constant 0) gives
+    an all-zero gradient, also in rows whose nan or +inf logits or nan labels would make it nan
+    (as the generic path's ``safe_divide``). Only then is the gradient written a second time."""
+    if g is not None and grad_scale is not None and float(grad_scale) == 0.0:
+        g[...] = 0
+    return g
+
+
 def _ro(a: np.ndarray) -> np.ndarray:
     v = a.view()
     v.flags.writeable = False
@@ -1514,7 +1523,7 @@ def sparse_softmax_ce(
         _launch(_k_sparse_ce_short, n * c, xf, rs, n, c, opts, want_grad, gs, loss, g, sx, sd)
     else:
         _launch(_k_sparse_ce, n * c, xf, rs, n, c, opts, want_grad, gs, loss, g)
-    return loss, (g if want_grad else None)
+    return loss, _zero_unscaled(g if want_grad else None, grad_scale)
 
 
 @njit(**_JIT)
@@ -1637,7 +1646,7 @@ def softmax_ce(
         loss,
         g,
     )
-    return loss, (g if want_grad else None)
+    return loss, _zero_unscaled(g if want_grad else None, grad_scale)
 
 
 # --------------------------------------------------------------------------- sigmoid CE
@@ -1842,7 +1851,7 @@ def sigmoid_ce(
         g,
         _scratch((_pool_threads(), _BLK), x.dtype),
     )
-    return (lel if elementwise else lsum), (g if want_grad else None)
+    return (lel if elementwise else lsum), _zero_unscaled(g if want_grad else None, grad_scale)
 
 
 # --------------------------------------------------------------------------- measures from logits
