@@ -20,12 +20,13 @@ exact zeros: ``∂H(P,Q)/∂p_c = −log q_c`` and ``∂KL/∂q_c = 1`` at ``p_c
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 from array_api_compat import device
 
-from . import _dispatch
+from . import _dispatch, _router
 from ._utils import (
     Array,
     Namespace,
@@ -140,8 +141,9 @@ def _gen_kl_terms(xp: Namespace, p: Array, q: Array) -> Array:
     (rounding) are set to 0, nan stays nan. Where ``q > 0`` and ``u = (p − q)/q`` is small the
     term is exactly ``q f(u)`` with ``f(u) = (1+u) log1p(u) − u`` from its series, so ``p ≈ q``
     keeps full relative accuracy (the textbook ``p log(p/q)`` loses every digit there).
-    Elsewhere it is ``p (log p − log q) + (q − p)``: ``q`` where ``p = 0``, ``+inf`` where
-    ``q = 0 < p``. Only logarithm inputs are masked (see :func:`_log_q`), so autodiff gives
+    Elsewhere it is ``p log(p/q) + (q − p)``: ``q`` where ``p = 0``, ``+inf`` where
+    ``q = 0 < p``; ``log(p/q)`` is the log of the quotient where that is a normal number (so tiny
+    ``p`` and ``q`` keep full accuracy) and ``log p − log q`` where it would overflow. Only logarithm inputs are masked (see :func:`_log_q`), so autodiff gives
     ``∂/∂q = 1 − p/q`` (1 at ``p = 0``) and ``∂/∂p = log(p/q)`` where finite; at ``p = 0`` the
     derivative of ``p log p`` (``−inf``) is returned as 0, so ``∂/∂p = −log q − 1`` there.
     """
@@ -153,7 +155,15 @@ def _gen_kl_terms(xp: Namespace, p: Array, q: Array) -> Array:
     for c in reversed(_SERIES[:-1]):
         f = f * us + c
     series = q * (f * us * us)
-    direct = p * (_log_or_zero(xp, p) - _log_q(xp, p, q)) + (q - p)
+    log_ratio = _log_or_zero(xp, p) - _log_q(xp, p, q)  # +inf where q = 0 < p
+    # where p/q is a normal number, log(p/q) of the (correctly rounded) quotient is accurate to an
+    # ulp, while log p - log q of tiny numbers carries errors of ulp(log p); both inputs of the
+    # division are masked, so no overflow and no inf in its derivative
+    bound = 0.9 * math.log(float(xp.finfo(p.dtype).max))
+    fair = ~pz & ~qz & (xp.abs(log_ratio) < bound)  # nan: not fair
+    quotient = xp.where(fair, p, one) / xp.where(fair, q, one)
+    log_ratio = xp.where(fair, xp.log(quotient), log_ratio)
+    direct = p * log_ratio + (q - p)
     t = xp.where(small, series, direct)
     return xp.where(t < 0, xp.zeros_like(t), t)  # each term is >= 0: only rounding is clipped
 
@@ -524,7 +534,7 @@ def _softmax_entropy(
     kd = check_bool(keepdims, "keepdims")
     xp, (x,), dtype, ax = _logits_prepare([("logits", logits)], axis)
     cd = compute_dtype(xp, dtype)
-    if _dispatch.enabled(x):
+    if _router.fast_numpy(x):  # the one switch (_config.generic_only, INFOLOSS_DISABLE_FAST)
         return _softmax_entropy_fast(x, ax, lb, kd, want_grad)
     x = upcast(xp, x, cd)
     # a row with nan or +inf has nan log-probabilities (activations._lse_parts): nan value and
@@ -612,7 +622,7 @@ def _softmax_kl_divergence(
     kd = check_bool(keepdims, "keepdims")
     xp, (a, b), dtype, ax = _logits_prepare([("p_logits", p_logits), ("q_logits", q_logits)], axis)
     cd = compute_dtype(xp, dtype)
-    if _dispatch.enabled(a, b) and a.dtype == b.dtype:
+    if _router.fast_numpy(a, b) and a.dtype == b.dtype:
         return _softmax_kl_fast(a, b, ax, lb, kd, want_grad)
     kl, grads = _softmax_kl_generic(xp, upcast(xp, a, cd), upcast(xp, b, cd), ax, want_grad)
     if grads is not None:
@@ -651,8 +661,9 @@ def _softmax_kl_generic(
     of the logit differences.
 
     Special values: a row with nan or ``+inf`` in ``a`` or ``b`` has nan log-probabilities
-    (contract of ``activations._log_softmax``), so nan flows into the value (and autodiff
-    gradients); the analytic gradients are set to nan there. ``q_c = 0 < p_c`` gives ``+inf``
+    (contract of ``activations._log_softmax``), so nan flows into the value; a zero-valued
+    carrier term makes the autodiff gradients of such a row nan for every logit of ``a`` and
+    ``b``, and the analytic gradients are set to nan there. ``q_c = 0 < p_c`` gives ``+inf``
     (the ``a`` gradient of such a row is nan, ``b``'s is ``q − p``). Classes with ``p_c = 0``
     contribute 0; a row with no distribution in ``a`` gives 0. Only masked inputs enter the
     arithmetic: no ``inf − inf``, no warnings, no ``0 · inf`` in autodiff.
@@ -679,6 +690,12 @@ def _softmax_kl_generic(
         has_p, lq_star, xp.zeros_like(lq_star)
     )  # +inf where q* = 0 < p*; 0 for a row with no distribution in a
     kl = d_star + rest
+    # 0 in good rows, nan in bad ones, with a nan derivative with respect to every logit of a bad
+    # row: the sanitising where() above cut the bad rows out of autodiff, this puts them back
+    carrier = xp.where(bad, xp.full_like(kl, _NAN), xp.zeros_like(kl))
+    a_f = xp.where((a == -_INF) & ~bad, zero, a)  # masked classes of good rows: 0 * 0
+    b_f = xp.where((b == -_INF) & ~bad, zero, b)
+    kl = kl + xp.sum((a_f + b_f) * carrier, axis=ax, keepdims=True)
     kl = xp.where(kl < 0, xp.zeros_like(kl), kl)  # rounding only; nan stays nan
     if not want_grad:
         return kl, None
@@ -687,7 +704,14 @@ def _softmax_kl_generic(
     dd_s = xp.where(no_a, zero, dd)
     rest_s = xp.where(no_a, xp.zeros_like(rest), rest)
     ga = xp.where(no_a, xp.full_like(a, _NAN), p * (dd_s - rest_s))
-    gb = xp.where(bad, xp.full_like(b, _NAN), xp.exp(lq) - p)
+    # q - p; where either is >= 1/2 as (q - 1) - (p - 1) = expm1(log q) - expm1(log p), so that
+    # p ≈ q ≈ 1 does not cancel to the rounding of p and q (float32: 600 ulps of a 1e-3 gradient)
+    q = xp.exp(lq)
+    big = (p >= 0.5) | (q >= 0.5)
+    lp_b = xp.where(big, lp, zero)
+    lq_b = xp.where(big, lq, zero)
+    gb = xp.where(big, xp.expm1(lq_b) - xp.expm1(lp_b), q - p)
+    gb = xp.where(bad, xp.full_like(b, _NAN), gb)
     return kl, (ga, gb)
 
 
