@@ -26,13 +26,15 @@ from . import _config
 from ._generic import activations as g_act
 from ._generic import linear as g_linear
 from ._generic import losses as g_losses
-from ._specs import LinearCE, RowOp, SigmoidCE, SoftmaxCE, SoftmaxMeasure
+from ._generic import measures as g_measures
+from ._specs import LinearCE, ProbMeasure, RowOp, SigmoidCE, SoftmaxCE, SoftmaxMeasure
 from ._utils import Array, upcast
 
 __all__ = [
     "fast_numpy",
     "fast_torch",
     "linear_ce",
+    "probability_measure",
     "row_op",
     "sigmoid_ce",
     "softmax_ce",
@@ -183,9 +185,12 @@ def softmax_measure(spec: SoftmaxMeasure, want_grad: bool = False) -> tuple[Arra
         from ._fast import measures as fast
 
         return fast.softmax_measure(spec, want_grad)
-    from ._generic import measures as g_measures
-
     return g_measures.softmax_measure(spec, want_grad)
+
+
+def probability_measure(spec: ProbMeasure) -> Array:
+    """A measure of probability arrays (no faster route: the generic definition)."""
+    return g_measures.probability_measure(spec)
 
 
 def linear_ce(spec: LinearCE, want_grad: bool = False) -> tuple[Array, Any]:

@@ -14,7 +14,15 @@ from typing import Any
 
 Array = Any
 
-__all__ = ["CEOptions", "LinearCE", "RowOp", "SigmoidCE", "SoftmaxCE", "SoftmaxMeasure"]
+__all__ = [
+    "CEOptions",
+    "LinearCE",
+    "ProbMeasure",
+    "RowOp",
+    "SigmoidCE",
+    "SoftmaxCE",
+    "SoftmaxMeasure",
+]
 
 
 @dataclass(frozen=True)
@@ -98,6 +106,22 @@ class RowOp:
 
 
 @dataclass(frozen=True)
+class ProbMeasure:
+    """``information``, ``entropy`` (``q`` None), ``cross_entropy``, ``kl_divergence`` or
+    ``js_divergence`` of probability arrays (broadcast, in the compute dtype)."""
+
+    xp: Any
+    op: str
+    p: Array
+    q: Array | None
+    axis: int | None  # None for the elementwise information
+    keepdims: bool
+    log_base: float | None  # log(base) to divide by, None for nats
+    dtype: Any  # the result dtype
+    checked: bool  # False when the values could not be checked (tracing): invalid slices give nan
+
+
+@dataclass(frozen=True)
 class SoftmaxMeasure:
     """``softmax_entropy`` (``b`` is None) or ``softmax_kl_divergence`` of logits ``a``, ``b``."""
 
@@ -106,7 +130,7 @@ class SoftmaxMeasure:
     b: Array | None
     axis: int
     keepdims: bool
-    #: 1 / log(base), or None for nats
-    inv_log_base: float | None
+    #: log(base) to divide by, or None for nats
+    log_base: float | None
     dtype: Any  # the result dtype
     compute_dtype: Any

@@ -13,21 +13,26 @@ from typing import Any
 
 import numpy as np
 
-from ._specs import CEOptions, LinearCE, RowOp, SigmoidCE, SoftmaxCE
+from ._specs import CEOptions, LinearCE, ProbMeasure, RowOp, SigmoidCE, SoftmaxCE, SoftmaxMeasure
 from ._utils import (
     Array,
     Namespace,
+    _dtype_name,
+    _is_ml_float,
     any_true,
+    broadcast_pair,
     as_float,
     check_bool,
     check_data,
     check_index,
     check_nonnegative,
+    check_probabilities,
     check_reduction,
     check_unit_interval,
     compute_dtype,
     first_position,
     is_concrete,
+    log_base,
     namespace,
     normalize_axis,
     pow2_scale,
@@ -36,7 +41,15 @@ from ._utils import (
 )
 from .errors import InfolossError, InfolossTypeError
 
-__all__ = ["check_grad_out", "linear_ce_spec", "row_spec", "sigmoid_ce_spec", "softmax_ce_spec"]
+__all__ = [
+    "check_grad_out",
+    "linear_ce_spec",
+    "prob_spec",
+    "row_spec",
+    "sigmoid_ce_spec",
+    "softmax_ce_spec",
+    "softmax_measure_spec",
+]
 
 _INF = float("inf")
 
@@ -386,3 +399,76 @@ def row_spec(x: Any, op: str, axis: Any, keepdims: Any = False) -> RowOp:
             f"`x` must have at least one class along `axis`={axis}; got shape {tuple(x.shape)}"
         )
     return RowOp(xp=xp, x=x, op=op, axis=ax, keepdims=keepdims, compute_dtype=compute_dtype(xp, x.dtype))
+
+
+# --------------------------------------------------------------------------- measures
+
+
+def _as_prob(xp: Namespace, p: Array, name: str) -> Array:
+    """Real floating arrays as they are; integers and bools as the default floating dtype."""
+    try:
+        if xp.isdtype(p.dtype, "real floating"):
+            return p
+        if xp.isdtype(p.dtype, "integral") or xp.isdtype(p.dtype, "bool"):
+            return xp.astype(p, xp.asarray(0.0).dtype)
+    except TypeError:  # NumPy arrays of ml_dtypes' bfloat16 & co.
+        if _is_ml_float(p.dtype):
+            return p
+    raise InfolossTypeError(
+        f"`{name}` must hold real probabilities (a real floating, integer or bool dtype); "
+        f"got {_dtype_name(p.dtype)}"
+    )
+
+
+def prob_spec(op: str, p: Any, q: Any = None, *, axis: Any = None, base: Any = None, keepdims: Any = False) -> ProbMeasure:
+    """The spec of a probability measure: ``information`` (elementwise, ``axis`` unused),
+    ``entropy`` (``q`` None) or a two-distribution measure."""
+    lb = log_base(base)
+    kd = check_bool(keepdims, "keepdims") if op != "information" else False
+    if q is None and op in ("information", "entropy"):
+        xp, (p,) = namespace(("p", p))
+        p = _as_prob(xp, p, "p")
+        checked = check_probabilities(xp, p, "p")
+        dtype = p.dtype
+        ax = None if op == "information" else normalize_axis(axis, p.ndim)
+        cd = compute_dtype(xp, dtype)
+        return ProbMeasure(xp, op, upcast(xp, p, cd), None, ax, kd, lb, dtype, checked)
+    xp, (p, q) = namespace(("p", p), ("q", q))
+    p, q = _as_prob(xp, p, "p"), _as_prob(xp, q, "q")
+    dtype = xp.result_type(p, q)
+    p, q = broadcast_pair(xp, p, q, "p", "q")
+    ax = normalize_axis(axis, p.ndim)
+    checked = check_probabilities(xp, p, "p") & check_probabilities(xp, q, "q")
+    cd = compute_dtype(xp, dtype)
+    return ProbMeasure(xp, op, upcast(xp, p, cd), upcast(xp, q, cd), ax, kd, lb, dtype, checked)
+
+
+def softmax_measure_spec(
+    a: Any, b: Any = None, *, axis: Any = -1, base: Any = None, keepdims: Any = False
+) -> SoftmaxMeasure:
+    """The spec of :func:`infoloss.softmax_entropy` (``b`` None) or
+    :func:`infoloss.softmax_kl_divergence`."""
+    lb = log_base(base)
+    kd = check_bool(keepdims, "keepdims")
+    named = [("logits", a)] if b is None else [("p_logits", a), ("q_logits", b)]
+    xp, arrays = namespace(*named)
+    for (name, _), x in zip(named, arrays, strict=True):
+        require_floating(xp, x, name)
+    if len(arrays) == 2 and tuple(arrays[0].shape) != tuple(arrays[1].shape):
+        arrays = list(broadcast_pair(xp, arrays[0], arrays[1], named[0][0], named[1][0]))
+    dtype = xp.result_type(*arrays)
+    ax = normalize_axis(axis, arrays[0].ndim)
+    if arrays[0].shape[ax] == 0:
+        raise InfolossError(
+            f"`{named[0][0]}` must have at least one class along `axis`={axis}; got shape {tuple(arrays[0].shape)}"
+        )
+    return SoftmaxMeasure(
+        xp=xp,
+        a=arrays[0],
+        b=arrays[1] if len(arrays) == 2 else None,
+        axis=ax,
+        keepdims=kd,
+        log_base=lb,
+        dtype=dtype,
+        compute_dtype=compute_dtype(xp, dtype),
+    )

@@ -206,6 +206,3 @@ def log_sigmoid(x: Any) -> Array:
     xp, x, cd = _elementwise(x)
     return upcast(xp, -_generic.softplus(xp, -upcast(xp, x, cd)), x.dtype)
 
-
-def _log_softmax(xp: Namespace, x: Array, axis: int) -> tuple[Array, Array]:  # TODO(merge)
-    return _generic.lse(xp, x, axis), _generic.log_softmax(xp, x, axis)
