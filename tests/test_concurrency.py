@@ -87,9 +87,9 @@ def _layer_unavailable(r: subprocess.CompletedProcess[str]) -> bool:
 
 
 def _child_small_call_with_the_guard_off(conn: Any) -> None:
-    from infoloss import _numba_kernels as K
+    from infoloss._fast import kernels as K
 
-    K._serial_only = False  # what must keep a small call out of any parallel region is _launch
+    K._launch._serial_only = False  # what must keep a small call out of any parallel region is _launch
     conn.send(_digest(0))
 
 
@@ -99,7 +99,7 @@ def fork_scenario() -> None:
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
-    from infoloss import _numba_kernels as K
+    from infoloss._fast import kernels as K
 
     expected = [_digest(k) for k in range(len(SHAPES))]
     ks = list(range(len(SHAPES))) * 2
@@ -216,7 +216,7 @@ def label_race_scenario(seconds: float = 2.0) -> None:
 
 
 def test_default_layer_is_tbb_when_the_wheel_is_installed():
-    from infoloss import _numba_kernels as K
+    from infoloss._fast import kernels as K
 
     try:
         metadata.distribution("tbb")
@@ -313,7 +313,7 @@ def test_labels_changed_during_calls_never_crash():
 def test_kernel_rechecks_the_labels_it_indexes_with(bad, ignore_index):
     """The sparse kernel wrapper checks its private copy of the labels (here handed out-of-range
     labels directly, as a race would): an error naming the position, no out-of-bounds access."""
-    from infoloss import _numba_kernels as K
+    from infoloss._fast import kernels as K
 
     rng = np.random.default_rng(3)
     for n, c in [(8, 10), (300, 1000)]:

@@ -48,7 +48,7 @@ IDS = [c[0] for c in CASES]
 @pytest.fixture(params=[True, False], ids=["fused", "generic"])
 def fused(request):
     if request.param:
-        if _fast.kernels() is None:
+        if _fast.get_kernels() is None:
             pytest.skip("numba unavailable")
         yield True
     else:

@@ -31,8 +31,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import infoloss
-from infoloss import _dispatch
-from infoloss import _numba_kernels as K
+from infoloss import _config, _router
+from infoloss._fast import kernels as K
 
 NAN, INF = np.nan, np.inf
 NEG_NAN = -np.abs(np.float64(np.nan))  # sign bit set, like x86's default nan from 0 · inf
@@ -142,8 +142,8 @@ def kernel_path(path, monkeypatch):
     """``streamed``: the streaming sizes lowered to 0, so even small calls split their rows
     between threads and write with streaming stores (rows > 16 classes)."""
     if path == "streamed":
-        monkeypatch.setattr(K, "_STREAM_MIN_BYTES", 0)
-        monkeypatch.setattr(K, "_PARALLEL_MIN_ELEMENTS", 0)
+        monkeypatch.setattr(K._tunables, "_STREAM_MIN_BYTES", 0)
+        monkeypatch.setattr(K._tunables, "_PARALLEL_MIN_ELEMENTS", 0)
     yield
 
 
@@ -717,12 +717,12 @@ def test_public_functions_fast_path(dtype):
     under sum / mean, the same nan pattern and values on the generic path."""
     rng = np.random.default_rng(21)
     x, cases = _public_cases(rng, dtype)
-    assert _dispatch.enabled(x)
+    assert _router.fast_numpy(x)
     for name, f, nan_at in cases:
         reductions = ["none", "sum", "mean"] if name not in ("entropy", "kl") else ["none"]
         for r in reductions:
             v, g = f(r)
-            with _dispatch.disabled():
+            with _config.generic_only():
                 v_gen, g_gen = f(r)
             if r == "none":
                 assert np.isnan(v[nan_at]).all(), (name, r)
@@ -791,8 +791,8 @@ def test_property_nan_in_nan_out(n, c, dtype, seed, density, eps, z, weighted, i
     sw = rng.uniform(0.1, 2.0, n) if weighted else None
     with pytest.MonkeyPatch.context() as mp:
         if streamed:
-            mp.setattr(K, "_STREAM_MIN_BYTES", 0)
-            mp.setattr(K, "_PARALLEL_MIN_ELEMENTS", 0)
+            mp.setattr(K._tunables, "_STREAM_MIN_BYTES", 0)
+            mp.setattr(K._tunables, "_PARALLEL_MIN_ELEMENTS", 0)
         for path in ("direct", "inplace"):
             loss, g = _sparse(x, labels, cw, sw, IGNORE if ignore else None, eps, z, 1.0, path)
             nan_rows = bad & ~ign
@@ -856,7 +856,7 @@ def test_mean_over_zero_total_weight_is_zero():
         ]
         for fn, labels, kw in calls:
             v, g = vg(fn)(x, labels, reduction="mean", **kw)
-            with _dispatch.disabled():
+            with _config.generic_only():
                 v_gen, g_gen = vg(fn)(x, labels, reduction="mean", **kw)
             assert v == 0.0 and v_gen == 0.0
             np.testing.assert_array_equal(g, 0.0)

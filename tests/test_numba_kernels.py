@@ -1,4 +1,4 @@
-"""Tests of the numba kernels (``infoloss._numba_kernels``) against float64 textbook references.
+"""Tests of the numba kernels (``infoloss._fast.kernels``) against float64 textbook references.
 
 The references below are written from docs/semantics.md with NumPy/SciPy in float64 and never
 call infoloss. float32 kernels are compared with the float64 reference evaluated on the same
@@ -21,7 +21,7 @@ pytest.importorskip("numba")
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from infoloss import _numba_kernels as K
+from infoloss._fast import kernels as K
 
 RTOL = {np.float32: 2e-6, np.float64: 1e-12}
 DTYPES = [np.float32, np.float64]
@@ -279,8 +279,8 @@ def _special_rows(x, labels):
 @pytest.mark.parametrize(("use_cw", "use_sw", "eps", "z", "gs"), _GRID)
 def test_sparse_softmax_ce_grid(dtype, use_cw, use_sw, eps, z, gs, shape, streamed, monkeypatch):
     if streamed:
-        monkeypatch.setattr(K, "_STREAM_MIN_BYTES", 0)
-        monkeypatch.setattr(K, "_PARALLEL_MIN_ELEMENTS", 0)
+        monkeypatch.setattr(K._tunables, "_STREAM_MIN_BYTES", 0)
+        monkeypatch.setattr(K._tunables, "_PARALLEL_MIN_ELEMENTS", 0)
     rng = np.random.default_rng(1)
     n, c = shape
     x = _logits(rng, n, c, dtype)
@@ -690,8 +690,8 @@ def test_streaming_sparse_kernel_concurrent_calls_from_python_threads(monkeypatc
     threads at once: each call has its own scratch rows; results equal the sequential ones."""
     from _helpers import run_in_threads
 
-    monkeypatch.setattr(K, "_STREAM_MIN_BYTES", 0)
-    monkeypatch.setattr(K, "_PARALLEL_MIN_ELEMENTS", 0)
+    monkeypatch.setattr(K._tunables, "_STREAM_MIN_BYTES", 0)
+    monkeypatch.setattr(K._tunables, "_PARALLEL_MIN_ELEMENTS", 0)
     rng = np.random.default_rng(12)
     data = [
         (rng.standard_normal((301, 517)).astype(np.float32), rng.integers(0, 517, 301))
@@ -721,7 +721,7 @@ def test_log1p_pos64_against_math_log1p():
     @njit
     def run(d, out):
         for i in range(d.shape[0]):
-            out[i] = K._log1p_pos64(d[i])
+            out[i] = K._vecmath._log1p_pos64(d[i])
 
     d = np.concatenate(
         [
@@ -747,10 +747,10 @@ def test_streaming_copy_and_scale_every_offset_and_length(dtype):
     @njit
     def run(src, dst, a, scaled):
         if scaled:
-            K._stream_scale(src, dst, a)
+            K._vecmath._stream_scale(src, dst, a)
         else:
-            K._stream_copy(src, dst)
-        K._fence()
+            K._vecmath._stream_copy(src, dst)
+        K._vecmath._fence()
 
     rng = np.random.default_rng(0)
     base = rng.standard_normal(200).astype(dtype)
@@ -769,7 +769,7 @@ def test_streaming_copy_and_scale_every_offset_and_length(dtype):
 
 def test_scratch_is_cache_line_aligned():
     for shape, dtype in [((3, 1001), np.float32), ((2, 5, 7), np.float64), ((0, 4), np.float32)]:
-        a = K._scratch(shape, dtype)
+        a = K._launch._scratch(shape, dtype)
         assert a.shape == shape and a.dtype == dtype and a.flags.c_contiguous
         assert a.ctypes.data % 64 == 0 or a.size == 0
         a[...] = 1  # writeable, and exactly the requested size
@@ -785,12 +785,12 @@ def test_vector_exp_accuracy_and_flush():
     @njit
     def run32(x, out):
         for i in range(x.shape[0]):
-            out[i] = K._exp32(x[i])
+            out[i] = K._vecmath._exp32(x[i])
 
     @njit
     def run64(x, out):
         for i in range(x.shape[0]):
-            out[i] = K._exp64_neg(x[i])
+            out[i] = K._vecmath._exp64_neg(x[i])
 
     for run, dtype, lo, bound in (
         (run32, np.float32, -86.0, 1.05),

@@ -10,7 +10,7 @@ import infoloss
 from infoloss import _config, _fast
 from infoloss._fast import pool as _pool
 
-pytestmark = pytest.mark.skipif(_fast.kernels() is None, reason="numba unavailable")
+pytestmark = pytest.mark.skipif(_fast.get_kernels() is None, reason="numba unavailable")
 
 vg = infoloss.value_and_grad(infoloss.sparse_softmax_cross_entropy)
 RNG = np.random.default_rng(3)

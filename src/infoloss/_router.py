@@ -48,9 +48,9 @@ _FAST_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def _kernels_available() -> bool:
-    from ._fast import kernels
+    from ._fast import get_kernels
 
-    return kernels() is not None
+    return get_kernels() is not None
 
 
 def fast_numpy(*arrays: Any, compute_dtype: Any = None) -> bool:
@@ -144,7 +144,9 @@ def softmax_ce(spec: SoftmaxCE, want_grad: bool = False, out: Any = None) -> tup
     x = spec.logits
     if fast_torch(x, spec.labels, spec.class_weights, spec.sample_weights):
         return _torch_adapter().softmax_ce(spec, want_grad)
-    elif fast_numpy(x, spec.labels, spec.class_weights, spec.sample_weights, compute_dtype=spec.compute_dtype):
+    elif fast_numpy(
+        x, spec.labels, spec.class_weights, spec.sample_weights, compute_dtype=spec.compute_dtype
+    ):
         from ._fast import losses as fast
 
         value, grad = fast.softmax_ce(spec, want_grad, out)

@@ -8,19 +8,63 @@ path runs; nothing here decides again. The kernels are imported on first use.
 
 from __future__ import annotations
 
+import os
+import warnings
 from types import ModuleType
 
 import numpy as np
 
-__all__ = ["kernels", "rows", "unrows"]
+__all__ = ["get_kernels", "rows", "unrows"]
+
+_kernels: ModuleType | None = None
+_tried = False
 
 
-def kernels() -> ModuleType | None:
-    """The kernel module, imported (and its thread pool configured) on first use; ``None``
-    when numba is unavailable (a single :class:`RuntimeWarning` says so)."""
-    from .. import _dispatch  # TODO(merge): the kernels move into this package
+def _check_num_threads_env() -> None:
+    """Raise :class:`~infoloss.InfolossError` for a ``NUMBA_NUM_THREADS`` that is set but not a
+    positive integer (numba reads it once, at its import: it would warn and ignore a non-number,
+    and fail with a traceback for 0 or a negative count)."""
+    value = os.environ.get("NUMBA_NUM_THREADS")
+    if value is None:
+        return
+    try:
+        count = int(value)
+    except ValueError:
+        count = 0
+    if count < 1:
+        from ..errors import InfolossError
 
-    return _dispatch.kernels()
+        raise InfolossError(
+            "the environment variable `NUMBA_NUM_THREADS` (the size of numba's thread pool) must "
+            f"be a positive integer; got {value!r}"
+        )
+
+
+def get_kernels() -> ModuleType | None:
+    """The kernel package, imported on first use (which starts numba's thread pool on a fork-
+    and thread-safe layer, see :mod:`.kernels._launch`); ``None`` when numba is unavailable (a
+    single :class:`RuntimeWarning` says so).
+
+    Raises :class:`~infoloss.InfolossError` for an invalid ``NUMBA_NUM_THREADS`` (on every call
+    until it is fixed, since numba reads it at import).
+    """
+    global _kernels, _tried
+    if not _tried:
+        _check_num_threads_env()
+        _tried = True
+        try:
+            import numba  # noqa: F401
+        except ImportError as e:
+            warnings.warn(
+                f"infoloss: numba could not be imported ({e}); the slower generic NumPy path is used",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            return None
+        from . import kernels as k
+
+        _kernels = k
+    return _kernels
 
 
 def rows(x: np.ndarray, axis: int) -> np.ndarray:

@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 
 from .._specs import RowOp
-from . import kernels, rows, unrows
+from . import get_kernels, rows, unrows
 
 __all__ = ["row_op"]
 
 
 def row_op(spec: RowOp) -> np.ndarray:
     """``spec.op`` of a float32/float64 NumPy array (returned in its dtype)."""
-    k = kernels()
+    k = get_kernels()
     assert k is not None
     x, ax = spec.x, spec.axis
     x2 = rows(x, ax)

@@ -6,7 +6,7 @@ import numpy as np
 
 from .. import _reduce
 from .._specs import LinearCE
-from . import kernels
+from . import get_kernels
 
 __all__ = ["linear_ce"]
 
@@ -21,7 +21,7 @@ def linear_ce(spec: LinearCE, want_grad: bool) -> tuple[np.ndarray, tuple | None
     turns them into their gradient in place, then ``d_hidden`` for the chunk and the
     ``d_weight`` accumulation follow; ignored rows never reach the matrix products.
     """
-    k = kernels()
+    k = get_kernels()
     assert k is not None
     h, w, y, b, cw = spec.hidden, spec.weight, spec.labels, spec.bias, spec.class_weights
     o, reduction, chunk = spec.options, spec.reduction, spec.chunk_rows
@@ -94,5 +94,3 @@ def linear_ce(spec: LinearCE, want_grad: bool) -> tuple[np.ndarray, tuple | None
     if not want_grad:
         return value, None
     return value, (dh, dw, None if db is None else db.astype(dtype))
-
-

@@ -14,7 +14,7 @@ import numpy as np
 
 from .. import _reduce
 from .._specs import SigmoidCE, SoftmaxCE
-from . import kernels, rows, unrows
+from . import get_kernels, rows, unrows
 
 __all__ = ["kernel_out", "sigmoid_ce", "softmax_ce"]
 
@@ -41,7 +41,7 @@ def kernel_out(out: Any, x2: np.ndarray, inputs: tuple[Any, ...], in_place_ok: b
 
 def softmax_ce(spec: SoftmaxCE, want_grad: bool, out: Any = None) -> tuple[Any, Any]:
     """Both softmax cross-entropies on the fused kernels (value in the compute dtype)."""
-    k = kernels()
+    k = get_kernels()
     assert k is not None
     o = spec.options
     x = spec.logits
@@ -89,7 +89,7 @@ def softmax_ce(spec: SoftmaxCE, want_grad: bool, out: Any = None) -> tuple[Any, 
 
 def sigmoid_ce(spec: SigmoidCE, want_grad: bool, out: Any = None) -> tuple[Any, Any]:
     """Sigmoid cross-entropy on the fused kernel (``pos_weight`` per class or absent)."""
-    k = kernels()
+    k = get_kernels()
     assert k is not None
     x = spec.logits
     if x.dtype != spec.compute_dtype:

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from .._specs import SoftmaxMeasure
-from . import kernels, rows, unrows
+from . import get_kernels, rows, unrows
 
 __all__ = ["softmax_measure"]
 
@@ -15,7 +15,7 @@ __all__ = ["softmax_measure"]
 def softmax_measure(spec: SoftmaxMeasure, want_grad: bool) -> tuple[np.ndarray, Any]:
     """softmax_entropy (``spec.b`` None) or softmax_kl_divergence of float32/float64 arrays of
     one dtype, in ``base``; a 0-d result is a 0-d array."""
-    k = kernels()
+    k = get_kernels()
     assert k is not None
     a, ax = spec.a, spec.axis
     scale = 1.0 if spec.log_base is None else 1.0 / spec.log_base

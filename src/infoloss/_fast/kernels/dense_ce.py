@@ -1,0 +1,136 @@
+"""The dense-label softmax cross-entropy kernel and its NumPy wrapper."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from ._launch import _ONE, _check2d, _grad_buffer, _gs, _launch, _ro, _rows_view, _zero_unscaled
+from ._rows import _bad_max, _exp_store_sum, _exp_sum, _fill, _finite, _row_max_span
+from ._tunables import _JIT, _JIT_NR, _PJIT
+from ._vecmath import _like
+
+
+@njit(**_JIT)
+def _target_stats(xr, yr, m, onem, epsc, cw, has_cw):
+    """mass = Σ_j wt_j and gap = Σ_{wt_j ≠ 0} wt_j (m − x_j), wt_j = cw_j ((1−ε) y_j + ε/C)."""
+    mass = 0.0
+    gap = 0.0
+    mm = np.float64(m)
+    if has_cw:
+        for j in range(xr.shape[0]):
+            wt = (onem * np.float64(yr[j]) + epsc) * cw[j]
+            mass += wt
+            gap += wt * (mm - np.float64(xr[j])) if wt != 0.0 else 0.0
+    else:
+        for j in range(xr.shape[0]):
+            wt = onem * np.float64(yr[j]) + epsc
+            mass += wt
+            gap += wt * (mm - np.float64(xr[j])) if wt != 0.0 else 0.0
+    return mass, gap
+
+
+@njit(**_JIT_NR)  # no `reassoc`: keep the order of the terms
+def _dense_grad(grow, yr, f, rowf, inv, dm, onem, epsc, cw, has_cw):
+    """g_j = f (rowf q_j − wt_j) = f ((rowf e_j − wt_j) − (S − 1) wt_j) / S, in float64 so that
+    q_j − t_j ≈ 0 for a confident one-hot target keeps its relative accuracy."""
+    for j in range(grow.shape[0]):
+        wt = onem * np.float64(yr[j]) + epsc
+        if has_cw:
+            wt *= cw[j]
+        grow[j] = f * (((rowf * np.float64(grow[j]) - wt) - dm * wt) * inv)
+
+
+@njit(**_PJIT)
+def _k_dense_ce(xf, rs, yf, yrs, n, c, cw, has_cw, sw, has_sw, eps, z, want_grad, gs, loss, g):
+    onem = 1.0 - eps
+    epsc = eps / c
+    for i in prange(n):
+        xr = xf[i * rs : i * rs + c]
+        yr = yf[i * yrs : i * yrs + c]
+        grow = g[i] if want_grad else g[0]
+        swi = sw[i] if has_sw else 1.0
+        m, lo, hi = _row_max_span(xr)
+        i1 = min(np.int64(i) + 1, n - 1)
+        xn = xf[i1 * rs : i1 * rs + c]
+        if _finite(m):
+            if want_grad:
+                s, dm = _exp_store_sum(xr, m, lo, hi, grow, xn, g[i1])
+            else:
+                s, dm = _exp_sum(xr, m, lo, hi, xn)
+            logs = math.log1p(dm)
+            lse = np.float64(m) + logs
+            mass, gap = _target_stats(xr, yr, m, onem, epsc, cw, has_cw)
+            ce = mass * logs + gap
+            inv = 1.0 / s
+        elif _bad_max(m):  # a nan or +inf logit: nan loss and gradient row (below)
+            lse = 0.0
+            mass = gap = ce = inv = dm = np.nan
+            if want_grad:
+                _fill(grow, _like(np.nan, m))
+        else:  # no distribution (all −inf): lse = 0
+            lse = 0.0
+            mass, gap = _target_stats(xr, yr, _like(0.0, m), onem, epsc, cw, has_cw)
+            ce = gap
+            if want_grad:
+                _fill(grow, _like(0.0, m))  # the exponentials exp(−inf − 0)
+            inv = 1.0
+            dm = 0.0
+        loss[i] = swi * (ce + z * lse * lse)
+        if want_grad:  # (a nan row: every entry f (nan ...) = nan)
+            f = swi * gs
+            _dense_grad(grow, yr, f, mass + 2.0 * z * lse, inv, dm, onem, epsc, cw, has_cw)
+
+
+def softmax_ce(
+    x: np.ndarray,
+    y: np.ndarray,
+    class_weights: np.ndarray | None,
+    sample_weights: np.ndarray | None,
+    label_smoothing: float,
+    z_loss: float,
+    grad_scale: float | None,
+    out: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Softmax cross-entropy with dense targets ``y`` (N, C) per row, and its gradient.
+
+    Same conventions as :func:`sparse_softmax_ce`, except that ``out`` must not overlap ``x``
+    or ``y`` (the targets are read again after the exponentials are stored).
+    """
+    _check2d(x)
+    n, c = x.shape
+    loss = np.empty(n, np.float64)
+    want_grad = grad_scale is not None
+    g = _grad_buffer(x, want_grad, out)
+    if n == 0 or c == 0:
+        loss.fill(0.0)
+        return loss, (g if want_grad else None)
+    xf, rs = _rows_view(x)
+    yf, yrs = _rows_view(np.asarray(y, dtype=x.dtype).reshape(n, c))
+    has_cw = class_weights is not None
+    cw = _ro(np.ascontiguousarray(class_weights, dtype=np.float64).reshape(c)) if has_cw else _ONE
+    has_sw = sample_weights is not None
+    sw = _ro(np.ascontiguousarray(sample_weights, dtype=np.float64).reshape(n)) if has_sw else _ONE
+    _launch(
+        _k_dense_ce,
+        n * c,
+        xf,
+        rs,
+        yf,
+        yrs,
+        n,
+        c,
+        cw,
+        has_cw,
+        sw,
+        has_sw,
+        float(label_smoothing),
+        float(z_loss),
+        want_grad,
+        _gs(grad_scale),
+        loss,
+        g,
+    )
+    return loss, _zero_unscaled(g if want_grad else None, grad_scale)
