@@ -224,7 +224,9 @@ def check_reduction(reduction: Any) -> str:
 
 def _real_option(value: Any, name: str, what: str) -> float:
     """A Python/NumPy real number as a float; bools, strings, arrays and the like are refused."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(
+        value, (int, float, np.integer, np.floating)
+    ):
         raise InfolossError(f"`{name}` must be {what}; got {_short(value)}")
     return float(value)
 
@@ -330,7 +332,9 @@ def any_true(xp: Namespace, mask: Array) -> bool:
         raise
 
 
-def check_data(xp: Namespace, x: Array, bad: Callable[[Array], Array], name: str, what: str) -> None:
+def check_data(
+    xp: Namespace, x: Array, bad: Callable[[Array], Array], name: str, what: str
+) -> None:
     """Raise ``InfolossError("`name` must hold what; found v at position i")`` where ``bad(x)``.
 
     Reads data: skipped for empty arrays and while tracing (see :func:`any_true`).

@@ -20,8 +20,8 @@ from ._utils import (
     _dtype_name,
     _is_ml_float,
     any_true,
-    broadcast_pair,
     as_float,
+    broadcast_pair,
     check_bool,
     check_data,
     check_index,
@@ -398,7 +398,9 @@ def row_spec(x: Any, op: str, axis: Any, keepdims: Any = False) -> RowOp:
         raise InfolossError(
             f"`x` must have at least one class along `axis`={axis}; got shape {tuple(x.shape)}"
         )
-    return RowOp(xp=xp, x=x, op=op, axis=ax, keepdims=keepdims, compute_dtype=compute_dtype(xp, x.dtype))
+    return RowOp(
+        xp=xp, x=x, op=op, axis=ax, keepdims=keepdims, compute_dtype=compute_dtype(xp, x.dtype)
+    )
 
 
 # --------------------------------------------------------------------------- measures
@@ -420,7 +422,9 @@ def _as_prob(xp: Namespace, p: Array, name: str) -> Array:
     )
 
 
-def prob_spec(op: str, p: Any, q: Any = None, *, axis: Any = None, base: Any = None, keepdims: Any = False) -> ProbMeasure:
+def prob_spec(
+    op: str, p: Any, q: Any = None, *, axis: Any = None, base: Any = None, keepdims: Any = False
+) -> ProbMeasure:
     """The spec of a probability measure: ``information`` (elementwise, ``axis`` unused),
     ``entropy`` (``q`` None) or a two-distribution measure."""
     lb = log_base(base)

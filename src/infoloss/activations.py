@@ -15,7 +15,15 @@ from array_api_compat import device
 
 from . import _router
 from ._generic import activations as _generic
-from ._utils import Array, Namespace, compute_dtype, namespace, quiet_overflow, require_floating, upcast
+from ._utils import (
+    Array,
+    Namespace,
+    compute_dtype,
+    namespace,
+    quiet_overflow,
+    require_floating,
+    upcast,
+)
 from ._validate import row_spec
 
 __all__ = ["log_sigmoid", "log_softmax", "logsumexp", "sigmoid", "softmax"]
@@ -205,4 +213,3 @@ def log_sigmoid(x: Any) -> Array:
     """
     xp, x, cd = _elementwise(x)
     return upcast(xp, -_generic.softplus(xp, -upcast(xp, x, cd)), x.dtype)
-

@@ -29,7 +29,13 @@ __all__ = ["sigmoid_cross_entropy", "softmax_cross_entropy", "sparse_softmax_cro
 
 @quiet_overflow
 def _softmax_ce(
-    logits: Any, labels: Any, *, sparse: bool, want_grad: bool = False, grad_out: Any = None, **options: Any
+    logits: Any,
+    labels: Any,
+    *,
+    sparse: bool,
+    want_grad: bool = False,
+    grad_out: Any = None,
+    **options: Any,
 ) -> tuple[Array, Any]:
     """Value and, with ``want_grad``, d value / d logits of either softmax cross-entropy
     (written into ``grad_out`` when given: see :func:`~infoloss.value_and_grad`)."""

@@ -16,7 +16,9 @@ __all__ = ["linear_ce", "weight_total"]
 Grads = tuple[Array, Array, Array | None]
 
 
-def weight_total(xp: Namespace, y: Array, cw: Array | None, ignore_index: int | None, dtype: Any) -> Array:
+def weight_total(
+    xp: Namespace, y: Array, cw: Array | None, ignore_index: int | None, dtype: Any
+) -> Array:
     """Σ W over the examples: the class weight of each target (1 without class weights), 0 for
     an ignored example."""
     valid = None if ignore_index is None else (y != ignore_index)
@@ -30,7 +32,14 @@ def weight_total(xp: Namespace, y: Array, cw: Array | None, ignore_index: int | 
 
 def linear_ce(spec: LinearCE, want_grad: bool) -> tuple[Array, Grads | None]:
     """Value and (d_hidden, d_weight, d_bias) in the compute dtype, flattened rows."""
-    xp, h, w, y, b, cw = spec.xp, spec.hidden, spec.weight, spec.labels, spec.bias, spec.class_weights
+    xp, h, w, y, b, cw = (
+        spec.xp,
+        spec.hidden,
+        spec.weight,
+        spec.labels,
+        spec.bias,
+        spec.class_weights,
+    )
     n, chunk = int(h.shape[0]), spec.chunk_rows
     mean = spec.reduction == "mean"
     total = weight_total(xp, y, cw, spec.options.ignore_index, h.dtype) if mean else None

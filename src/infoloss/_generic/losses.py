@@ -156,7 +156,9 @@ def sigmoid_ce(spec: SigmoidCE, want_grad: bool) -> tuple[Array, Grad]:
     if spec.reduction == "mean":
         count = float(math.prod(tuple(loss.shape)))
         total = (
-            xp.sum(sw) if sw is not None else xp.asarray(count, dtype=loss.dtype, device=device(loss))
+            xp.sum(sw)
+            if sw is not None
+            else xp.asarray(count, dtype=loss.dtype, device=device(loss))
         )
     value = _reduce.reduce(xp, loss, total, spec.reduction)
     if not want_grad:

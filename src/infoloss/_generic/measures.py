@@ -144,7 +144,9 @@ def softmax_measure(spec: SoftmaxMeasure, want_grad: bool) -> tuple[Array, objec
     return _result(xp, kl, lb, dtype), grads
 
 
-def _softmax_entropy(xp: Namespace, x: Array, ax: int, want_grad: bool) -> tuple[Array, Array | None]:
+def _softmax_entropy(
+    xp: Namespace, x: Array, ax: int, want_grad: bool
+) -> tuple[Array, Array | None]:
     """H(softmax(x)) with keepdims and, optionally, its gradient −q (log q + H).
 
     A row with nan or +inf has nan log-probabilities: nan value and gradient (the masks keep
@@ -239,5 +241,3 @@ def _softmax_kl_generic(
     gb = xp.where(big, xp.expm1(lq_b) - xp.expm1(lp_b), q - p)
     gb = xp.where(bad, xp.full_like(b, _NAN), gb)
     return kl, (ga, gb)
-
-
