@@ -15,11 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from ._utils import Array, Namespace
+from ._utils import REDUCTIONS, Array, Namespace
 
 __all__ = ["REDUCTIONS", "grad_scale", "reduce", "reduce_rows", "safe_divide"]
-
-REDUCTIONS = ("none", "sum", "mean")
 
 
 def safe_divide(xp: Namespace, num: Array, den: Array) -> Array:

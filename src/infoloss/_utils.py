@@ -293,13 +293,6 @@ def in_base(x: Array, lb: float | None) -> Array:
     return x if lb is None else x / lb
 
 
-def check_shape(x: Array, expected: Sequence[int], name: str, what: str) -> None:
-    if tuple(x.shape) != tuple(expected):
-        raise InfolossError(
-            f"`{name}` must have shape {tuple(expected)} ({what}); got {tuple(x.shape)}"
-        )
-
-
 def broadcast_pair(xp: Namespace, a: Array, b: Array, na: str, nb: str) -> tuple[Array, Array]:
     try:
         return tuple(xp.broadcast_arrays(a, b))
@@ -381,9 +374,6 @@ def check_probabilities(xp: Namespace, p: Array, name: str) -> bool:
     return True
 
 
-# --------------------------------------------------------------------------- reductions
-
-
 def pow2_scale(xp: Namespace, w: Array) -> Array:
     """A power of two near ``max(w)`` (0-d, ``w``'s dtype): 1 when the maximum is not a finite
     positive number.
@@ -403,24 +393,6 @@ def pow2_scale(xp: Namespace, w: Array) -> Array:
     return xp.where(ok, xp.pow(xp.full_like(m, 2.0), e), xp.ones_like(m))
 
 
-def safe_divide(xp: Namespace, num: Array, den: Array) -> Array:
-    """``num / den`` with 0 where ``den == 0`` (a mean over nothing is 0, not nan)."""
-    zero = den == 0
-    return xp.where(zero, xp.zeros_like(num), num / xp.where(zero, xp.ones_like(den), den))
-
-
-def reduce_loss(xp: Namespace, loss: Array, weight_total: Array | None, reduction: str) -> Array:
-    if reduction == "none":
-        return loss
-    total = xp.sum(loss)
-    if isinstance(total, np.generic):  # NumPy gives a scalar; return a 0-d array on every path
-        total = np.asarray(total)
-    if reduction == "sum":
-        return total
-    assert weight_total is not None
-    return safe_divide(xp, total, xp.astype(weight_total, total.dtype))
-
-
 def moveaxis_last(xp: Namespace, x: Array, axis: int) -> Array:
     if axis == x.ndim - 1:
         return x
@@ -433,5 +405,3 @@ def moveaxis_back(xp: Namespace, x: Array, axis: int) -> Array:
     return xp.moveaxis(x, -1, axis)
 
 
-def finite_or_zero(xp: Namespace, m: Array) -> Array:
-    return xp.where(xp.isfinite(m), m, xp.zeros_like(m))

@@ -53,12 +53,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _version() -> str:
-    try:
-        from importlib.metadata import version
+    from infoloss import __version__
 
-        return version("infoloss")
-    except Exception:  # not installed (running from a source tree)
-        return "unknown"
+    return __version__
 
 
 def _doc(text: str | None) -> str:
