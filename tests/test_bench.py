@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -363,7 +364,73 @@ def test_linear_module_command_line():
     assert r.stderr.count("\n") == 1
 
 
+def test_linear_module_help_describes_the_linear_part():
+    r = subprocess.run(
+        [sys.executable, "-W", "error", "-m", "infoloss.bench.linear", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert r.stdout.startswith("usage: python -m infoloss.bench.linear")
+    assert "The linear part of the benchmark" in r.stdout and "--linear" in r.stdout
+
+
 # --------------------------------------------------------------------------- layering
+
+
+def _bench_imports() -> dict[str, set[str]]:
+    """``{module: modules of infoloss.bench it imports}``, imports inside functions included
+    (``"__init__"`` is the package)."""
+    pkg = ROOT / "src" / "infoloss" / "bench"
+    names = {p.stem: p for p in pkg.glob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for stem, path in names.items():
+        deps: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (
+                node.level == 1 or node.module == "infoloss.bench"
+            ):
+                mod = node.module if node.level == 1 else None
+                if mod:
+                    deps.add(mod.split(".")[0])
+                else:
+                    deps.update(a.name if a.name in names else "__init__" for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+                "infoloss.bench."
+            ):
+                deps.add(node.module.split(".")[2])
+            elif isinstance(node, ast.Import):
+                for a in node.names:
+                    if a.name == "infoloss.bench":
+                        deps.add("__init__")
+                    elif a.name.startswith("infoloss.bench."):
+                        deps.add(a.name.split(".")[2])
+        deps.discard(stem)
+        graph[stem] = deps
+    return graph
+
+
+def test_no_import_cycle_inside_the_benchmarks():
+    graph = _bench_imports()
+    assert graph["_common"] == set()
+    assert graph["_torch"] <= {"_common"} and graph["_jax"] <= {"_common"}
+    assert (
+        "__init__" not in graph["linear"]
+    )  # the entry module does not import the package __init__
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(m: str, path: list[str]) -> None:
+        state[m] = 1
+        for d in sorted(graph.get(m, ())):
+            assert state.get(d) != 1, "import cycle: " + " -> ".join([*path, m, d])
+            if d not in state:
+                visit(d, [*path, m])
+        state[m] = 2
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m, [])
 
 
 def test_the_core_library_never_imports_the_benchmarks():

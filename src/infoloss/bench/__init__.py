@@ -35,38 +35,11 @@ timed; 1 when the figures cannot be written after the run.
 
 from __future__ import annotations
 
-import re
 import sys
 
+from ._command import run_command
+
 __all__ = ["main"]
-
-
-def run_command(argv: list[str], prog: str) -> int:
-    """Parse and check ``argv``, run the benchmark, write the JSON file; the exit code."""
-    from ._options import UsageError, build_parser, options
-    from ._run import run, write_json
-
-    description = re.sub(r":\w+:`~?([^`]+)`", r"\1", __doc__ or "").replace("``", "")
-    parser = build_parser(prog, description=description)
-    try:
-        args = parser.parse_args(argv)
-        try:
-            opts = options(args)
-        except UsageError as e:
-            parser.error(str(e))
-    except SystemExit as e:  # --help and usage errors (already printed)
-        return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
-    result = run(opts)
-    if opts.json_path is not None:
-        try:
-            write_json(opts.json_path, result)
-        except OSError as e:
-            print(
-                f"{prog}: error: cannot write {opts.json_path}: {e.strerror or e}", file=sys.stderr
-            )
-            return 1
-        print(f"raw figures written to {opts.json_path}")
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,4 +50,6 @@ def main(argv: list[str] | None = None) -> int:
     >>> main(["--peers", "bogus"])
     2
     """
-    return run_command(list(sys.argv[1:] if argv is None else argv), prog="infoloss bench")
+    return run_command(
+        list(sys.argv[1:] if argv is None else argv), prog="infoloss bench", doc=__doc__
+    )

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ._peers import Fn, Rows
+from ._common import Fn, Rows
 
 
 def _reference_losses() -> tuple[Callable[..., Any], Callable[..., Any], str]:

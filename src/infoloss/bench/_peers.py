@@ -3,7 +3,9 @@
 PyTorch and JAX live in :mod:`._torch` and :mod:`._jax` and are imported only when timed. Each
 contender is a function ``(kind, x, y) -> Rows`` that prepares its inputs and returns, for each
 row of the table it contributes, the calls to time per operation (``"fwd"``: the mean loss;
-``"fwd+bwd"``: the mean loss and its gradient with respect to the logits; ``"copy"``).
+``"fwd+bwd"``: the mean loss and its gradient with respect to the logits; ``"copy"``). The types
+and the infoloss row names come from :mod:`._common`, which :mod:`._torch` and :mod:`._jax` import
+too (they never import this module).
 """
 
 from __future__ import annotations
@@ -16,18 +18,12 @@ from typing import Any
 
 import numpy as np
 
-Fn = Callable[[], Any]
-Rows = dict[str, dict[str, Fn]]
-"""``{row name: {op: call}}``, e.g. ``{"numpy": {"fwd": f, "fwd+bwd": g}}``."""
+from ._common import FAST, FAST_OUT, GENERIC, Rows
 
 PEERS = ("infoloss", "copy", "numpy", "torch", "jax")
 """The contenders, in the order they are timed."""
 
 _MODULE = {"torch": "torch", "jax": "jax"}
-
-FAST = "infoloss fast"
-FAST_OUT = "infoloss fast, out="
-GENERIC = "infoloss generic"
 
 
 def installed(peer: str) -> bool:

@@ -14,8 +14,9 @@ from typing import Any
 
 import numpy as np
 
+from ._common import FAST, FAST_OUT, GENERIC, Fn
 from ._options import Options
-from ._peers import FAST, FAST_OUT, GENERIC, Fn, fast_path_available, rows_of
+from ._peers import fast_path_available, rows_of
 
 Log = Callable[[str], None]
 
@@ -313,7 +314,7 @@ def run(opts: Options, log: Log = print) -> dict[str, Any]:
         log("")
         log(format_torch_autograd(r))
     if "linear" in opts.parts:
-        from . import linear
+        from . import _linear as linear
 
         result["linear"] = []
         for n, h, v in opts.linear:

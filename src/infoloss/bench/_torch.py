@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ._peers import Rows
+from ._common import Rows
 
 
 def torch_rows(kind: str, x: np.ndarray, y: np.ndarray) -> Rows:
