@@ -28,7 +28,7 @@ from ._generic import linear as g_linear
 from ._generic import losses as g_losses
 from ._generic import measures as g_measures
 from ._specs import LinearCE, ProbMeasure, RowOp, SigmoidCE, SoftmaxCE, SoftmaxMeasure
-from ._utils import Array, upcast
+from ._utils import Array, check_label_values, upcast
 
 __all__ = [
     "fast_numpy",
@@ -151,6 +151,8 @@ def softmax_ce(spec: SoftmaxCE, want_grad: bool = False, out: Any = None) -> tup
 
         value, grad = fast.softmax_ce(spec, want_grad, out)
     else:
+        if not spec.options.sparse:  # the fused kernels check the label values in their sweep
+            check_label_values(spec.xp, spec.labels, None)
         value, grad = g_losses.softmax_ce(spec, want_grad)
     return _finish(spec.xp, value, grad, x.dtype, out)
 
@@ -167,6 +169,7 @@ def sigmoid_ce(spec: SigmoidCE, want_grad: bool = False, out: Any = None) -> tup
 
         value, grad = fast.sigmoid_ce(spec, want_grad, out)
     else:
+        check_label_values(spec.xp, spec.labels, 1.0)
         value, grad = g_losses.sigmoid_ce(spec, want_grad)
     return _finish(spec.xp, value, grad, x.dtype, out)
 

@@ -243,3 +243,17 @@ def _finite(m):
 def _bad_max(m):
     """True for a NaN or +inf row max: the row has a NaN or a +inf logit."""
     return m != m or m == np.inf
+
+
+@njit(**_JIT)
+def _row_bounds(yr, out):
+    """``out[0] = min(yr)``, ``out[1] = max(yr)`` (nan entries ignored; ±inf count), in float64:
+    the labels' range check of the dense kernels, one vectorized pass over a row in cache."""
+    lo = np.inf
+    hi = -np.inf
+    for j in range(yr.shape[0]):
+        v = np.float64(yr[j])
+        lo = min(lo, v)
+        hi = max(hi, v)
+    out[0] = lo
+    out[1] = hi

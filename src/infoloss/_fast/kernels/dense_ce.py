@@ -8,7 +8,7 @@ import numpy as np
 from numba import njit, prange
 
 from ._launch import _ONE, _check2d, _grad_buffer, _gs, _launch, _ro, _rows_view, _zero_unscaled
-from ._rows import _bad_max, _exp_store_sum, _exp_sum, _fill, _finite, _row_max_span
+from ._rows import _bad_max, _exp_store_sum, _exp_sum, _fill, _finite, _row_bounds, _row_max_span
 from ._tunables import _JIT, _JIT_NR, _PJIT
 from ._vecmath import _like
 
@@ -44,7 +44,7 @@ def _dense_grad(grow, yr, f, rowf, inv, dm, onem, epsc, cw, has_cw):
 
 
 @njit(**_PJIT)
-def _k_dense_ce(xf, rs, yf, yrs, n, c, cw, has_cw, sw, has_sw, eps, z, want_grad, gs, loss, g):
+def _k_dense_ce(xf, rs, yf, yrs, n, c, cw, has_cw, sw, has_sw, eps, z, want_grad, gs, loss, g, yb):
     onem = 1.0 - eps
     epsc = eps / c
     for i in prange(n):
@@ -79,6 +79,7 @@ def _k_dense_ce(xf, rs, yf, yrs, n, c, cw, has_cw, sw, has_sw, eps, z, want_grad
             inv = 1.0
             dm = 0.0
         loss[i] = swi * (ce + z * lse * lse)
+        _row_bounds(yr, yb[i])  # the caller checks the labels' range (in cache here: ~free)
         if want_grad:  # (a nan row: every entry f (nan ...) = nan)
             f = swi * gs
             _dense_grad(grow, yr, f, mass + 2.0 * z * lse, inv, dm, onem, epsc, cw, has_cw)
@@ -93,11 +94,14 @@ def softmax_ce(
     z_loss: float,
     grad_scale: float | None,
     out: np.ndarray | None = None,
+    label_bounds: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Softmax cross-entropy with dense targets ``y`` (N, C) per row, and its gradient.
 
     Same conventions as :func:`sparse_softmax_ce`, except that ``out`` must not overlap ``x``
-    or ``y`` (the targets are read again after the exponentials are stored).
+    or ``y`` (the targets are read again after the exponentials are stored). ``label_bounds``,
+    a float64 ``(N, 2)`` array, receives each row's smallest and largest label (nan ignored),
+    read in the same sweep, so that the caller can check the labels' range at no extra pass.
     """
     _check2d(x)
     n, c = x.shape
@@ -106,7 +110,10 @@ def softmax_ce(
     g = _grad_buffer(x, want_grad, out)
     if n == 0 or c == 0:
         loss.fill(0.0)
+        if label_bounds is not None:
+            label_bounds[:] = (np.inf, -np.inf)
         return loss, (g if want_grad else None)
+    yb = np.empty((n, 2), np.float64) if label_bounds is None else label_bounds
     xf, rs = _rows_view(x)
     yf, yrs = _rows_view(np.asarray(y, dtype=x.dtype).reshape(n, c))
     has_cw = class_weights is not None
@@ -132,5 +139,6 @@ def softmax_ce(
         _gs(grad_scale),
         loss,
         g,
+        yb,
     )
     return loss, _zero_unscaled(g if want_grad else None, grad_scale)

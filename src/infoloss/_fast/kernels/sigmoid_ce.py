@@ -17,7 +17,7 @@ from ._launch import (
     _scratch,
     _zero_unscaled,
 )
-from ._rows import _BLK
+from ._rows import _BLK, _row_bounds
 from ._tunables import _JIT, _JIT_NR, _PJIT
 from ._vecmath import _like, _vexp_nan, _vlog1p_unit, _where
 
@@ -118,6 +118,7 @@ def _k_sigmoid_ce(
     lel,
     g,
     scratch,
+    yb,
 ):
     # scratch: (threads, _BLK), one row per thread of this call (numba.get_thread_id()).
     # pw: (C,) and the weights in the dtype of x (pw ones when absent); per-element weights are
@@ -151,6 +152,7 @@ def _k_sigmoid_ce(
             g[i] if want_grad else g[0],
             scratch[numba.get_thread_id()],
         )
+        _row_bounds(yr, yb[i])  # the caller checks the labels' range (in cache here: ~free)
 
 
 def sigmoid_ce(
@@ -162,6 +164,7 @@ def sigmoid_ce(
     grad_scale: float | None,
     elementwise: bool,
     out: np.ndarray | None = None,
+    label_bounds: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Sigmoid (binary) cross-entropy, elementwise, and its gradient.
 
@@ -172,6 +175,7 @@ def sigmoid_ce(
     Returns ``(loss, grad)``: loss (N, C) of ``x.dtype`` (sample weights included) when
     ``elementwise``, else per-row sums in float64 (N,). ``out`` as in :func:`softmax_ce`
     (an ``out`` overlapping ``x`` gives the right numbers, but LLVM then runs scalar code).
+    ``label_bounds`` as in :func:`softmax_ce`: each row's smallest and largest label.
     """
     _check2d(x)
     n, c = x.shape
@@ -180,7 +184,10 @@ def sigmoid_ce(
     lel = np.empty((n, c) if elementwise else (1, 1), x.dtype)
     lsum = np.zeros(n, np.float64)
     if n == 0 or c == 0:
+        if label_bounds is not None:
+            label_bounds[:] = (np.inf, -np.inf)
         return (lel if elementwise else lsum), (g if want_grad else None)
+    yb = np.empty((n, 2), np.float64) if label_bounds is None else label_bounds
     xf, rs = _rows_view(x)
     yf, yrs = _rows_view(np.asarray(y, dtype=x.dtype).reshape(n, c))
     if pos_weight is not None:
@@ -222,5 +229,6 @@ def sigmoid_ce(
         lel,
         g,
         _scratch((_pool_threads(), _BLK), x.dtype),
+        yb,
     )
     return (lel if elementwise else lsum), _zero_unscaled(g if want_grad else None, grad_scale)
