@@ -1,4 +1,5 @@
-"""Shared test helpers: backends, one ``assert_close`` and float64 textbook references.
+"""Shared test helpers: backends and their execution variants, one ``assert_close`` and the
+float64 textbook references.
 
 The references here are written from docs/semantics.md with NumPy/SciPy in float64 and never call
 infoloss, so that the tests are independent of the implementation.
@@ -6,6 +7,7 @@ infoloss, so that the tests are independent of the implementation.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import threading
 from collections.abc import Callable
@@ -13,9 +15,22 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pytest
 import scipy.special as sp
 
 BACKEND_NAMES = ("numpy", "array_api_strict", "torch", "jax")
+# every execution path a user can get: the fused kernels and the generic array-API code on NumPy
+# and on CPU torch tensors (the generic torch code is what CUDA/MPS users run), array-api-strict
+# and JAX (always generic)
+VARIANTS = ("numpy-fast", "numpy-generic", "torch-fast", "torch-generic", "array_api_strict", "jax")
+_DEFAULT_VARIANT = {"numpy": "numpy-fast", "torch": "torch-fast"}
+# the ``backend`` fixture on the two variants of one library (tests about that library's inputs)
+ON_NUMPY = pytest.mark.variants(
+    "numpy-fast", "numpy-generic", reason="NumPy inputs, on the fused and the generic code"
+)
+ON_TORCH = pytest.mark.variants(
+    "torch-fast", "torch-generic", reason="PyTorch tensors, on the fused and the generic code"
+)
 
 _DEFAULT_TOL = {
     # dtype name: (rtol, atol)
@@ -43,14 +58,62 @@ def available_backends() -> list[str]:
     return [name for name in BACKEND_NAMES if installed(name)]
 
 
+def available_variants() -> list[str]:
+    """The variants whose library is installed."""
+    return [v for v in VARIANTS if installed(v.split("-")[0])]
+
+
 @dataclass(frozen=True)
 class Backend:
-    """One array library, addressed by name."""
+    """One array library (``name``, what ``asarray``/``xp`` use) on one execution ``variant``.
+
+    ``Backend("numpy")`` / ``Backend("torch")`` mean the library as a caller gets it (the fast
+    variant); ``Backend.of("torch-generic")`` names a variant. A generic variant only takes effect
+    inside ``with backend.context():`` (the ``backend`` fixture enters it for the whole test).
+    """
 
     name: str
+    variant: str = ""
+
+    def __post_init__(self) -> None:
+        if self.name not in BACKEND_NAMES:
+            raise AssertionError(f"unknown array library {self.name!r}")
+        if not self.variant:
+            object.__setattr__(self, "variant", _DEFAULT_VARIANT.get(self.name, self.name))
+        if self.variant not in VARIANTS or self.variant.split("-")[0] != self.name:
+            raise AssertionError(f"variant {self.variant!r} of {self.name!r}")
+
+    @classmethod
+    def of(cls, variant: str) -> Backend:
+        return cls(variant.split("-")[0], variant)
 
     def __repr__(self) -> str:
-        return f"Backend({self.name!r})"
+        return f"Backend({self.variant!r})"
+
+    # -- the variant ---------------------------------------------------------------------------
+    @property
+    def fast(self) -> bool:
+        """True for the variants meant to take the fused numba kernels (numpy-fast, torch-fast)."""
+        return self.variant.endswith("-fast")
+
+    @property
+    def generic(self) -> bool:
+        """True for the variants that run the generic array-API code (all but the fast ones)."""
+        return not self.fast
+
+    @property
+    def autodiff(self) -> bool:
+        """True when the library differentiates (torch, JAX)."""
+        return self.name in ("torch", "jax")
+
+    def context(self) -> contextlib.AbstractContextManager[None]:
+        """The switch of this variant: ``generic_only()`` for numpy-generic / torch-generic, no
+        switch otherwise (array-api-strict and JAX take the generic code anyway)."""
+        if self.variant.endswith("-generic"):
+            from infoloss import _config
+
+            return _config.generic_only()
+        return contextlib.nullcontext()
 
     # -- the library -------------------------------------------------------------------------
     @property
@@ -172,27 +235,81 @@ def default_tolerance(name: str) -> tuple[float, float]:
     return _DEFAULT_TOL.get(name, (0.0, 0.0))
 
 
-def assert_close(
-    actual: Any, expected: Any, *, rtol: float | None = None, atol: float | None = None
-) -> None:
-    """Assert that ``actual`` has the array type, dtype and shape of ``expected`` and close values.
+def magnitude(expected: Any, scale: Any) -> Any:
+    """The factor ``assert_close`` multiplies ``atol`` by: 1 for ``None``, the largest finite
+    |expected| for ``"all"``, the largest finite |expected| of each row (last axis, kept) for
+    ``"row"`` (of the value itself for a 0-d array), or ``scale`` itself (a number or an array)."""
+    if scale is None:
+        return 1.0
+    if isinstance(scale, str):
+        e = as_float64(expected)
+        a = np.where(np.isfinite(e), np.abs(e), 0.0)
+        if scale == "all":
+            return float(np.max(a, initial=0.0))
+        if scale == "row":
+            return np.max(a, axis=-1, keepdims=True, initial=0.0) if a.ndim else a
+        raise AssertionError(f"scale {scale!r}")
+    return scale
 
-    ``expected`` is an array of the library the caller used (build it with ``Backend.asarray``)
-    holding the expected dtype; the default tolerances depend on that dtype. NaNs compare equal
-    and infinities must match exactly.
+
+def assert_close(
+    actual: Any,
+    expected: Any,
+    *,
+    rtol: float | None = None,
+    atol: float | None = None,
+    scale: Any = None,
+    check_type: bool = True,
+    err_msg: str = "",
+) -> None:
+    """Assert that ``actual`` has the array type, dtype and shape of ``expected`` and close values:
+    elementwise ``|actual - expected| <= atol * magnitude(expected, scale) + rtol * |expected|``.
+
+    ``expected`` is an array of the library the caller used (build it with ``expect`` /
+    ``Backend.asarray``) holding the expected dtype; the default tolerances depend on that dtype.
+    NaNs must be where ``expected`` has NaNs and infinities must match exactly.
+
+    ``scale`` makes the absolute part relative to the size of the quantity, for values that
+    cancel (a gradient ``q - y`` keeps only absolute accuracy): ``"all"`` (largest finite
+    |expected|), ``"row"`` (per row), or a number / array (see ``magnitude``).
+    ``check_type=False`` compares with a reference of another dtype or library (e.g. a kernel's
+    float32 rows against a float64 NumPy reference): only shapes and values are checked, with the
+    default tolerances of ``actual``'s dtype.
     """
-    lib_a, lib_e = library_of(actual), library_of(expected)
-    assert lib_a == lib_e, f"array type: got {lib_a} ({type(actual)!r}), expected {lib_e}"
+    what = f"{err_msg}: " if err_msg else ""
     da, de = dtype_name(actual), dtype_name(expected)
-    assert da == de, f"dtype: got {da}, expected {de}"
-    sa, se = tuple(np.shape(to_numpy(actual))), tuple(np.shape(to_numpy(expected)))
-    assert sa == se, f"shape: got {sa}, expected {se}"
-    r0, a0 = default_tolerance(de)
+    if check_type:
+        lib_a, lib_e = library_of(actual), library_of(expected)
+        assert lib_a == lib_e, f"{what}array type: got {lib_a} ({type(actual)!r}), expected {lib_e}"
+        assert da == de, f"{what}dtype: got {da}, expected {de}"
+    a, e = as_float64(actual), as_float64(expected)
+    assert a.shape == e.shape, f"{what}shape: got {a.shape}, expected {e.shape}"
+    r0, a0 = default_tolerance(de if check_type else da)
     rtol = r0 if rtol is None else rtol
     atol = a0 if atol is None else atol
-    np.testing.assert_allclose(
-        as_float64(actual), as_float64(expected), rtol=rtol, atol=atol, equal_nan=True
+    fin = np.isfinite(e)
+    np.testing.assert_array_equal(
+        np.isnan(a), np.isnan(e), err_msg=f"{what}nan positions differ", strict=True
     )
+    np.testing.assert_array_equal(
+        a[np.isinf(e)], e[np.isinf(e)], err_msg=f"{what}infinities differ", strict=True
+    )
+    bound = np.broadcast_to(atol * np.asarray(magnitude(e, scale), np.float64), e.shape)
+    bound = bound + rtol * np.abs(np.where(fin, e, 0.0))
+    with np.errstate(invalid="ignore"):
+        err = np.abs(np.where(fin, a, 0.0) - np.where(fin, e, 0.0))
+        err = np.where(fin & ~np.isfinite(a), np.inf, err)
+    bad = fin & ~(err <= bound)
+    if bad.any():
+        idx = tuple(int(i) for i in np.argwhere(bad)[0])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rel = np.max(np.where(bad, err / np.abs(e), 0.0))
+        raise AssertionError(
+            f"{what}{int(bad.sum())} of {bad.size} values not close "
+            f"(rtol={rtol}, atol={atol}, scale={scale!r}); max abs error "
+            f"{np.max(np.where(bad, err, 0.0))!r}, max rel error {rel!r}; first at {idx}: "
+            f"got {a[idx]!r}, expected {e[idx]!r}, allowed {bound[idx]!r}"
+        )
 
 
 def expect(backend: Backend, values: Any, like: Any = None, dtype: str | None = None) -> Any:
@@ -221,6 +338,11 @@ def ref_cross_entropy(p, q, axis=-1):
 
 def ref_kl(p, q, axis=-1):
     return sp.rel_entr(np.asarray(p, np.float64), np.asarray(q, np.float64)).sum(axis=axis)
+
+
+def ref_gen_kl(p, q, axis=-1):
+    """Generalized KL Σ p log(p/q) − p + q (scipy.special.kl_div), = ref_kl for distributions."""
+    return sp.kl_div(np.asarray(p, np.float64), np.asarray(q, np.float64)).sum(axis=axis)
 
 
 def ref_js(p, q, axis=-1):

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 import infoloss
-from infoloss import _config, _fast
 from infoloss.errors import InfolossError, InfolossTypeError
 
 vg = infoloss.value_and_grad
@@ -45,21 +44,16 @@ CASES = _cases()
 IDS = [c[0] for c in CASES]
 
 
-@pytest.fixture(params=[True, False], ids=["fused", "generic"])
-def fused(request):
-    if request.param:
-        if _fast.get_kernels() is None:
-            pytest.skip("numba unavailable")
-        yield True
-    else:
-        with _config.generic_only():
-            yield False
+# every test runs on the fused and on the generic NumPy path (the ``backend`` fixture)
+pytestmark = pytest.mark.variants(
+    "numpy-fast", "numpy-generic", reason="`out=` is for NumPy logits (other libraries: an error)"
+)
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_out_buffer_equals_fresh_gradient(case, reduction, dtype, fused):
+def test_out_buffer_equals_fresh_gradient(case, reduction, dtype, backend):
     _, fn, labels, kw = case
     x = _x(dtype)
     v0, g0 = vg(fn)(x, labels, reduction=reduction, **kw)
@@ -71,7 +65,7 @@ def test_out_buffer_equals_fresh_gradient(case, reduction, dtype, fused):
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
-def test_out_may_be_the_logits(case, fused):
+def test_out_may_be_the_logits(case, backend):
     """The logits overwritten by their own gradient: same numbers as a fresh gradient."""
     _, fn, labels, kw = case
     x = _x()
@@ -83,7 +77,7 @@ def test_out_may_be_the_logits(case, fused):
     np.testing.assert_array_equal(xx, g0)
 
 
-def test_out_logits_in_place_large_rows_match():
+def test_out_logits_in_place_large_rows_match(backend):
     """Rows longer than one block (several prefetch/scratch blocks, a tie for the maximum in
     two blocks) in place, against the fresh gradient."""
     x = RNG.standard_normal((9, 1500)).astype(np.float32)
@@ -96,7 +90,7 @@ def test_out_logits_in_place_large_rows_match():
 
 
 @pytest.mark.parametrize("order", ["F", "strided"])
-def test_out_of_another_layout_receives_a_copy(order, fused):
+def test_out_of_another_layout_receives_a_copy(order, backend):
     x = _x()
     lab = RNG.integers(0, C, N)
     _, g0 = vg(infoloss.sparse_softmax_cross_entropy)(x, lab)
@@ -109,7 +103,7 @@ def test_out_of_another_layout_receives_a_copy(order, fused):
     np.testing.assert_array_equal(buf, g0)
 
 
-def test_out_with_non_last_axis_and_float16():
+def test_out_with_non_last_axis_and_float16(backend):
     x = RNG.standard_normal((4, C, 5))
     lab = RNG.integers(0, C, (4, 5))
     _, g0 = vg(infoloss.sparse_softmax_cross_entropy)(x, lab, axis=1)
@@ -124,7 +118,7 @@ def test_out_with_non_last_axis_and_float16():
     np.testing.assert_array_equal(hb, h0)
 
 
-def test_out_overlapping_labels_is_not_corrupted():
+def test_out_overlapping_labels_is_not_corrupted(backend):
     """``out`` aliasing the dense targets: the targets are read after the exponentials are
     stored, so the kernel must not write there directly; the result is still right."""
     x = _x(np.float64)
@@ -135,7 +129,7 @@ def test_out_overlapping_labels_is_not_corrupted():
     np.testing.assert_array_equal(g1, g0)
 
 
-def test_out_errors_name_the_argument():
+def test_out_errors_name_the_argument(backend):
     x = _x()
     lab = RNG.integers(0, C, N)
     f = vg(infoloss.sparse_softmax_cross_entropy)

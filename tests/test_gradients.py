@@ -9,6 +9,7 @@ import itertools
 import numpy as np
 import pytest
 from _helpers import (
+    ON_NUMPY,
     Backend,
     as_float64,
     assert_close,
@@ -155,11 +156,12 @@ def test_value_and_grad_matches_finite_differences(backend, case_id):
     assert_close(value, fn(x, *args, **kwargs), rtol=1e-14, atol=1e-15)
 
 
+@pytest.mark.variants("torch-fast", "torch-generic", reason="torch autograd of the same call")
 @pytest.mark.parametrize("case_id", CASE_IDS)
-def test_value_and_grad_matches_torch_autograd(case_id):
-    torch = pytest.importorskip("torch")
-    b = Backend("torch")
-    fn, x, args, kwargs = _build(b, case_id)
+def test_value_and_grad_matches_torch_autograd(backend, case_id):
+    import torch
+
+    fn, x, args, kwargs = _build(backend, case_id)
     _value, grad = infoloss.value_and_grad(fn)(x, *args, **kwargs)
     xg = x.clone().requires_grad_(True)
     torch.sum(fn(xg, *args, **kwargs)).backward()
@@ -413,7 +415,8 @@ def test_value_and_grad_keyword_call(backend):
     )
 
 
-def test_value_and_grad_list_inputs_are_numpy():
+@ON_NUMPY
+def test_value_and_grad_list_inputs_are_numpy(backend):
     value, g = infoloss.value_and_grad(infoloss.softmax_entropy)([0.0, 0.0])
     assert isinstance(g, np.ndarray)
     np.testing.assert_allclose(value, np.log(2), rtol=1e-12)

@@ -1,4 +1,8 @@
-"""linear_cross_entropy: equal to the unfused computation, for values and all three gradients."""
+"""linear_cross_entropy: equal to the unfused computation, for values and all three gradients.
+
+Tests without an explicit fast/generic parameter run on both variants of their library (the
+``backend`` fixture, ``ON_NUMPY`` / ``ON_TORCH``).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
+from _helpers import ON_NUMPY, ON_TORCH
 
 import infoloss
 import infoloss.torch
@@ -122,7 +127,8 @@ def test_matches_torch_autograd(fast, reduction, chunk, bias, cw, ign, opts):
     )
 
 
-def test_equals_unfused_infoloss_float32():
+@ON_NUMPY
+def test_equals_unfused_infoloss_float32(backend):
     h, w = HID.astype(np.float32), W.astype(np.float32)
     logits = h @ w.T
     ref, g = value_and_grad(infoloss.sparse_softmax_cross_entropy)(logits, Y, reduction="mean")
@@ -133,14 +139,16 @@ def test_equals_unfused_infoloss_float32():
     np.testing.assert_allclose(dw, g.T @ h, rtol=2e-5, atol=1e-7)
 
 
-def test_all_ignored_mean_is_zero_with_zero_gradients():
+@ON_NUMPY
+def test_all_ignored_mean_is_zero_with_zero_gradients(backend):
     y = np.full(N, -100)
     value, (dh, dw, db) = vg(HID, W, y, bias=B, ignore_index=-100, chunk_size=4)
     assert float(value) == 0.0
     assert not dh.any() and not dw.any() and not db.any()
 
 
-def test_batched_hidden_and_labels():
+@ON_NUMPY
+def test_batched_hidden_and_labels(backend):
     h3 = HID[:20].reshape(4, 5, H)
     y2 = Y[:20].reshape(4, 5)
     value, (dh, dw, _) = vg(h3, W, y2, reduction="none", chunk_size=6)
@@ -151,7 +159,8 @@ def test_batched_hidden_and_labels():
     np.testing.assert_allclose(dw, dw2, rtol=1e-12)
 
 
-def test_float16_accumulates_in_float32():
+@ON_NUMPY
+def test_float16_accumulates_in_float32(backend):
     h16, w16 = HID.astype(np.float16), W.astype(np.float16)
     value, (dh, dw, _) = vg(h16, w16, Y)
     assert value.dtype == np.float16 and dh.dtype == np.float16 and dw.dtype == np.float16
@@ -194,7 +203,8 @@ def test_torch_autograd(fast, reduction, dtype):
     np.testing.assert_allclose(bt.grad.numpy(), 3 * db, **tol)
 
 
-def test_torch_value_and_grad_returns_tensors():
+@ON_TORCH
+def test_torch_value_and_grad_returns_tensors(backend):
     ht, wt = torch.tensor(HID), torch.tensor(W)
     value, (dh, dw, db) = vg(ht, wt, torch.tensor(Y))
     assert all(isinstance(t, torch.Tensor) for t in (value, dh, dw)) and db is None
@@ -226,7 +236,8 @@ def test_jax_grad_matches():
     np.testing.assert_allclose(np.asarray(gw), dw, rtol=1e-10)
 
 
-def test_memory_stays_within_one_chunk():
+@ON_NUMPY
+def test_memory_stays_within_one_chunk(backend):
     n, h, v, chunk = 1024, 32, 4096, 128
     rng = np.random.default_rng(0)
     hid = rng.standard_normal((n, h), dtype=np.float32)
@@ -251,9 +262,16 @@ def test_memory_stays_within_one_chunk():
     logits_and_grad = 2 * n * v * 4
     outputs = (n * h + v * h) * 4
     assert unfused_peak >= logits_and_grad
-    # one chunk buffer (turned into the chunk's gradient in place), the outputs, small change
-    assert fused_peak <= chunk * v * 4 + outputs + 2**20, (fused_peak, unfused_peak)
-    assert fused_peak <= logits_and_grad / 8
+    block = chunk * v * 4
+    if backend.fast:
+        # one chunk buffer (turned into the chunk's gradient in place), the outputs, small change
+        assert fused_peak <= block + outputs + 2**20, (fused_peak, unfused_peak)
+        assert fused_peak <= logits_and_grad / 8
+    else:
+        # the generic code has no in-place update: a few chunk-sized temporaries (~6.8 blocks
+        # measured, growing with the chunk, not with N), never the whole logits
+        assert fused_peak <= 8 * block + outputs + 2**20, (fused_peak / block, unfused_peak)
+        assert fused_peak <= unfused_peak / 4
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ import mpmath
 import numpy as np
 import pytest
 from _helpers import (
+    ON_NUMPY,
     as_float64,
     assert_close,
     dtype_name,
@@ -725,7 +726,8 @@ def test_float32_stays_float32(backend):
             assert dtype_name(out) == "float32"
 
 
-def test_lists_are_numpy():
+@ON_NUMPY
+def test_lists_are_numpy(backend):
     out = infoloss.softmax_cross_entropy([[1.0, 2.0]], [[0.0, 1.0]])
     assert isinstance(out, (np.ndarray, np.generic))
     np.testing.assert_allclose(out, [np.log1p(np.exp(-1.0))], rtol=1e-12)
@@ -772,7 +774,8 @@ def test_shift_invariance_float32(backend, fn):
     assert_close(got, expect(backend, ref, like=shifted), rtol=1e-5, atol=1e-6)
 
 
-def test_numpy_ml_dtypes_bfloat16():
+@ON_NUMPY
+def test_numpy_ml_dtypes_bfloat16(backend):
     # NumPy arrays of ml_dtypes.bfloat16 (the type JAX uses) are bfloat16 inputs too: computed in
     # float32 and returned as bfloat16
     ml_dtypes = pytest.importorskip("ml_dtypes")

@@ -18,6 +18,7 @@ import pytest
 import scipy.special as sp
 
 pytest.importorskip("numba")
+from _helpers import assert_close
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -30,26 +31,11 @@ DTYPES = [np.float32, np.float64]
 # --------------------------------------------------------------------------- helpers
 
 
-def assert_close(got, ref, dtype, *, scale=None, what=""):
-    """|got − ref| ≤ rtol (|ref| + scale), scale = largest finite |ref| of the row by default."""
-    got = np.asarray(got, dtype=np.float64)
-    ref = np.asarray(ref, dtype=np.float64)
-    assert got.shape == ref.shape, (what, got.shape, ref.shape)
+def assert_kernel_close(got, ref, dtype, *, scale="row", what=""):
+    """|got − ref| ≤ rtol (|ref| + scale), scale = largest finite |ref| of the row by default
+    (``_helpers.assert_close`` with atol = rtol of the kernel's dtype, against a float64 ref)."""
     rtol = RTOL[dtype]
-    fin = np.isfinite(ref)
-    np.testing.assert_array_equal(np.isfinite(got), fin, err_msg=f"{what}: finiteness differs")
-    np.testing.assert_array_equal(got[~fin], ref[~fin], err_msg=f"{what}: non-finite values")
-    if scale is None:
-        a = np.where(fin, np.abs(ref), 0.0)
-        scale = a.max(axis=-1, keepdims=True) if a.ndim else a
-    got_f, ref_f = np.where(fin, got, 0.0), np.where(fin, ref, 0.0)
-    err = np.abs(got_f - ref_f)
-    bound = rtol * (np.abs(ref_f) + scale)
-    bad = err > bound
-    assert not bad.any(), (
-        f"{what}: {bad.sum()} values differ; "
-        f"worst rel {np.max(err / np.maximum(bound / rtol, 1e-300))}"
-    )
+    assert_close(got, ref, rtol=rtol, atol=rtol, scale=scale, check_type=False, err_msg=what)
 
 
 def _lse(x):
@@ -209,14 +195,14 @@ def test_activations_values(dtype):
         lse = _lse(x)
         got = K.logsumexp_rows(xv)
         assert got.dtype == dtype and got.shape == (17,)
-        assert_close(got, lse, dtype, scale=0.0, what=f"lse {name}")
+        assert_kernel_close(got, lse, dtype, scale=0.0, what=f"lse {name}")
         ls = K.log_softmax_rows(xv)
         assert ls.dtype == dtype
         ref_ls = np.asarray(x, np.float64) - _fz(lse)[:, None]
-        assert_close(ls, ref_ls, dtype, what=f"log_softmax {name}")
+        assert_kernel_close(ls, ref_ls, dtype, what=f"log_softmax {name}")
         sm = K.softmax_rows(xv)
         ref_sm = np.exp(ref_ls)
-        assert_close(sm, ref_sm, dtype, what=f"softmax {name}")
+        assert_kernel_close(sm, ref_sm, dtype, what=f"softmax {name}")
     assert K.logsumexp_rows(x)[4] == -np.inf
     assert np.all(K.softmax_rows(x)[4] == 0) and np.all(K.log_softmax_rows(x)[4] == -np.inf)
     np.testing.assert_allclose(K.softmax_rows(x).sum(axis=1)[np.arange(17) != 4], 1.0, rtol=1e-5)
@@ -296,7 +282,7 @@ def test_sparse_softmax_ce_grid(dtype, use_cw, use_sw, eps, z, gs, shape, stream
             for name, xv in _variants(xs).items() if not special else [("c", xs)]:
                 loss, g = K.sparse_softmax_ce(xv, labels, cw, sw, ignore, eps, z, gs)
                 assert loss.dtype == np.float64 and loss.shape == (n,)
-                assert_close(
+                assert_kernel_close(
                     loss,
                     ref_l,
                     dtype,
@@ -307,7 +293,7 @@ def test_sparse_softmax_ce_grid(dtype, use_cw, use_sw, eps, z, gs, shape, stream
                     assert g is None
                 else:
                     assert g.dtype == dtype and g.shape == (n, c)
-                    assert_close(g, ref_g * gs, dtype, scale=mag * gs, what=f"grad {name}")
+                    assert_kernel_close(g, ref_g * gs, dtype, scale=mag * gs, what=f"grad {name}")
                     if ignore is not None:
                         assert np.all(g[labels == ignore] == 0)
                     if name == "c":  # the logits turned into their gradient
@@ -346,14 +332,14 @@ def test_softmax_ce_grid(dtype, use_cw, use_sw, eps, z, gs):
         yv = _variants(y)[name]
         loss, g = K.softmax_ce(xv, yv, cw, sw, eps, z, gs)
         assert loss.dtype == np.float64
-        assert_close(
+        assert_kernel_close(
             loss, ref_l, dtype, scale=np.max(np.abs(ref_l[np.isfinite(ref_l)])), what=f"loss {name}"
         )
         if gs is None:
             assert g is None
         else:
             assert g.dtype == dtype
-            assert_close(g, ref_g * gs, dtype, scale=mag * gs, what=f"grad {name}")
+            assert_kernel_close(g, ref_g * gs, dtype, scale=mag * gs, what=f"grad {name}")
     if eps == 0 and (sw is None or sw[0] > 0):
         assert np.isfinite(loss[0])
     assert loss[2] == np.inf or (sw is not None and sw[2] == 0)
@@ -369,8 +355,8 @@ def test_dense_one_hot_equals_sparse(dtype):
     y = np.eye(c, dtype=dtype)[labels]
     ls, gs_ = K.sparse_softmax_ce(x, labels, cw, sw, None, 0.2, 1e-2, 0.5)
     ld, gd = K.softmax_ce(x, y, cw, sw, 0.2, 1e-2, 0.5)
-    assert_close(ls, ld, dtype, scale=np.abs(ld).max())
-    assert_close(gs_, gd, dtype)
+    assert_kernel_close(ls, ld, dtype, scale=np.abs(ld).max())
+    assert_kernel_close(gs_, gd, dtype)
 
 
 def test_sparse_ce_extreme_float32():
@@ -432,18 +418,20 @@ def test_sigmoid_ce_grid(dtype, use_pw, eps, gs):
             yv = _variants(y)[name]
             le, g = K.sigmoid_ce(xv, yv, pw, sw, eps, gs, True)
             assert le.dtype == dtype and le.shape == (n, c)
-            assert_close(le, ref_l, dtype, what=f"elementwise {swname} {name}")
+            assert_kernel_close(le, ref_l, dtype, what=f"elementwise {swname} {name}")
             ls, g2 = K.sigmoid_ce(xv, yv, pw, sw, eps, gs, False)
             assert ls.dtype == np.float64 and ls.shape == (n,)
             ref_rows = ref_l.sum(axis=1)
-            assert_close(
+            assert_kernel_close(
                 ls, ref_rows, dtype, scale=np.abs(ref_l).max(), what=f"rows {swname} {name}"
             )
             if gs is None:
                 assert g is None and g2 is None
             else:
                 assert g.dtype == dtype
-                assert_close(g, ref_g * gs, dtype, scale=mag * gs, what=f"grad {swname} {name}")
+                assert_kernel_close(
+                    g, ref_g * gs, dtype, scale=mag * gs, what=f"grad {swname} {name}"
+                )
                 np.testing.assert_array_equal(g, g2)
     if eps == 0:
         le, _ = K.sigmoid_ce(x, y, pw, None, eps, None, True)
@@ -491,12 +479,12 @@ def test_softmax_entropy(dtype, gs):
     for name, xv in _variants(x).items():
         h, g = K.softmax_entropy_rows(xv, gs)
         assert h.dtype == np.float64
-        assert_close(h, ref_h, dtype, scale=np.log(35), what=f"entropy {name}")
+        assert_kernel_close(h, ref_h, dtype, scale=np.log(35), what=f"entropy {name}")
         if gs is None:
             assert g is None
         else:
             assert g.dtype == dtype
-            assert_close(g, ref_g * gs, dtype, scale=mag * gs, what=f"grad {name}")
+            assert_kernel_close(g, ref_g * gs, dtype, scale=mag * gs, what=f"grad {name}")
     assert h[1] == 0.0 and h[3] == 0.0
     np.testing.assert_allclose(h[2], np.log(35), rtol=RTOL[dtype])
     ok = np.arange(21) != 1  # SciPy cross-check (scipy warns on the all −inf row)
@@ -536,16 +524,16 @@ def test_softmax_kl(dtype, gs):
         kl, ga, gb = K.softmax_kl_rows(av, bv, gs)
         assert kl.dtype == np.float64 and np.all(kl >= 0)
         # KL is a difference of log-probabilities of size ~1: absolute accuracy rtol * 1
-        assert_close(kl, ref_kl_, dtype, scale=1.0, what=f"kl {name}")
+        assert_kernel_close(kl, ref_kl_, dtype, scale=1.0, what=f"kl {name}")
         if gs is None:
             assert ga is None and gb is None
         else:
             assert ga.dtype == dtype and gb.dtype == dtype
             fin = np.isfinite(ref_kl_)
-            assert_close(
+            assert_kernel_close(
                 ga[fin], ref_ga[fin] * gs, dtype, scale=mag_a[fin] * gs, what=f"grad a {name}"
             )
-            assert_close(gb, ref_gb * gs, dtype, scale=mag_b * gs, what=f"grad b {name}")
+            assert_kernel_close(gb, ref_gb * gs, dtype, scale=mag_b * gs, what=f"grad b {name}")
     assert kl[0] == 0.0 and kl[3] == np.inf and kl[4] == 0.0
     np.testing.assert_allclose(kl[1], ref_kl_[1], rtol=1e-6 if dtype == np.float64 else 2e-3)
 
@@ -628,18 +616,18 @@ def test_hypothesis_shapes(n, c, dtype, seed, eps, z, weighted):
     sw = rng.uniform(0.1, 2, n) if weighted else None
     ref_l, ref_g, mag = ref_sparse_ce(x, labels, cw, sw, None, eps, z, magnitude=True)
     loss, g = K.sparse_softmax_ce(x, labels, cw, sw, None, eps, z, 1.0)
-    assert_close(loss, ref_l, dtype, scale=np.abs(ref_l).max())
-    assert_close(g, ref_g, dtype, scale=mag)
+    assert_kernel_close(loss, ref_l, dtype, scale=np.abs(ref_l).max())
+    assert_kernel_close(g, ref_g, dtype, scale=mag)
     y = rng.uniform(size=(n, c)).astype(dtype)
     ref_l, ref_g, mag = ref_sigmoid_ce(x, y, None, None, eps, magnitude=True)
     le, g = K.sigmoid_ce(x, y, None, None, eps, 1.0, True)
-    assert_close(le, ref_l, dtype, scale=0.0)
-    assert_close(g, ref_g, dtype, scale=mag)
-    assert_close(K.logsumexp_rows(x), _lse(x), dtype, scale=0.0)
+    assert_kernel_close(le, ref_l, dtype, scale=0.0)
+    assert_kernel_close(g, ref_g, dtype, scale=mag)
+    assert_kernel_close(K.logsumexp_rows(x), _lse(x), dtype, scale=0.0)
     h, g = K.softmax_entropy_rows(x, 1.0)
     rh, rg, mag = ref_entropy(x, magnitude=True)
-    assert_close(h, rh, dtype, scale=np.log(c) + 1e-300)
-    assert_close(g, rg, dtype, scale=mag)
+    assert_kernel_close(h, rh, dtype, scale=np.log(c) + 1e-300)
+    assert_kernel_close(g, rg, dtype, scale=mag)
 
 
 def test_no_warnings_and_empty():
