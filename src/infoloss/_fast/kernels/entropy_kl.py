@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import math
 
+import numba
 import numpy as np
 from numba import njit, prange
 
-from ._launch import _check2d, _grad_buffer, _gs, _launch, _rows_view
+from ._launch import _check2d, _grad_buffer, _gs, _launch, _pool_threads, _rows_view, _scratch
 from ._rows import _BLK, _bad_max, _d_plus, _fill, _finite, _row_max, _sub_nr
 from ._tunables import _JIT, _JIT_NR, _PJIT
-from ._vecmath import _exp64_neg, _like, _vexp, _where
+from ._vecmath import _exp64_neg, _fmaximum, _like, _vexp, _where
 
 # --------------------------------------------------------------------------- measures from logits
 
@@ -118,74 +119,195 @@ def softmax_entropy_rows(
     return h, (g if want_grad else None)
 
 
+# --------------------------------------------------------------------------- softmax KL
+#
+# The generic path's formulas (:func:`infoloss._generic.measures._softmax_kl_generic`): with
+# p = softmax(a), q = softmax(b), d = log p − log q and * the first maximum of `a` (the most
+# probable class of p), KL = d* + Σ p (d − d*) (as Σ p = 1) and
+# ∂KL/∂a = p ((d − d*) − Σ p (d − d*)), where d_c − d* = (a_c − a*) − (b_c − b*) is formed from
+# logit differences, never from log-probabilities: d* − d* is exactly 0, and the dominant
+# class's gradient keeps its digits.
+# (The former p (d − KL) with d = (a − max a) − (b − max b) − c0 kept, for the dominant class,
+# p ≈ 1 and d ≈ KL, only the rounding of terms of the size of the logit spread: in float64 at
+# spread 1e4 ~1e6 ulps of the row's largest gradient.) Everything is float64 for both dtypes.
+#
+# Per row: a max pass over each row (−min too for `b`: does it mask classes?), the search for *,
+# one pass that evaluates the two exponentials, sums them and forms Σ e^a (d − d*) (storing the
+# exponentials in a per-thread float64 scratch when the gradient is wanted), and the gradient
+# pass, which reads them back. The sums leave class * out: Σ_{j≠*} e^a_j is S_a − 1 itself
+# (e^a* = 1), so log S_a = log1p(S_a − 1) and p* − 1 = −(S_a − 1)/S_a keep full relative
+# accuracy for a confident p, and so do those of `b` when b's maximum is at * too (the only
+# case where q − p can cancel between two probabilities near 1, see :func:`_q_minus_p_big`).
+# With a = b the two sides are computed alike: KL and both gradients are exactly 0.
+#
+# Special values (docs/semantics.md "Special values", as the generic path): a nan or +inf logit
+# in `a` or `b` gives a nan value and nan gradient rows; −inf is a masked class. A class with
+# p_c > 0 and b_c = −inf makes KL = +inf: the row's `a` gradient is nan (∞ − ∞), its `b`
+# gradient q − p. "p_c > 0" is decided as the generic path decides it, in the input dtype:
+# log p_c above the log of half the dtype's smallest subnormal (the float64 exp used here would
+# keep p_c > 0 far below float32's range). A row of `a` without a distribution (all −inf) has
+# KL = 0, a zero `a` gradient and the `b` gradient q.
+
+
+_FIND = 256  # block of the first-maximum search
+
+# The per-row calls that write take whole arrays and a row index (the scratch row ``sx[t]`` of
+# thread t, the gradient rows ``ga[i]``, ``gb[i]``) rather than slices: each slice handed to such
+# a call (which LLVM does not inline) costs ~12 ns (measured: its reference counting), which
+# was most of the time of a row of 8 classes.
+
+
 @njit(**_JIT)
-def _offsets(xr):
-    """(off, S, m): log-probabilities are (x_j − off) − log S, probabilities exp(x_j − off)/S,
-    m is the row's max (nan if it has a nan). A float64 exp for both dtypes (accuracy of KL when
-    p ≈ q). A row without a finite max gets off = 0, S = 1 (the generic path's
-    x − finite_or_zero(lse))."""
-    m = _row_max(xr)
-    if not _finite(m):
-        return 0.0, 1.0, m
-    mm = np.float64(m)
-    s = 0.0
+def _first_max(xr, m):
+    """The first index j with xr[j] == m (m is the row's finite maximum). Long rows: blocks of
+    _FIND elements are tested with a vectorized count (over a slice, from 0: see
+    :func:`_kl_sums`), the first one that holds m is scanned."""
+    n = xr.shape[0]
+    if n > _FIND:
+        z0 = _like(0.0, m)
+        for b0 in range(0, n, _FIND):
+            xb = xr[b0 : min(b0 + _FIND, n)]
+            k = z0
+            for j in range(xb.shape[0]):
+                k += _like(xb[j] == m, m)
+            if k > z0:
+                for j in range(xb.shape[0]):
+                    if xb[j] == m:
+                        return b0 + j
+    for j in range(n):
+        if xr[j] == m:
+            return j
+    return 0
+
+
+@njit(**_JIT)
+def _max_negmin(xr):
+    """(max, −min) of a row in one pass (NaN if it holds a NaN); −min = +inf flags a −inf."""
+    m = xr[0]
+    nm = -xr[0]
     for j in range(xr.shape[0]):
-        s += _exp64_neg(np.float64(xr[j]) - mm)
-    return mm, s, m
+        v = xr[j]
+        m = _fmaximum(m, v)
+        nm = _fmaximum(nm, -v)
+    return m, nm
 
 
 @njit(**_JIT)
-def _kl_sum(ar, br, oa, ob, c0):
-    """Σ_{p_j>0} e^(a_j − oa) ((a_j − oa) − (b_j − ob) − c0), row of `a` with a finite max."""
+def _kl_sums(ar, br, js, oa, ob, bs, sx, t, store):
+    """One pass over a row pair: (Σ_{j≠js} e^a_j, Σ_{j≠js} e^b_j, U = Σ_{e^a_j>0} e^a_j
+    ((a_j − oa) − (b_j − bs))), with e^a_j = exp(a_j − oa), e^b_j = exp(b_j − ob) in float64,
+    stored into ``sx[t, 0]``, ``sx[t, 1]`` when ``store``. A term of U with b_j = −inf is +inf
+    (see :func:`_u_masked`). Selects, not branches, and indices from 0 (with ``range(j0, j1)``
+    numba's negative-index wraparound keeps the stores scalar, 9× slower): the loop
+    vectorizes."""
+    ta = 0.0
+    tb = 0.0
     u = 0.0
-    for j in range(ar.shape[0]):
-        da = np.float64(ar[j]) - oa
-        ea = _exp64_neg(da)
-        u += ea * ((da - (np.float64(br[j]) - ob)) - c0) if ea > 0.0 else 0.0
-    return u
+    if store:
+        for j in range(ar.shape[0]):
+            bv = np.float64(br[j])
+            da = np.float64(ar[j]) - oa
+            ea = _exp64_neg(da)
+            eb = _exp64_neg(bv - ob)
+            sx[t, 0, j] = ea
+            sx[t, 1, j] = eb
+            other = j != js
+            ta += _where(other, ea, 0.0)
+            tb += _where(other, eb, 0.0)
+            u += _where(ea > 0.0, ea * (da - (bv - bs)), 0.0)
+    else:
+        for j in range(ar.shape[0]):
+            bv = np.float64(br[j])
+            da = np.float64(ar[j]) - oa
+            ea = _exp64_neg(da)
+            eb = _exp64_neg(bv - ob)
+            other = j != js
+            ta += _where(other, ea, 0.0)
+            tb += _where(other, eb, 0.0)
+            u += _where(ea > 0.0, ea * (da - (bv - bs)), 0.0)
+    return ta, tb, u
 
 
 @njit(**_JIT)
-def _kl_sum_slow(ar, br, oa, ob, c0):
-    u = 0.0
+def _masked_live(ar, br, oa, lsa, lp_min):
+    """The number of classes with b_j = −inf and log p_j = (a_j − oa) − log S_a > lp_min."""
+    ninf = _like(-np.inf, br[0])
+    k = 0.0
     for j in range(ar.shape[0]):
-        da = np.float64(ar[j]) - oa
-        ea = np.exp(da)
-        u += ea * ((da - (np.float64(br[j]) - ob)) - c0) if ea > 0.0 else 0.0
+        k += _like((br[j] == ninf) & (((np.float64(ar[j]) - oa) - lsa) > lp_min), 0.0)
+    return k
+
+
+@njit(**_JIT)
+def _u_masked(ar, br, oa, bs, sx, t, stored):
+    """U of :func:`_kl_sums` without the classes with b_j = −inf (whose p_j is 0 in the input
+    dtype), from the exponentials stored in ``sx[t, 0]`` when ``stored``."""
+    ninf = _like(-np.inf, br[0])
+    u = 0.0
+    if stored:
+        for j in range(ar.shape[0]):
+            bv = br[j]
+            ea = sx[t, 0, j]
+            dd = (np.float64(ar[j]) - oa) - (np.float64(bv) - bs)
+            u += _where((ea > 0.0) & (bv != ninf), ea * dd, 0.0)
+    else:
+        for j in range(ar.shape[0]):
+            bv = br[j]
+            da = np.float64(ar[j]) - oa
+            ea = _exp64_neg(da)
+            u += _where((ea > 0.0) & (bv != ninf), ea * (da - (np.float64(bv) - bs)), 0.0)
     return u
 
 
 @njit(**_JIT_NR)
-def _kl_grad(ar, br, oa, ob, c0, inva, invb, raw, gs, gar, gbr):
+def _kl_grad(ar, br, sx, t, oa, bs, inva, invb, rest, gs, ga, gb, i):
+    """Row i of ∂KL/∂a = p ((d − d*) − rest) and ∂KL/∂b = q − p, times gs, from the
+    exponentials stored by :func:`_kl_sums` (d − d* is taken as 0 where p = 0 or b = −inf, as
+    in the generic path)."""
+    ninf = _like(-np.inf, br[0])
     for j in range(ar.shape[0]):
-        da = np.float64(ar[j]) - oa
-        db = np.float64(br[j]) - ob
-        p = _exp64_neg(da) * inva
-        q = _exp64_neg(db) * invb
-        d = (da - db) - c0 if p > 0.0 else 0.0
-        gar[j] = p * (d - raw) * gs
-        gbr[j] = (q - p) * gs
+        bv = br[j]
+        ea = sx[t, 0, j]
+        eb = sx[t, 1, j]
+        # p and q through a select each, so that q − p is not contracted to fma(e^b, 1/S_b, −p)
+        # (which is not 0 for a = b)
+        p = _where(ea > 0.0, ea * inva, 0.0)
+        q = _where(eb > 0.0, eb * invb, 0.0)
+        dd = _where(
+            (ea > 0.0) & (bv != ninf), (np.float64(ar[j]) - oa) - (np.float64(bv) - bs), 0.0
+        )
+        ga[i, j] = (p * (dd - rest)) * gs
+        gb[i, j] = (q - p) * gs
 
 
 @njit(**_JIT_NR)
-def _kl_grad_slow(ar, br, oa, ob, c0, inva, invb, raw, gs, gar, gbr):
-    for j in range(ar.shape[0]):
-        da = np.float64(ar[j]) - oa
-        db = np.float64(br[j]) - ob
-        p = np.exp(da) * inva
-        q = np.exp(db) * invb
-        d = (da - db) - c0 if p > 0.0 else 0.0
-        gar[j] = p * (d - raw) * gs
-        gbr[j] = (q - p) * gs
+def _kl_grad_b(sx, t, inva, invb, gs, gb, i):
+    """Row i of ∂KL/∂b = q − p alone (rows whose KL is +inf)."""
+    for j in range(gb.shape[1]):
+        ea = sx[t, 0, j]
+        eb = sx[t, 1, j]
+        gb[i, j] = (_where(eb > 0.0, eb * invb, 0.0) - _where(ea > 0.0, ea * inva, 0.0)) * gs
+
+
+@njit(**_JIT_NR)
+def _q_minus_p_big(eb, inva, invb, ta, tb, gs):
+    """∂KL/∂b at class * as ((q* − 1) − (p* − 1)) gs, with p* − 1 = −(S_a − 1)/S_a and
+    q* − 1 = ((e^b* − 1) − (S_b − 1))/S_b, for p* or q* ≥ 1/2, where q − p would cancel to the
+    rounding of p and q (the generic path's expm1(log q) − expm1(log p)). A class with p ≥ 1/2
+    is *, and one with q ≥ 1/2 elsewhere has p < 1/2, where q − p does not cancel. (The
+    selects keep the products out of an fma, as in :func:`_kl_grad`.)"""
+    qm1 = _where(invb > 0.0, ((eb - 1.0) - tb) * invb, 0.0)
+    pm1 = _where(inva > 0.0, -ta * inva, 0.0)
+    return (qm1 - pm1) * gs
 
 
 @njit(**_PJIT)
-def _k_kl(af, ars, bf, brs, n, c, want_grad, gs, kl, ga, gb):
+def _k_kl(af, ars, bf, brs, n, c, want_grad, gs, lp_min, kl, ga, gb, sx):
     for i in prange(n):
         ar = af[i * ars : i * ars + c]
         br = bf[i * brs : i * brs + c]
-        oa, sa, ma = _offsets(ar)
-        ob, sb, mb = _offsets(br)
+        ma = _row_max(ar)
+        mb, nmin = _max_negmin(br)
         if _bad_max(ma) or _bad_max(mb):  # a nan or +inf logit in either row: nan row
             kl[i] = np.nan
             if want_grad:
@@ -194,18 +316,53 @@ def _k_kl(af, ars, bf, brs, n, c, want_grad, gs, kl, ga, gb):
             continue
         fa = _finite(ma)
         fb = _finite(mb)
-        c0 = math.log(sa) - math.log(sb)
-        inva = 1.0 / sa
-        if fa:
-            raw = _kl_sum(ar, br, oa, ob, c0) * inva
-        else:  # rare: no distribution in `a` (libm exp, scalar)
-            raw = _kl_sum_slow(ar, br, oa, ob, c0) * inva
-        kl[i] = 0.0 if raw < 0.0 else raw  # (clipped at 0; a nan stays nan)
+        oa = np.float64(ma) if fa else 0.0
+        ob = np.float64(mb) if fb else 0.0
+        t = numba.get_thread_id() if want_grad else 0
+        if not fa:  # no distribution in `a`: KL = 0, p = 0, ∂KL/∂b = q
+            kl[i] = 0.0
+            if want_grad:
+                _, sb, _ = _kl_sums(ar, br, -1, oa, ob, 0.0, sx, t, True)
+                invb = 1.0 / sb if fb else 1.0
+                _kl_grad(ar, br, sx, t, oa, 0.0, 1.0, invb, 0.0, gs, ga, gb, i)
+            continue
+        js = _first_max(ar, ma)
+        bv = br[js]
+        inf_row = bv == -np.inf  # q* = 0 < p*
+        bs = 0.0 if inf_row else np.float64(bv)  # b* (not used when −inf)
+        # the sums leave * out (U gets 0 from it)
+        ta, tb, u = _kl_sums(ar, br, js, oa, ob, bs, sx, t, want_grad)  # S_a − 1, …
+        eb = _exp64_neg(np.float64(bv) - ob)  # e^b*
+        tb = _d_plus(eb, 1.0, tb) if fb else 0.0  # S_b − 1 (S_b = 1 without a distribution)
+        inva = 1.0 / (1.0 + ta)
+        invb = 1.0 / (1.0 + tb)
+        lsa = math.log1p(ta)
+        rest = 0.0
+        # a class with b_j = −inf whose p_j is > 0 in the input dtype makes KL = +inf; one whose
+        # p_j is 0 there contributes 0 (and may have made U = +inf)
+        if not inf_row and nmin == np.inf:
+            inf_row = _masked_live(ar, br, oa, lsa, lp_min) > 0.0
+            if not inf_row and u == np.inf:
+                u = _u_masked(ar, br, oa, bs, sx, t, want_grad)
+        if inf_row:
+            kl[i] = np.inf
+        else:
+            rest = u * inva  # Σ p (d − d*)
+            d_star = -lsa - ((bs - ob) - math.log1p(tb))  # log p* − log q*
+            v = d_star + rest
+            kl[i] = 0.0 if v < 0.0 else v  # clipped at 0 (rounding only)
         if want_grad:
-            if fa and fb:
-                _kl_grad(ar, br, oa, ob, c0, inva, 1.0 / sb, raw, gs, ga[i], gb[i])
+            if inf_row:
+                _fill(ga[i], _like(np.nan, ma))
+                _kl_grad_b(sx, t, inva, invb, gs, gb, i)
             else:
-                _kl_grad_slow(ar, br, oa, ob, c0, inva, 1.0 / sb, raw, gs, ga[i], gb[i])
+                _kl_grad(ar, br, sx, t, oa, bs, inva, invb, rest, gs, ga, gb, i)
+            if fb and (inva >= 0.5 or eb * invb >= 0.5):
+                gb[i, js] = _q_minus_p_big(eb, inva, invb, ta, tb, gs)
+
+
+# log of half the smallest subnormal: exp(x) of the input dtype is > 0 exactly above it
+_LP_MIN = {np.dtype(np.float32): -150 * math.log(2.0), np.dtype(np.float64): -1075 * math.log(2.0)}
 
 
 def softmax_kl_rows(
@@ -214,7 +371,9 @@ def softmax_kl_rows(
     """KL(softmax(a) ‖ softmax(b)) per row in nats, float64 (N,), clipped at 0, with gradients.
 
     Returns ``(kl, d/da · grad_scale, d/db · grad_scale)`` (gradients None when ``grad_scale``
-    is None). Computed with a float64 exp for both dtypes (accuracy when p ≈ q).
+    is None). Computed with a float64 exp for both dtypes (accuracy when p ≈ q). Special values
+    as the generic path: nan/+inf logits give nan rows (value and both gradients); a class with
+    p_c > 0 and b_c = −inf gives KL = +inf, a nan `a` gradient row and the `b` gradient q − p.
     """
     _check2d(a)
     _check2d(b)
@@ -228,6 +387,8 @@ def softmax_kl_rows(
     if n and c:
         af, ars = _rows_view(a)
         bf, brs = _rows_view(b)
+        # per-thread float64 rows for the exponentials of a and b (on cache lines)
+        shape = (_pool_threads(), 2, -(-c // 8) * 8) if want_grad else (1, 2, 8)
         _launch(
             _k_kl,
             n * c,
@@ -239,9 +400,11 @@ def softmax_kl_rows(
             c,
             want_grad,
             _gs(grad_scale),
+            _LP_MIN[a.dtype],
             kl,
             ga,
             gb,
+            _scratch(shape, np.float64),
         )
     if not want_grad:
         return kl, None, None
