@@ -21,7 +21,7 @@ class InfolossError(ValueError):
     ...     infoloss.entropy([0.5, 0.5], base=1)
     ... except infoloss.InfolossError as e:
     ...     print(e)
-    `base` must be positive and different from 1; got 1
+    `base` must be positive, finite and different from 1; got 1
     """
 
 
