@@ -89,7 +89,9 @@ def _layer_unavailable(r: subprocess.CompletedProcess[str]) -> bool:
 def _child_small_call_with_the_guard_off(conn: Any) -> None:
     from infoloss._fast import kernels as K
 
-    K._launch._serial_only = False  # what must keep a small call out of any parallel region is _launch
+    K._launch._serial_only = (
+        False  # what must keep a small call out of any parallel region is _launch
+    )
     conn.send(_digest(0))
 
 
