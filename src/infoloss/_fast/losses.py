@@ -56,13 +56,12 @@ def softmax_ce(spec: SoftmaxCE, want_grad: bool, out: Any = None) -> tuple[Any, 
     cw64 = None if cw is None else np.asarray(cw, dtype=np.float64)
     sw64 = None if sw is None else np.ascontiguousarray(sw, dtype=np.float64).reshape(n)
     if o.sparse:
-        # the kernels index with this private copy, so another thread changing the caller's
-        # labels during the call cannot make them read out of bounds
-        lab = np.array(spec.labels, dtype=np.int64, copy=True).reshape(n)
+        # the kernel wrapper indexes only with its own checked copy of the labels (another
+        # thread changing them during the call gives an error, never an out-of-bounds read);
+        # here they only pick class weights, through a clipped copy
+        lab = np.asarray(spec.labels, dtype=np.int64).reshape(n)
         ii = o.ignore_index
-        safe = lab if ii is None else np.where(lab == ii, 0, lab)
-        np.clip(safe, 0, max(x2.shape[1] - 1, 0), out=safe)
-        w = np.ones(n) if cw64 is None else cw64[safe]
+        w = np.ones(n) if cw64 is None else cw64[np.clip(lab, 0, max(x2.shape[1] - 1, 0))]
         if ii is not None:
             w = np.where(lab == ii, 0.0, w)
     else:
