@@ -6,7 +6,7 @@ import numpy as np
 from numba import njit
 
 from ._tunables import _FP, _JIT, _JIT_NR
-from ._vecmath import _fmaximum, _like, _prefetch_read, _prefetch_write, _vexp
+from ._vecmath import _fmaximum, _like, _prefetch_read, _prefetch_write, _vexp, _where
 
 # --------------------------------------------------------------------------- row helpers
 # `xr` is one row (1-D, C-contiguous). Each helper is one vectorizable inner loop.
@@ -248,12 +248,13 @@ def _bad_max(m):
 @njit(**_JIT)
 def _row_bounds(yr, out):
     """``out[0] = min(yr)``, ``out[1] = max(yr)`` (nan entries ignored; ±inf count), in float64:
-    the labels' range check of the dense kernels, one vectorized pass over a row in cache."""
-    lo = np.inf
-    hi = -np.inf
+    the labels' range check of the dense kernels, one vectorized pass over a row in cache
+    (selects in the row's dtype: ``min``/``max`` on float64 conversions kept it scalar)."""
+    lo = _like(np.inf, yr[0])
+    hi = _like(-np.inf, yr[0])
     for j in range(yr.shape[0]):
-        v = np.float64(yr[j])
-        lo = min(lo, v)
-        hi = max(hi, v)
-    out[0] = lo
-    out[1] = hi
+        v = yr[j]
+        lo = _where(v < lo, v, lo)
+        hi = _where(v > hi, v, hi)
+    out[0] = np.float64(lo)
+    out[1] = np.float64(hi)
