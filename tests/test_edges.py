@@ -9,6 +9,7 @@ float64 textbook formulas, SciPy, or a framework's own autodiff of the textbook 
 from __future__ import annotations
 
 import math
+import re
 import warnings
 
 import numpy as np
@@ -363,6 +364,43 @@ def test_bad_labels_and_weights(backend):
         x,
         pos_weight=f64(backend, [1.0, -3.0]),
     )
+
+
+@pytest.mark.parametrize("shape", [(3, 5), (160, 1000)], ids=["serial", "threaded"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize(
+    ("fn", "bad", "what"),
+    [
+        ("softmax_cross_entropy", INF, "finite non-negative target masses"),
+        ("softmax_cross_entropy", -1e-30, "finite non-negative target masses"),
+        ("sigmoid_cross_entropy", 1.0 + 1e-6, r"targets in \[0, 1\]"),
+        ("sigmoid_cross_entropy", -INF, r"targets in \[0, 1\]"),
+    ],
+)
+def test_label_range_found_anywhere(backend, shape, dtype, fn, bad, what):
+    """The range check sees one bad label at the last position of any row (the fused kernels
+    count bad labels in their sweep, also on a nan-logit row and with the gradient), names it
+    and its position; -0.0, nan, 0 and 1 (and +inf-free masses above 1) pass."""
+    rng = np.random.default_rng(3)
+    n, c = shape
+    x = rng.standard_normal(shape)
+    y = rng.random(shape)
+    y[0, 0], y[0, 1], y[1, 0] = -0.0, NAN, 1.0
+    if fn == "softmax_cross_entropy":
+        y[1, 1] = 7.0
+    x[n - 1, 0] = NAN  # the kernels' nan-row branch counts its labels too
+    f = getattr(il, fn)
+    xs = backend.asarray(x.astype(dtype))
+    f(xs, backend.asarray(y.astype(dtype)))  # valid: no error
+    for r in (0, n // 2, n - 1):
+        yb = y.copy()
+        yb[r, c - 1] = bad
+        ya = backend.asarray(yb.astype(dtype))
+        shown = float(np.asarray(bad, dtype=dtype))
+        found = re.escape(repr(shown))
+        msg = rf"`labels` must hold {what}; found {found} at position \({r}, {c - 1}\)"
+        _raises(msg, f, xs, ya)
+        _raises(msg, il.value_and_grad(f), xs, ya, reduction="mean")
 
 
 def test_nan_labels_and_weights_give_nan(backend):

@@ -345,8 +345,8 @@ def check_data(
 def check_label_values(xp: Namespace, y: Array, upper: float | None) -> None:
     """Dense labels are finite non-negative target masses (softmax, ``upper`` None) or targets
     in [0, 1] (sigmoid, ``upper`` 1); nan passes (it gives nan). Reads data (see
-    :func:`check_data`). The fused kernels read each row's label range in their own sweep and
-    call :func:`check_label_bounds` instead, so that the check costs no pass over the labels."""
+    :func:`check_data`). The fused kernels count each row's out-of-range labels in their own sweep and
+    call :func:`check_label_counts` instead, so that the check costs no pass over the labels."""
     if upper is None:
         check_data(
             xp,
@@ -359,18 +359,11 @@ def check_label_values(xp: Namespace, y: Array, upper: float | None) -> None:
         check_data(xp, y, lambda a: (a < 0) | (a > upper), "labels", "targets in [0, 1]")
 
 
-def check_label_bounds(bounds: Any, y: Any, upper: float | None) -> None:
-    """The same check from the per-row ``(min, max)`` of NumPy labels ``y`` that a kernel
-    returned: raises (with the first bad position, found in ``y``) when a bound is out of range."""
-    lo, hi = (
-        float(np.min(bounds[:, 0], initial=np.inf)),
-        float(np.max(bounds[:, 1], initial=-np.inf)),
-    )
-    if (
-        lo < 0
-        or hi > (float("inf") if upper is None else upper)
-        or (upper is None and hi == float("inf"))
-    ):
+def check_label_counts(bad: Any, y: Any, upper: float | None) -> None:
+    """The same check from the per-row counts of out-of-range NumPy labels ``y`` that a kernel
+    returned: when any count is non-zero, :func:`check_label_values` finds the first bad
+    position in ``y`` and raises."""
+    if np.any(bad):
         check_label_values(array_namespace(np.empty(0)), np.asarray(y), upper)
 
 

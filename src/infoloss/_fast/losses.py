@@ -14,7 +14,7 @@ import numpy as np
 
 from .. import _reduce
 from .._specs import SigmoidCE, SoftmaxCE
-from .._utils import check_label_bounds
+from .._utils import check_label_counts
 from . import get_kernels, rows, unrows
 
 __all__ = ["kernel_out", "sigmoid_ce", "softmax_ce"]
@@ -79,7 +79,7 @@ def softmax_ce(spec: SoftmaxCE, want_grad: bool, out: Any = None) -> tuple[Any, 
             x2, lab, cw64, sw64, o.ignore_index, o.label_smoothing, float(o.z_loss), scale, out=kout
         )
     else:
-        bounds = np.empty((n, 2), np.float64)
+        bad = np.empty(n, np.float64)
         rows_loss, g = k.softmax_ce(
             x2,
             y2,
@@ -89,9 +89,9 @@ def softmax_ce(spec: SoftmaxCE, want_grad: bool, out: Any = None) -> tuple[Any, 
             float(o.z_loss),
             scale,
             out=kout,
-            label_bounds=bounds,
+            bad_labels=bad,
         )
-        check_label_bounds(bounds, spec.labels, None)
+        check_label_counts(bad, spec.labels, None)
     value = _reduce.reduce_rows(rows_loss, total, spec.reduction, x.dtype, batch)
     grad = None if g is None else unrows(g, tuple(x.shape), ax)
     return value, grad
@@ -118,7 +118,7 @@ def sigmoid_ce(spec: SigmoidCE, want_grad: bool, out: Any = None) -> tuple[Any, 
     total = float(x2.size) if sw2 is None else float(np.sum(sw2, dtype=np.float64))
     scale = _reduce.grad_scale(total, spec.reduction) if want_grad else None
     kout = kernel_out(out, x2, (spec.labels, pw, sw), in_place_ok=False) if want_grad else None
-    bounds = np.empty((x2.shape[0], 2), np.float64)
+    bad = np.empty(x2.shape[0], np.float64)
     loss, g = k.sigmoid_ce(
         x2,
         y2,
@@ -128,8 +128,8 @@ def sigmoid_ce(spec: SigmoidCE, want_grad: bool, out: Any = None) -> tuple[Any, 
         scale,
         spec.reduction == "none",
         out=kout,
-        label_bounds=bounds,
+        bad_labels=bad,
     )
-    check_label_bounds(bounds, spec.labels, 1.0)
+    check_label_counts(bad, spec.labels, 1.0)
     value = _reduce.reduce_rows(loss, total, spec.reduction, x.dtype, shape)
     return value, (None if g is None else g.reshape(shape))

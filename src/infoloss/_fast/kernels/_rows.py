@@ -246,15 +246,12 @@ def _bad_max(m):
 
 
 @njit(**_JIT)
-def _row_bounds(yr, out):
-    """``out[0] = min(yr)``, ``out[1] = max(yr)`` (nan entries ignored; ±inf count), in float64:
-    the labels' range check of the dense kernels, one vectorized pass over a row in cache
-    (selects in the row's dtype: ``min``/``max`` on float64 conversions kept it scalar)."""
-    lo = _like(np.inf, yr[0])
-    hi = _like(-np.inf, yr[0])
+def _count_bad(yr, top):
+    """How many labels of a row lie outside ``[0, top]`` (nan counts as inside): the dense
+    kernels' label-range check, one pass over a row in cache. A count is a sum, which vectorizes
+    (a select-based min/max reduction does not without `nnan`)."""
+    nbad = 0.0
     for j in range(yr.shape[0]):
-        v = yr[j]
-        lo = _where(v < lo, v, lo)
-        hi = _where(v > hi, v, hi)
-    out[0] = np.float64(lo)
-    out[1] = np.float64(hi)
+        yv = np.float64(yr[j])
+        nbad += _where((yv < 0.0) | (yv > top), 1.0, 0.0)
+    return nbad

@@ -8,28 +8,37 @@ import numpy as np
 from numba import njit, prange
 
 from ._launch import _ONE, _check2d, _grad_buffer, _gs, _launch, _ro, _rows_view, _zero_unscaled
-from ._rows import _bad_max, _exp_store_sum, _exp_sum, _fill, _finite, _row_bounds, _row_max_span
+from ._rows import _bad_max, _count_bad, _exp_store_sum, _exp_sum, _fill, _finite, _row_max_span
 from ._tunables import _JIT, _JIT_NR, _PJIT
-from ._vecmath import _like
+from ._vecmath import _like, _where
+
+_F64_MAX = np.finfo(np.float64).max  # a label above it is +inf
 
 
 @njit(**_JIT)
 def _target_stats(xr, yr, m, onem, epsc, cw, has_cw):
-    """mass = Σ_j wt_j and gap = Σ_{wt_j ≠ 0} wt_j (m − x_j), wt_j = cw_j ((1−ε) y_j + ε/C)."""
+    """mass = Σ_j wt_j and gap = Σ_{wt_j ≠ 0} wt_j (m − x_j), wt_j = cw_j ((1−ε) y_j + ε/C), and
+    the number of labels that are negative or +inf, for the caller's range check (counted in
+    the same loop, so that the check costs no pass of its own)."""
     mass = 0.0
     gap = 0.0
+    nbad = 0.0
     mm = np.float64(m)
     if has_cw:
         for j in range(xr.shape[0]):
-            wt = (onem * np.float64(yr[j]) + epsc) * cw[j]
+            yv = np.float64(yr[j])
+            nbad += _where((yv < 0.0) | (yv > _F64_MAX), 1.0, 0.0)
+            wt = (onem * yv + epsc) * cw[j]
             mass += wt
-            gap += wt * (mm - np.float64(xr[j])) if wt != 0.0 else 0.0
+            gap += _where(wt != 0.0, wt * (mm - np.float64(xr[j])), 0.0)
     else:
         for j in range(xr.shape[0]):
-            wt = onem * np.float64(yr[j]) + epsc
+            yv = np.float64(yr[j])
+            nbad += _where((yv < 0.0) | (yv > _F64_MAX), 1.0, 0.0)
+            wt = onem * yv + epsc
             mass += wt
-            gap += wt * (mm - np.float64(xr[j])) if wt != 0.0 else 0.0
-    return mass, gap
+            gap += _where(wt != 0.0, wt * (mm - np.float64(xr[j])), 0.0)
+    return mass, gap, nbad
 
 
 @njit(**_JIT_NR)  # no `reassoc`: keep the order of the terms
@@ -62,24 +71,25 @@ def _k_dense_ce(xf, rs, yf, yrs, n, c, cw, has_cw, sw, has_sw, eps, z, want_grad
                 s, dm = _exp_sum(xr, m, lo, hi, xn)
             logs = math.log1p(dm)
             lse = np.float64(m) + logs
-            mass, gap = _target_stats(xr, yr, m, onem, epsc, cw, has_cw)
+            mass, gap, nbad = _target_stats(xr, yr, m, onem, epsc, cw, has_cw)
             ce = mass * logs + gap
             inv = 1.0 / s
         elif _bad_max(m):  # a nan or +inf logit: nan loss and gradient row (below)
             lse = 0.0
             mass = gap = ce = inv = dm = np.nan
+            nbad = _count_bad(yr, _F64_MAX)
             if want_grad:
                 _fill(grow, _like(np.nan, m))
         else:  # no distribution (all −inf): lse = 0
             lse = 0.0
-            mass, gap = _target_stats(xr, yr, _like(0.0, m), onem, epsc, cw, has_cw)
+            mass, gap, nbad = _target_stats(xr, yr, _like(0.0, m), onem, epsc, cw, has_cw)
             ce = gap
             if want_grad:
                 _fill(grow, _like(0.0, m))  # the exponentials exp(−inf − 0)
             inv = 1.0
             dm = 0.0
         loss[i] = swi * (ce + z * lse * lse)
-        _row_bounds(yr, yb[i])  # the caller checks the labels' range (in cache here: ~free)
+        yb[i] = nbad  # the caller checks the labels' range
         if want_grad:  # (a nan row: every entry f (nan ...) = nan)
             f = swi * gs
             _dense_grad(grow, yr, f, mass + 2.0 * z * lse, inv, dm, onem, epsc, cw, has_cw)
@@ -94,14 +104,15 @@ def softmax_ce(
     z_loss: float,
     grad_scale: float | None,
     out: np.ndarray | None = None,
-    label_bounds: np.ndarray | None = None,
+    bad_labels: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Softmax cross-entropy with dense targets ``y`` (N, C) per row, and its gradient.
 
     Same conventions as :func:`sparse_softmax_ce`, except that ``out`` must not overlap ``x``
-    or ``y`` (the targets are read again after the exponentials are stored). ``label_bounds``,
-    a float64 ``(N, 2)`` array, receives each row's smallest and largest label (nan ignored),
-    read in the same sweep, so that the caller can check the labels' range at no extra pass.
+    or ``y`` (the targets are read again after the exponentials are stored). ``bad_labels``,
+    a float64 ``(N,)`` array, receives each row's number of negative or +inf targets (nan
+    passes), counted in the same sweep, so that the caller checks the labels' range at no
+    extra pass.
     """
     _check2d(x)
     n, c = x.shape
@@ -110,10 +121,10 @@ def softmax_ce(
     g = _grad_buffer(x, want_grad, out)
     if n == 0 or c == 0:
         loss.fill(0.0)
-        if label_bounds is not None:
-            label_bounds[:] = (np.inf, -np.inf)
+        if bad_labels is not None:
+            bad_labels[:] = 0.0
         return loss, (g if want_grad else None)
-    yb = np.empty((n, 2), np.float64) if label_bounds is None else label_bounds
+    yb = np.empty(n, np.float64) if bad_labels is None else bad_labels
     xf, rs = _rows_view(x)
     yf, yrs = _rows_view(np.asarray(y, dtype=x.dtype).reshape(n, c))
     has_cw = class_weights is not None

@@ -17,7 +17,7 @@ from ._launch import (
     _scratch,
     _zero_unscaled,
 )
-from ._rows import _BLK, _row_bounds
+from ._rows import _BLK, _count_bad
 from ._tunables import _JIT, _JIT_NR, _PJIT
 from ._vecmath import _like, _vexp_nan, _vlog1p_unit, _where
 
@@ -152,7 +152,7 @@ def _k_sigmoid_ce(
             g[i] if want_grad else g[0],
             scratch[numba.get_thread_id()],
         )
-        _row_bounds(yr, yb[i])  # the caller checks the labels' range (in cache here: ~free)
+        yb[i] = _count_bad(yr, 1.0)  # the caller checks the labels' range (the row is in cache)
 
 
 def sigmoid_ce(
@@ -164,7 +164,7 @@ def sigmoid_ce(
     grad_scale: float | None,
     elementwise: bool,
     out: np.ndarray | None = None,
-    label_bounds: np.ndarray | None = None,
+    bad_labels: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Sigmoid (binary) cross-entropy, elementwise, and its gradient.
 
@@ -175,7 +175,7 @@ def sigmoid_ce(
     Returns ``(loss, grad)``: loss (N, C) of ``x.dtype`` (sample weights included) when
     ``elementwise``, else per-row sums in float64 (N,). ``out`` as in :func:`softmax_ce`
     (an ``out`` overlapping ``x`` gives the right numbers, but LLVM then runs scalar code).
-    ``label_bounds`` as in :func:`softmax_ce`: each row's smallest and largest label.
+    ``bad_labels`` as in :func:`softmax_ce`: each row's number of targets outside [0, 1].
     """
     _check2d(x)
     n, c = x.shape
@@ -184,10 +184,10 @@ def sigmoid_ce(
     lel = np.empty((n, c) if elementwise else (1, 1), x.dtype)
     lsum = np.zeros(n, np.float64)
     if n == 0 or c == 0:
-        if label_bounds is not None:
-            label_bounds[:] = (np.inf, -np.inf)
+        if bad_labels is not None:
+            bad_labels[:] = 0.0
         return (lel if elementwise else lsum), (g if want_grad else None)
-    yb = np.empty((n, 2), np.float64) if label_bounds is None else label_bounds
+    yb = np.empty(n, np.float64) if bad_labels is None else bad_labels
     xf, rs = _rows_view(x)
     yf, yrs = _rows_view(np.asarray(y, dtype=x.dtype).reshape(n, c))
     if pos_weight is not None:
