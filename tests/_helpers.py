@@ -192,12 +192,16 @@ def library_of(x: Any) -> str:
         return "torch"
     if mod.startswith("jax") or mod.startswith("jaxlib"):
         return "jax"
+    if mod.startswith("tensorflow"):
+        return "tensorflow"
     return f"<{type(x).__module__}.{type(x).__qualname__}>"
 
 
 def dtype_name(x: Any) -> str:
     """'float32', 'bfloat16', 'int64', ... for an array of any of the four libraries."""
     dt = x.dtype
+    if library_of(x) == "tensorflow":
+        return str(dt.name)
     s = str(dt)
     for prefix in ("torch.", "array_api_strict."):
         if s.startswith(prefix):
@@ -219,6 +223,9 @@ def to_numpy(x: Any) -> np.ndarray:
         return np.from_dlpack(x)
     if lib == "jax":
         return np.asarray(x)
+    if lib == "tensorflow":
+        a = x.numpy()
+        return a.astype(np.float32) if str(a.dtype) == "bfloat16" else a
     if isinstance(x, (int, float, bool, list, tuple)):
         return np.asarray(x)
     raise AssertionError(f"cannot convert {type(x)!r}")

@@ -5,6 +5,8 @@ to one function here, which picks, in one visible ``if``/``elif``, between
 
 1. a framework adapter — :mod:`infoloss._frameworks.torch`: CPU torch tensors run the fused
    kernels inside a ``torch.autograd.Function`` (zero-copy NumPy views);
+   :mod:`infoloss._frameworks.tensorflow`: TensorFlow tensors run the generic definitions
+   under a ``tf.custom_gradient`` (eagerly, in ``tf.function`` and under XLA alike);
 2. the fused NumPy kernels — :mod:`infoloss._fast` (NumPy float16/bfloat16/float32/float64);
 3. the generic definition — :mod:`infoloss._generic` (any Array API library, any device;
    what CUDA, MPS and XLA devices run).
@@ -39,6 +41,7 @@ __all__ = [
     "sigmoid_ce",
     "softmax_ce",
     "softmax_measure",
+    "tensorflow",
 ]
 
 _FAST_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -112,6 +115,19 @@ def _plain_cpu_tensor(torch: Any, t: Any) -> bool:
     return not torch._C._functorch.is_functorch_wrapped_tensor(t)
 
 
+def tensorflow(xp: Any) -> bool:
+    """True when the spec's namespace is TensorFlow's (:mod:`infoloss._tf_namespace`, which
+    :func:`infoloss._utils.namespace` imports only for TensorFlow arguments)."""
+    mod = sys.modules.get("infoloss._tf_namespace")
+    return mod is not None and xp is mod.xp
+
+
+def _tf_adapter() -> Any:
+    from ._frameworks import tensorflow as adapter
+
+    return adapter
+
+
 def _torch_adapter() -> Any:
     from ._frameworks import torch as adapter
 
@@ -144,6 +160,10 @@ def softmax_ce(spec: SoftmaxCE, want_grad: bool = False, out: Any = None) -> tup
     x = spec.logits
     if fast_torch(x, spec.labels, spec.class_weights, spec.sample_weights):
         return _torch_adapter().softmax_ce(spec, want_grad)
+    elif tensorflow(spec.xp):
+        if not spec.options.sparse:
+            check_label_values(spec.xp, spec.labels, None)
+        value, grad = _tf_adapter().softmax_ce(spec, want_grad)
     elif fast_numpy(
         x, spec.labels, spec.class_weights, spec.sample_weights, compute_dtype=spec.compute_dtype
     ):
@@ -162,6 +182,9 @@ def sigmoid_ce(spec: SigmoidCE, want_grad: bool = False, out: Any = None) -> tup
     x = spec.logits
     if fast_torch(x, spec.labels, spec.pos_weight, spec.sample_weights):
         return _torch_adapter().sigmoid_ce(spec, want_grad)
+    elif tensorflow(spec.xp):
+        check_label_values(spec.xp, spec.labels, 1.0)
+        value, grad = _tf_adapter().sigmoid_ce(spec, want_grad)
     elif spec.per_class_pos_weight and fast_numpy(
         x, spec.labels, spec.pos_weight, spec.sample_weights, compute_dtype=spec.compute_dtype
     ):
@@ -186,7 +209,9 @@ def row_op(spec: RowOp) -> Array:
 def softmax_measure(spec: SoftmaxMeasure, want_grad: bool = False) -> tuple[Array, Any]:
     """softmax_entropy (``spec.b`` None) or softmax_kl_divergence: (value, gradient(s) or None)."""
     same_dtype = spec.b is None or spec.a.dtype == spec.b.dtype
-    if same_dtype and fast_numpy(spec.a, spec.b):
+    if tensorflow(spec.xp):
+        return _tf_adapter().softmax_measure(spec, want_grad)
+    elif same_dtype and fast_numpy(spec.a, spec.b):
         from ._fast import measures as fast
 
         return fast.softmax_measure(spec, want_grad)
@@ -208,6 +233,8 @@ def linear_ce(spec: LinearCE, want_grad: bool = False) -> tuple[Array, Any]:
         and (b is None or fast_torch(b))
     ):
         return _torch_adapter().linear_ce(spec, want_grad)
+    elif tensorflow(spec.xp):
+        value, grads = _tf_adapter().linear_ce(spec, want_grad)
     elif fast_numpy(spec.hidden, spec.weight, spec.bias):
         from ._fast import linear as fast
 

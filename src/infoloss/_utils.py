@@ -60,6 +60,11 @@ def namespace(*named: tuple[str, Any], optional: Sequence[str] = ()) -> tuple[Na
     for n, v in named:
         if v is None and n not in optional:
             raise InfolossTypeError(f"`{n}` must be an array; got None")
+    tf = sys.modules.get("tensorflow")
+    if tf is not None and any(isinstance(v, (tf.Tensor, tf.Variable)) for _, v in named):
+        from . import _tf_namespace  # imported only once the caller has passed a TF tensor
+
+        return _tf_namespace.namespace_of(named)
     torch = sys.modules.get("torch")
     if torch is not None and all(v is None or isinstance(v, torch.Tensor) for _, v in named):
         # all torch (the common case, and the one torch.compile traces): resolved without
@@ -123,6 +128,17 @@ def _device(x: Array) -> Any:
         return None
 
 
+def size(x: Array) -> int | None:
+    """The number of elements of ``x`` (``None`` when a dimension is unknown while tracing);
+    also for TensorFlow tensors, which have no ``size`` attribute."""
+    n = 1
+    for s in tuple(x.shape):
+        if s is None:
+            return None
+        n *= int(s)
+    return n
+
+
 def _short(v: Any) -> str:
     s = repr(v)
     return s if len(s) <= 60 else s[:57] + "..."
@@ -130,7 +146,8 @@ def _short(v: Any) -> str:
 
 def is_concrete(x: Array) -> bool:
     """True when the values of ``x`` can be read now: not a tracer under ``jax.jit``, not a
-    tensor under ``torch.func`` transforms or ``torch.compile`` tracing."""
+    tensor under ``torch.func`` transforms or ``torch.compile`` tracing, not a symbolic
+    TensorFlow tensor (inside ``tf.function``)."""
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(x, torch.Tensor):
         if torch.compiler.is_compiling():
@@ -138,6 +155,10 @@ def is_concrete(x: Array) -> bool:
         return not torch._C._functorch.is_functorch_wrapped_tensor(x)
     if isinstance(x, np.ndarray):
         return True
+    tf = sys.modules.get("tensorflow")
+    if tf is not None and isinstance(x, (tf.Tensor, tf.Variable)):
+        # inside tf.function (with or without XLA) tensors are symbolic: nothing to read
+        return tf.executing_eagerly() and not tf.is_symbolic_tensor(x)
     jax = sys.modules.get("jax")
     if jax is not None and isinstance(x, jax.Array):
         return not isinstance(x, jax.core.Tracer)
@@ -320,7 +341,7 @@ def any_true(xp: Namespace, mask: Array) -> bool:
     try:
         return bool(xp.any(mask))
     except Exception as e:  # a tracer that is_concrete did not recognise (JAX, torch.compile)
-        if type(e).__module__.startswith(("jax", "torch")):
+        if type(e).__module__.startswith(("jax", "torch", "tensorflow")):
             return False
         raise
 
@@ -332,7 +353,7 @@ def check_data(
 
     Reads data: skipped for empty arrays and while tracing (see :func:`any_true`).
     """
-    if x is None or not is_concrete(x) or x.size == 0:
+    if x is None or not is_concrete(x) or size(x) == 0:
         return
     mask = bad(x)
     if any_true(xp, mask):

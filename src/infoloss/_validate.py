@@ -37,6 +37,7 @@ from ._utils import (
     normalize_axis,
     pow2_scale,
     require_floating,
+    size,
     upcast,
 )
 from .errors import InfolossError, InfolossTypeError
@@ -100,7 +101,7 @@ def _ignore_index(ignore_index: int | None, labels_dtype: Any, xp: Namespace) ->
 
 
 def _label_range(xp: Namespace, labels: Array, c: int, ignore_index: int | None) -> None:
-    if not is_concrete(labels) or labels.size == 0:  # checks that read data skip tracers
+    if not is_concrete(labels) or size(labels) == 0:  # checks that read data skip tracers
         return
     bad = (labels < 0) | (labels >= c)
     if ignore_index is not None:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from array_api_compat import device, is_torch_namespace
 
 from .. import _reduce
 from .._specs import CEOptions, SigmoidCE, SoftmaxCE
-from .._utils import Array, Namespace, moveaxis_back, moveaxis_last, upcast
+from .._utils import Array, Namespace, moveaxis_back, moveaxis_last, size, upcast
 from .activations import lse_parts, sigmoid, softplus
 
 __all__ = ["sigmoid_ce", "softmax_ce", "softmax_ce_rows"]
@@ -154,12 +153,13 @@ def sigmoid_ce(spec: SigmoidCE, want_grad: bool) -> tuple[Array, Grad]:
         loss = loss * sw
     total = None
     if spec.reduction == "mean":
-        count = float(math.prod(tuple(loss.shape)))
-        total = (
-            xp.sum(sw)
-            if sw is not None
-            else xp.asarray(count, dtype=loss.dtype, device=device(loss))
-        )
+        count = size(loss)  # None: a dimension unknown while tracing (tf.function)
+        if sw is not None:
+            total = xp.sum(sw)
+        elif count is None:
+            total = xp.sum(xp.ones_like(loss))
+        else:
+            total = xp.asarray(float(count), dtype=loss.dtype, device=device(loss))
     value = _reduce.reduce(xp, loss, total, spec.reduction)
     if not want_grad:
         return value, None

@@ -5,7 +5,9 @@ two events ("the sun will not explode tomorrow" / "the sun will explode tomorrow
 run the tutorial's one-layer network (X = randn(1, 16)·10, W ~ N(0, 1) of shape 16×3, b = ones(3))
 with softmax + cross-entropy on the label [[0, 0, 1]] and sigmoid + cross-entropy on [[1, 0, 1]];
 the last part shows the gradients from :func:`infoloss.value_and_grad` beside their closed forms.
-Only NumPy is needed, unless ``--plot`` asks for a figure (matplotlib).
+Only NumPy is needed, unless ``--plot`` asks for a figure (matplotlib). ``--backend NAME``
+(numpy, torch, jax, tensorflow) also replays Parts 2 and 3 on that framework's tensors, beside its
+own losses (:mod:`infoloss.cli._replay`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from ._common import (
     require,
     unit_name,
 )
+from ._replay import BACKENDS, replay
+from ._replay import render as render_replay
 
 __all__ = ["compute", "render", "run"]
 
@@ -59,6 +63,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "their labels, and the information-content curve -log2 p with the two events marked",
     )
     parser.add_argument("--json", action="store_true", help="print the numbers as JSON")
+    parser.add_argument(
+        "--backend",
+        choices=list(BACKENDS),
+        help="also replay Parts 2 and 3 on this framework's tensors, each fused loss beside the "
+        "framework's own (tf.nn.*_cross_entropy_with_logits, F.cross_entropy, optax, ...) and "
+        "the gradients from its autodiff",
+    )
 
 
 def network(seed: int, dtype: str = "float64") -> dict[str, np.ndarray]:
@@ -267,8 +278,14 @@ def run(args: argparse.Namespace) -> int:
     if args.plot is not None:
         plot_path = check_output_path(args.plot)
         require("matplotlib", purpose="--plot")
+    backend = getattr(args, "backend", None)
     result = compute(args.seed, args.dtype)
+    if backend is not None:
+        net = network(args.seed, args.dtype)
+        result["framework"] = replay(backend, net["h0"], SINGLE_LABEL, MULTI_LABEL)
     text = dumps_json(result) if args.json else render(result)
+    if backend is not None and not args.json:
+        text += "\n" + "\n".join(render_replay(result["framework"]))
     if plot_path is not None:
         from ._plot import plot_demo
 
