@@ -14,7 +14,12 @@ from .activations import log_sigmoid, log_softmax, logsumexp, sigmoid, softmax
 from .errors import InfolossError, InfolossTypeError
 from .gradients import value_and_grad
 from .linear import linear_cross_entropy
-from .losses import sigmoid_cross_entropy, softmax_cross_entropy, sparse_softmax_cross_entropy
+from .losses import (
+    sigmoid_cross_entropy,
+    softmax_cross_entropy,
+    sparse_softmax_cross_entropy,
+    weight_total,
+)
 from .measures import (
     cross_entropy,
     entropy,
@@ -49,4 +54,5 @@ __all__ = [
     "softmax_kl_divergence",
     "sparse_softmax_cross_entropy",
     "value_and_grad",
+    "weight_total",
 ]

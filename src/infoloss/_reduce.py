@@ -17,7 +17,7 @@ import numpy as np
 
 from ._utils import REDUCTIONS, Array, Namespace
 
-__all__ = ["REDUCTIONS", "grad_scale", "reduce", "reduce_rows", "safe_divide"]
+__all__ = ["REDUCTIONS", "grad_scale", "reduce", "reduce_rows", "safe_divide", "weight_total"]
 
 
 def safe_divide(xp: Namespace, num: Array, den: Array) -> Array:
@@ -47,6 +47,34 @@ def scale_gradient(xp: Namespace, g: Array, weight_total: Array | None, reductio
     if weight_total is None:
         raise AssertionError("a mean needs its weight total")  # pragma: no cover
     return safe_divide(xp, g, xp.broadcast_to(weight_total, g.shape))
+
+
+def weight_total(
+    xp: Namespace,
+    y: Array,
+    cw: Array | None,
+    sw: Array | None,
+    ignore_index: int | None,
+    dtype: Any,
+) -> Array:
+    """Σ W of integer labels ``y``: Wᵢ = sᵢ · w_{yᵢ} (1 for an absent factor), 0 where
+    ``yᵢ == ignore_index`` — the denominator of every sparse loss's "mean"."""
+    from array_api_compat import device, is_torch_namespace
+
+    valid = None if ignore_index is None else (y != ignore_index)
+    if cw is None:
+        w = xp.ones(tuple(y.shape), dtype=dtype, device=device(y))
+    else:
+        idx = y if valid is None else xp.where(valid, y, xp.zeros_like(y))
+        if is_torch_namespace(xp) and idx.dtype != xp.int64:
+            idx = xp.astype(idx, xp.int64)
+        w = xp.reshape(xp.take(cw, xp.reshape(idx, (-1,))), tuple(y.shape))
+    if sw is not None:
+        w = w * sw
+    if valid is not None:
+        w = xp.where(valid, w, xp.zeros_like(w))
+    total = xp.sum(w)
+    return np.asarray(total) if isinstance(total, np.generic) else total
 
 
 def grad_scale(weight_total: float, reduction: str) -> float:

@@ -42,6 +42,7 @@ __all__ = [
     "softmax_ce",
     "softmax_measure",
     "tensorflow",
+    "vocab_parallel_ce",
 ]
 
 _FAST_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -258,3 +259,22 @@ def finish_linear(spec: LinearCE, value: Array, grads: Any) -> tuple[Array, Any]
     dw = upcast(xp, dw, w_dtype)
     db = None if db is None else upcast(xp, db, b_dtype)
     return value, (dh, dw, db)
+
+
+# --------------------------------------------------------------------------- distributed
+
+
+def process_group(group: Any) -> Any:
+    """The transport of :mod:`infoloss.distributed`: a ``torch.distributed`` group (the only one)."""
+    from ._frameworks import torch_distributed
+
+    return torch_distributed.Group(group)
+
+
+def vocab_parallel_ce(spec: Any) -> Any:
+    """Vocabulary-parallel cross-entropy of a logits shard, or of a linear layer's weight shard."""
+    from ._frameworks import torch_distributed
+
+    if spec.logits is not None:
+        return torch_distributed.vocab_parallel_ce(spec)
+    return torch_distributed.vocab_parallel_linear_ce(spec)

@@ -22,6 +22,7 @@ __all__ = [
     "SigmoidCE",
     "SoftmaxCE",
     "SoftmaxMeasure",
+    "VocabParallelCE",
 ]
 
 
@@ -134,3 +135,34 @@ class SoftmaxMeasure:
     log_base: float | None
     dtype: Any  # the result dtype
     compute_dtype: Any
+
+
+@dataclass(frozen=True)
+class VocabParallelCE:
+    """``vocab_parallel_cross_entropy`` (``logits`` given) or ``vocab_parallel_linear_cross_entropy``
+    (``hidden`` and ``weight`` given) on one rank of a process group; rows flattened to ``(N, ·)``.
+
+    ``vocab_start``, ``num_classes`` and ``sharded_weights`` are known once the group's shard
+    widths have been gathered (:mod:`infoloss._validate_sharded`).
+    """
+
+    xp: Any
+    labels: Array  # (N,) global class indices
+    class_weights: Array | None  # (V_local,) or (V,), compute dtype
+    sample_weights: Array | None  # (N,), compute dtype
+    options: CEOptions
+    reduction: str
+    compute_dtype: Any
+    width: int  # V_local
+    batch_shape: tuple[int, ...]
+    group: Any  # the transport (``infoloss._frameworks.torch_distributed.Group``)
+    logits: Array | None = None  # (N, V_local), the caller's tensor
+    hidden: Array | None = None  # (N, H), the caller's tensor
+    weight: Array | None = None  # (V_local, H)
+    bias: Array | None = None  # (V_local,)
+    hidden_shape: tuple[int, ...] = ()
+    chunk_rows: int = 0
+    reduce_hidden_grad: bool = True
+    vocab_start: int | None = None
+    num_classes: int = 0
+    sharded_weights: bool = False

@@ -17,11 +17,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import _router
+from . import _reduce, _router
 from ._utils import Array, quiet_overflow
 from ._validate import check_grad_out, sigmoid_ce_spec, softmax_ce_spec
+from ._validate_sharded import weight_total_args
 
-__all__ = ["sigmoid_cross_entropy", "softmax_cross_entropy", "sparse_softmax_cross_entropy"]
+__all__ = [
+    "sigmoid_cross_entropy",
+    "softmax_cross_entropy",
+    "sparse_softmax_cross_entropy",
+    "weight_total",
+]
 
 
 # --------------------------------------------------------------------------- value and gradient
@@ -308,3 +314,62 @@ def sigmoid_cross_entropy(
         label_smoothing=label_smoothing,
         reduction=reduction,
     )[0]
+
+
+def weight_total(
+    labels: Any,
+    *,
+    ignore_index: int | None = None,
+    class_weights: Any = None,
+    sample_weights: Any = None,
+    dtype: Any = None,
+) -> Array:
+    r"""The denominator of a sparse loss's ``reduction="mean"``: :math:`\sum_i W_i`.
+
+    .. math::
+
+        W_i = s_i\, w_{y_i} \quad (y_i \ne \text{ignore\_index}), \qquad W_i = 0
+        \quad (y_i = \text{ignore\_index})
+
+    with :math:`s_i = 1` without ``sample_weights`` and :math:`w = 1` without ``class_weights``:
+    the rule of :func:`sparse_softmax_cross_entropy` and :func:`infoloss.linear_cross_entropy`,
+    so ``loss(..., reduction="sum") / weight_total(...)`` is their ``"mean"``. A mean over
+    several batches, micro-batches or data-parallel ranks is the sum of their ``"sum"`` losses
+    divided by the sum of their weight totals (:mod:`infoloss.distributed` all-reduces it).
+
+    Parameters
+    ----------
+    labels : integer array, any shape
+        Class indices, or ``ignore_index``.
+    ignore_index : int, optional
+        Label value of the examples that count for nothing.
+    class_weights : array, shape (C,), optional
+        Weight of each class; the labels must then lie in ``[0, C)`` (or be ``ignore_index``).
+    sample_weights : array, broadcastable to the labels' shape, optional
+        Weight of each example.
+    dtype : floating dtype, optional
+        Of the result; by default the weights' (float32 for float16/bfloat16), else the array
+        library's default floating dtype (float32 for torch: exact counts up to 2**24).
+
+    Returns
+    -------
+    array
+        0-d, the labels' array type and device.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from infoloss import sparse_softmax_cross_entropy, weight_total
+    >>> logits = np.array([[2.0, 1.0, 0.1], [0.0, 5.0, 0.0], [1.0, 1.0, 1.0]])
+    >>> y = np.array([2, -100, 0])
+    >>> float(weight_total(y, ignore_index=-100))
+    2.0
+    >>> s = sparse_softmax_cross_entropy(logits, y, ignore_index=-100, reduction="sum")
+    >>> m = sparse_softmax_cross_entropy(logits, y, ignore_index=-100, reduction="mean")
+    >>> bool(np.isclose(s / weight_total(y, ignore_index=-100), m))
+    True
+    """
+    xp, y, cw, sw, ii, dt = weight_total_args(
+        labels, ignore_index, class_weights, sample_weights, dtype
+    )
+    return _reduce.weight_total(xp, y, cw, sw, ii, dt)

@@ -1,0 +1,503 @@
+"""One rank of the torch.distributed tests (tests/test_distributed.py), gloo on 127.0.0.1.
+
+``python tests/_dist_worker.py RANK WORLD PORT OUT SCENARIO [SCENARIO ...]`` joins the group,
+runs each scenario and writes ``{scenario: {check: number or message}}`` as JSON to ``OUT``.
+The scenarios compute every reference themselves (the full logits are drawn from a seed shared by
+the ranks) and report errors as numbers; the test asserts on them. :func:`launch` starts the
+ranks as subprocesses with a timeout, so a hang fails instead of blocking.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from typing import Any
+
+TOL = 1e-12
+
+
+# --------------------------------------------------------------------------- launcher
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def launch(world: int, scenarios: list[str], timeout: float = 120.0) -> list[dict[str, Any]]:
+    """Run ``scenarios`` on ``world`` ranks; each rank's results (raises on failure or timeout)."""
+    port = free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        outs = [os.path.join(tmp, f"rank{r}.json") for r in range(world)]
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
+        procs = [
+            subprocess.Popen(
+                [sys.executable, __file__, str(r), str(world), str(port), outs[r], *scenarios],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+            )
+            for r in range(world)
+        ]
+        deadline = time.monotonic() + timeout
+        logs = []
+        try:
+            for p in procs:
+                out, _ = p.communicate(timeout=max(1.0, deadline - time.monotonic()))
+                logs.append(out.decode(errors="replace"))
+        except subprocess.TimeoutExpired:
+            for p in procs:
+                p.kill()
+            raise AssertionError(
+                f"distributed run of {scenarios} timed out after {timeout} s"
+            ) from None
+        for r, p in enumerate(procs):
+            if p.returncode != 0:
+                raise AssertionError(f"rank {r} failed ({p.returncode}):\n{logs[r][-4000:]}")
+        results = []
+        for o in outs:
+            with open(o) as f:
+                results.append(json.load(f))
+        return results
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def err(a: Any, b: Any) -> float:
+    """Largest |a - b| / max(1, |b|) over finite entries; inf when the non-finite entries differ."""
+    import torch
+
+    a, b = torch.as_tensor(a, dtype=torch.float64), torch.as_tensor(b, dtype=torch.float64)
+    if a.shape != b.shape:
+        return float("inf")
+    for f in (torch.isnan, torch.isposinf, torch.isneginf):
+        if not torch.equal(f(a), f(b)):
+            return float("inf")
+    fin = torch.isfinite(b)
+    if not bool(fin.any()):
+        return 0.0
+    d = (a[fin] - b[fin]).abs() / b[fin].abs().clamp(min=1.0)
+    return float(d.max())
+
+
+def _widths(world: int, v: int) -> list[int]:
+    return {1: [v], 2: [3, v - 3], 3: [4, 0, v - 4]}[world]
+
+
+def _permuted_starts(world: int, widths: list[int]) -> list[int]:
+    """Explicit ``vocab_start`` s not in rank order: the shards tile [0, V) backwards."""
+    starts, pos = [0] * world, 0
+    for r in reversed(range(world)):
+        starts[r] = pos
+        pos += widths[r]
+    return starts
+
+
+def _data(v: int, seed: int = 0) -> tuple[Any, Any, Any, Any]:
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(3, 5, v, generator=g, dtype=torch.float64) * 3
+    y = torch.randint(0, v, (3, 5), generator=g)
+    y[0, :3] = -100  # ignored tokens
+    y[2, 4] = 5
+    x[1, 2, :] = -float("inf")  # a row with no distribution
+    x[2, 1, 6] = -float("inf")  # a masked class (its weight is 0 below)
+    cw = torch.rand(v, generator=g, dtype=torch.float64) + 0.1
+    cw[6] = 0.0
+    sw = torch.rand(3, 5, generator=g, dtype=torch.float64) + 0.5
+    return x, y, cw, sw
+
+
+# --------------------------------------------------------------------------- scenarios
+
+
+def scenario_options(rank: int, world: int) -> dict[str, Any]:
+    """Every option against the single-process full-vocabulary loss: loss and logits gradient."""
+    import torch
+
+    import infoloss
+    from infoloss.distributed import vocab_parallel_cross_entropy
+
+    v = 11
+    x, y, cw, sw = _data(v)
+    widths = _widths(world, v)
+    worst = {"loss": 0.0, "grad": 0.0}
+    count = 0
+    # every combination of the weights, ignore_index, smoothing and reduction; z-loss and the
+    # explicit (permuted) vocab_start on alternating combinations
+    for i, (cwm, use_sw, ii, eps, red) in enumerate(
+        itertools.product(
+            (None, "global", "sharded"),
+            (False, True),
+            (None, -100),
+            (0.0, 0.1, 1.0),
+            ("none", "sum", "mean"),
+        )
+    ):
+        z = 1e-2 if i % 2 else 0.0
+        start_mode = "explicit" if i % 3 == 0 else "default"
+        yy = y if ii is not None else torch.where(y < 0, torch.ones_like(y), y)
+        if start_mode == "default":
+            starts = [sum(widths[:r]) for r in range(world)]
+        else:
+            starts = _permuted_starts(world, widths)
+        s, w = starts[rank], widths[rank]
+        opts = dict(ignore_index=ii, label_smoothing=eps, z_loss=z, reduction=red)
+        full_cw = None if cwm is None else cw
+        my_cw = None if cwm is None else (cw if cwm == "global" else cw[s : s + w])
+        swv = sw if use_sw else None
+        gout = (
+            torch.linspace(0.5, 1.5, 15, dtype=torch.float64).reshape(3, 5)
+            if red == "none"
+            else torch.tensor(0.7, dtype=torch.float64)
+        )
+        xr = x.clone().requires_grad_()
+        with infoloss._config.generic_only():
+            ref = infoloss.sparse_softmax_cross_entropy(
+                xr, yy, class_weights=full_cw, sample_weights=swv, **opts
+            )
+        (ref * gout).sum().backward()
+        xs = x[..., s : s + w].clone().requires_grad_()
+        out = vocab_parallel_cross_entropy(
+            xs,
+            yy,
+            vocab_start=None if start_mode == "default" else s,
+            class_weights=my_cw,
+            sample_weights=swv,
+            **opts,
+        )
+        (out * gout).sum().backward()
+        worst["loss"] = max(worst["loss"], err(out.detach(), ref.detach()))
+        assert xr.grad is not None and xs.grad is not None
+        worst["grad"] = max(worst["grad"], err(xs.grad, xr.grad[..., s : s + w]))
+        count += 1
+    worst["calls"] = count
+    # nan in, nan out; float32 and bfloat16 shards
+    xn = x.clone()
+    xn[0, 4, 7] = float("nan")
+    s, w = sum(widths[:rank]), widths[rank]
+    out = vocab_parallel_cross_entropy(xn[..., s : s + w], y, ignore_index=-100, reduction="none")
+    worst["nan_row_is_nan"] = bool(torch.isnan(out[0, 4])) and not bool(torch.isnan(out[0, 3]))
+    for dt in (torch.float32, torch.bfloat16):
+        xd = torch.where(torch.isinf(x), torch.zeros_like(x), x).to(dt)
+        ref = infoloss.sparse_softmax_cross_entropy(
+            xd.float(), y, ignore_index=-100, label_smoothing=0.1, reduction="mean"
+        )
+        out = vocab_parallel_cross_entropy(
+            xd[..., s : s + w].clone(), y, ignore_index=-100, label_smoothing=0.1
+        )
+        worst[f"dtype_{str(dt)[6:]}"] = [str(out.dtype)[6:], abs(float(out) - float(ref))]
+    return worst
+
+
+def scenario_linear(rank: int, world: int) -> dict[str, Any]:
+    """vocab_parallel_linear_cross_entropy against the full output layer: loss, d_hidden,
+    d_weight_shard, d_bias_shard."""
+    import torch
+
+    import infoloss
+    from infoloss.distributed import vocab_parallel_linear_cross_entropy
+
+    v, hdim = 11, 4
+    g = torch.Generator().manual_seed(1)
+    h = torch.randn(3, 5, hdim, generator=g, dtype=torch.float64)
+    wfull = torch.randn(v, hdim, generator=g, dtype=torch.float64)
+    bfull = torch.randn(v, generator=g, dtype=torch.float64)
+    _, y, cw, sw = _data(v)
+    widths = _widths(world, v)
+    s, w = sum(widths[:rank]), widths[rank]
+    worst = {"loss": 0.0, "d_hidden": 0.0, "d_weight": 0.0, "d_bias": 0.0}
+    for cwm, use_sw, eps, z, red, chunk, bias in itertools.product(
+        (None, "global", "sharded"),
+        (False, True),
+        (0.0, 0.1),
+        (0.0, 1e-2),
+        ("none", "sum", "mean"),
+        (None, 4),
+        (False, True),
+    ):
+        full_cw = None if cwm is None else cw
+        my_cw = None if cwm is None else (cw if cwm == "global" else cw[s : s + w])
+        swv = sw if use_sw else None
+        opts = dict(ignore_index=-100, label_smoothing=eps, z_loss=z, reduction=red)
+        gout = (
+            torch.linspace(0.5, 1.5, 15, dtype=torch.float64).reshape(3, 5)
+            if red == "none"
+            else torch.tensor(1.3, dtype=torch.float64)
+        )
+        hr = h.clone().requires_grad_()
+        wr = wfull.clone().requires_grad_()
+        br = bfull.clone().requires_grad_() if bias else None
+        logits = hr @ wr.T + (br if br is not None else 0)
+        with infoloss._config.generic_only():
+            ref = infoloss.sparse_softmax_cross_entropy(
+                logits, y, class_weights=full_cw, sample_weights=swv, **opts
+            )
+        (ref * gout).sum().backward()
+        hs = h.clone().requires_grad_()
+        ws = wfull[s : s + w].clone().requires_grad_()
+        bs = bfull[s : s + w].clone().requires_grad_() if bias else None
+        out = vocab_parallel_linear_cross_entropy(
+            hs,
+            ws,
+            y,
+            bias_shard=bs,
+            class_weights=my_cw,
+            sample_weights=swv,
+            chunk_size=chunk,
+            **opts,
+        )
+        (out * gout).sum().backward()
+        worst["loss"] = max(worst["loss"], err(out.detach(), ref.detach()))
+        worst["d_hidden"] = max(worst["d_hidden"], err(hs.grad, hr.grad))
+        worst["d_weight"] = max(worst["d_weight"], err(ws.grad, wr.grad[s : s + w]))
+        if bias:
+            worst["d_bias"] = max(worst["d_bias"], err(bs.grad, br.grad[s : s + w]))
+    return worst
+
+
+def scenario_volume(rank: int, world: int) -> dict[str, Any]:
+    """Bytes handed to all_reduce / all_gather per call, counted by wrapping torch.distributed."""
+    import torch
+    import torch.distributed as dist
+
+    from infoloss.distributed import (
+        vocab_parallel_cross_entropy,
+        vocab_parallel_linear_cross_entropy,
+    )
+
+    counts: dict[str, int] = {}
+    orig_reduce, orig_gather = dist.all_reduce, dist.all_gather
+
+    def reduce(t: Any, *a: Any, **k: Any) -> Any:
+        counts["all_reduce"] = counts.get("all_reduce", 0) + t.numel() * t.element_size()
+        counts["all_reduce_calls"] = counts.get("all_reduce_calls", 0) + 1
+        return orig_reduce(t, *a, **k)
+
+    def gather(out: Any, t: Any, *a: Any, **k: Any) -> Any:
+        counts["all_gather"] = counts.get("all_gather", 0) + t.numel() * t.element_size()
+        return orig_gather(out, t, *a, **k)
+
+    res: dict[str, Any] = {}
+    dist.all_reduce, dist.all_gather = reduce, gather
+    try:
+        for n, v_local, eps, sharded in itertools.product(
+            (64, 256), (100, 2000), (0.0, 0.1), (False, True)
+        ):
+            x = torch.randn(n, v_local, dtype=torch.float64, requires_grad=True)
+            y = torch.randint(0, v_local * world, (n,), generator=torch.Generator().manual_seed(n))
+            cw = torch.ones(v_local if sharded else v_local * world, dtype=torch.float64)
+            counts.clear()
+            loss = vocab_parallel_cross_entropy(x, y, label_smoothing=eps, class_weights=cw)
+            fwd = dict(counts)
+            counts.clear()
+            loss.backward()
+            res[f"ce n={n} v_local={v_local} eps={eps} sharded_w={sharded}"] = {
+                "forward": fwd,
+                "backward": dict(counts),
+            }
+        hdim = 16
+        for n in (64, 256):
+            h = torch.randn(n, hdim, dtype=torch.float64, requires_grad=True)
+            w = torch.randn(500, hdim, dtype=torch.float64, requires_grad=True)
+            y = torch.randint(0, 500 * world, (n,), generator=torch.Generator().manual_seed(n))
+            counts.clear()
+            loss = vocab_parallel_linear_cross_entropy(h, w, y, chunk_size=32)
+            fwd = dict(counts)
+            counts.clear()
+            loss.backward()
+            res[f"linear n={n} h={hdim}"] = {"forward": fwd, "backward": dict(counts)}
+    finally:
+        dist.all_reduce, dist.all_gather = orig_reduce, orig_gather
+    return res
+
+
+def _raises(fn: Any) -> str:
+    try:
+        fn()
+    except Exception as e:
+        return f"{type(e).__name__}: {e}"
+    return "no error"
+
+
+def scenario_errors(rank: int, world: int) -> dict[str, Any]:
+    """Bad input: every rank raises (no hang), and the group stays usable."""
+    import torch
+    import torch.distributed as dist
+
+    import infoloss
+    from infoloss.distributed import vocab_parallel_cross_entropy
+
+    v = 11
+    x, y, _, _ = _data(v)
+    y = torch.where(y < 0, torch.zeros_like(y), y)
+    widths = _widths(world, v)
+    s, w = sum(widths[:rank]), widths[rank]
+    xs = x[..., s : s + w]
+    out: dict[str, Any] = {}
+    out["overlap"] = _raises(lambda: vocab_parallel_cross_entropy(xs, y, vocab_start=max(0, s - 1)))
+    out["gap"] = _raises(lambda: vocab_parallel_cross_entropy(xs, y, vocab_start=s + rank))
+    out["start_on_some_ranks"] = _raises(
+        lambda: vocab_parallel_cross_entropy(xs, y, vocab_start=s if rank == 0 else None)
+    )
+    bad = y.clone()
+    bad[1, 3] = v
+    out["label_outside"] = _raises(lambda: vocab_parallel_cross_entropy(xs, bad))
+    neg = y.clone()
+    neg[2, 0] = -3
+    out["label_negative"] = _raises(
+        lambda: vocab_parallel_cross_entropy(xs, neg, ignore_index=-100)
+    )
+    xd = xs.float() if rank == world - 1 else xs
+    out["dtype_mismatch"] = _raises(lambda: vocab_parallel_cross_entropy(xd, y))
+    other = y.clone()
+    if rank == 0:
+        other[0, 0] = (other[0, 0] + 1) % v
+    out["labels_differ"] = _raises(lambda: vocab_parallel_cross_entropy(xs, other))
+    eps = 2.0 if rank == world - 1 else 0.1
+    out["local_error"] = _raises(lambda: vocab_parallel_cross_entropy(xs, y, label_smoothing=eps))
+    out["options_differ"] = _raises(lambda: vocab_parallel_cross_entropy(xs, y, z_loss=0.1 * rank))
+    out["class_weights_shape"] = _raises(
+        lambda: vocab_parallel_cross_entropy(xs, y, class_weights=torch.ones(w + 1, dtype=x.dtype))
+    )
+    # the single-device loss's own message for the same bad option
+    out["single_device_error"] = _raises(
+        lambda: infoloss.sparse_softmax_cross_entropy(x, y, label_smoothing=2.0)
+    )
+    # after all that the group still works and gives the right value
+    ref = infoloss.sparse_softmax_cross_entropy(x, y, reduction="mean")
+    out["after_errors"] = err(vocab_parallel_cross_entropy(xs, y), ref)
+    # a group of one rank: the single-device loss, with no collective
+    groups = [dist.new_group([r]) for r in range(world)]
+    xr = x.clone().requires_grad_()
+    with infoloss._config.generic_only():
+        ref = infoloss.sparse_softmax_cross_entropy(
+            xr, y, label_smoothing=0.1, z_loss=0.01, reduction="mean"
+        )
+    ref.backward()
+    x1 = x.clone().requires_grad_()
+    one = vocab_parallel_cross_entropy(x1, y, group=groups[rank], label_smoothing=0.1, z_loss=0.01)
+    one.backward()
+    out["group_of_one_loss"] = err(one.detach(), ref.detach())
+    out["group_of_one_grad"] = err(x1.grad, xr.grad)
+    return out
+
+
+def scenario_ddp(rank: int, world: int) -> dict[str, Any]:
+    """DDP + gradient accumulation with the global mean = single-process full-batch training."""
+    import torch
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    from infoloss import sparse_softmax_cross_entropy
+    from infoloss.distributed import global_mean, global_weight_total
+
+    hdim, v, micro, tokens, steps, lr = 6, 9, 2, 8, 3, 0.5
+    g = torch.Generator().manual_seed(3)
+    init = torch.nn.Linear(hdim, v, dtype=torch.float64)
+    with torch.no_grad():
+        init.weight.copy_(torch.randn(v, hdim, generator=g, dtype=torch.float64))
+        init.bias.copy_(torch.randn(v, generator=g, dtype=torch.float64))
+    # data[step][rank][micro] = (x, y); rank r ignores a different number of tokens
+    data = []
+    for _ in range(steps):
+        per_rank = []
+        for r in range(world):
+            mbs = []
+            for k in range(micro):
+                xb = torch.randn(tokens, hdim, generator=g, dtype=torch.float64)
+                yb = torch.randint(0, v, (tokens,), generator=g)
+                n_ignored = (2 * r + 3 * k) % (tokens - 1)
+                yb[:n_ignored] = -100
+                mbs.append((xb, yb))
+            per_rank.append(mbs)
+        data.append(per_rank)
+
+    def clone_model() -> Any:
+        m = torch.nn.Linear(hdim, v, dtype=torch.float64)
+        m.load_state_dict(init.state_dict())
+        return m
+
+    # single process, full batch: the mean over all non-ignored tokens of every rank and micro-batch
+    ref = clone_model()
+    opt = torch.optim.SGD(ref.parameters(), lr=lr)
+    for step in data:
+        xs = torch.cat([xb for mbs in step for xb, _ in mbs])
+        ys = torch.cat([yb for mbs in step for _, yb in mbs])
+        sparse_softmax_cross_entropy(ref(xs), ys, ignore_index=-100, reduction="mean").backward()
+        opt.step()
+        opt.zero_grad()
+
+    def train(recipe: str) -> Any:
+        model = DDP(clone_model())
+        opt = torch.optim.SGD(model.parameters(), lr=lr)
+        for step in data:
+            mbs = step[rank]
+            total = global_weight_total([yb for _, yb in mbs], ignore_index=-100)
+            for k, (xb, yb) in enumerate(mbs):
+                sync = k == len(mbs) - 1
+                ctx = contextlib.nullcontext() if sync else model.no_sync()
+                with ctx:
+                    if recipe == "global":
+                        s = sparse_softmax_cross_entropy(
+                            model(xb), yb, ignore_index=-100, reduction="sum"
+                        )
+                        global_mean(s, total).backward()
+                    else:  # the usual bug: a mean per micro-batch, averaged again
+                        loss = sparse_softmax_cross_entropy(
+                            model(xb), yb, ignore_index=-100, reduction="mean"
+                        )
+                        (loss / len(mbs)).backward()
+            opt.step()
+            opt.zero_grad()
+        return model.module
+
+    out = {}
+    for recipe in ("global", "naive"):
+        m = train(recipe)
+        out[recipe] = max(
+            err(m.weight.detach(), ref.weight.detach()), err(m.bias.detach(), ref.bias.detach())
+        )
+    return out
+
+
+SCENARIOS = {
+    "options": scenario_options,
+    "linear": scenario_linear,
+    "volume": scenario_volume,
+    "errors": scenario_errors,
+    "ddp": scenario_ddp,
+}
+
+
+def main(argv: list[str]) -> None:
+    rank, world, port, out = int(argv[0]), int(argv[1]), int(argv[2]), argv[3]
+    import torch.distributed as dist
+
+    os.environ["MASTER_ADDR"] = "127.0.0.1"
+    os.environ["MASTER_PORT"] = str(port)
+    dist.init_process_group("gloo", rank=rank, world_size=world, timeout=timedelta(seconds=60))
+    results: dict[str, Any] = {}
+    try:
+        for name in argv[4:]:
+            t0 = time.perf_counter()
+            results[name] = SCENARIOS[name](rank, world)
+            results[name]["seconds"] = time.perf_counter() - t0
+    finally:
+        dist.destroy_process_group()
+    with open(out, "w") as f:
+        json.dump(results, f)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,349 @@
+"""Past one device (issue 15): vocabulary-parallel cross-entropy and the global mean.
+
+The torch.distributed tests spawn their own gloo groups of 2 and 3 processes on 127.0.0.1
+(``tests/_dist_worker.py``; one spawn per group size runs every scenario, with a 120 s timeout)
+and compare, in float64, with the single-process full-vocabulary loss. The JAX tests run in a
+subprocess with ``XLA_FLAGS=--xla_force_host_platform_device_count=4`` (JAX fixes its device
+count when first imported).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from _dist_worker import TOL, launch, scenario_options
+
+torch = pytest.importorskip("torch")
+
+import infoloss  # noqa: E402
+from infoloss.distributed import (  # noqa: E402
+    global_mean,
+    global_weight_total,
+    vocab_parallel_cross_entropy,
+    vocab_parallel_linear_cross_entropy,
+)
+
+SCENARIOS = ["options", "linear", "volume", "errors", "ddp"]
+
+
+@pytest.fixture(scope="module", params=[2, 3], ids=["2-ranks", "3-ranks"])
+def group_run(request):
+    """Every scenario on one spawned group; the results of each rank."""
+    world = request.param
+    return world, launch(world, SCENARIOS, timeout=120.0)
+
+
+# --------------------------------------------------------------------------- spawned groups
+
+
+def test_every_option_equals_full_vocabulary_loss(group_run):
+    """Uneven shards (one empty with 3 ranks), explicit permuted vocab_start, class weights global
+    and sharded, sample weights, ignore_index, smoothing 0/0.1/1, z-loss, all reductions, a row
+    of -inf and a masked class: loss and logits gradient to 1e-12 in float64 on every rank."""
+    world, results = group_run
+    for rank, res in enumerate(results):
+        r = res["options"]
+        assert r["calls"] == 108
+        assert r["loss"] <= TOL, (rank, r)
+        assert r["grad"] <= TOL, (rank, r)
+        assert r["nan_row_is_nan"]
+        assert r["dtype_float32"][0] == "float32" and r["dtype_float32"][1] < 1e-5
+        assert r["dtype_bfloat16"][0] == "bfloat16" and r["dtype_bfloat16"][1] < 2e-2
+    assert len(results) == world
+
+
+def test_linear_equals_full_output_layer(group_run):
+    _, results = group_run
+    for res in results:
+        r = res["linear"]
+        for key in ("loss", "d_hidden", "d_weight", "d_bias"):
+            assert r[key] <= TOL, (key, r)
+
+
+def test_all_reduce_volume_is_order_n(group_run):
+    """Bytes passed to all_reduce per call: 8 bytes x (4..7) x N in float64, the same for
+    V_local = 100 and 2000; no collective in the backward of the logits version; the linear
+    version's backward reduces d_hidden (N x H) only."""
+    _, results = group_run
+    vol = results[0]["volume"]
+    for n in (64, 256):
+        for eps in (0.0, 0.1):
+            for sharded in (False, True):
+                rows = 4 + (eps > 0) + sharded + (eps > 0 and sharded)
+                per_v = [
+                    vol[f"ce n={n} v_local={v} eps={eps} sharded_w={sharded}"] for v in (100, 2000)
+                ]
+                for rec in per_v:
+                    assert rec["forward"]["all_reduce"] == 8 * rows * n
+                    assert rec["forward"]["all_reduce_calls"] == 2
+                    assert rec["forward"]["all_gather"] == 8 * 11
+                    assert rec["backward"] == {}
+        lin = vol[f"linear n={n} h=16"]
+        assert lin["forward"]["all_reduce"] == 8 * 4 * n
+        assert lin["backward"] == {"all_reduce": 8 * n * 16, "all_reduce_calls": 1}
+
+
+def test_bad_input_raises_on_every_rank(group_run):
+    world, results = group_run
+    last = world - 1
+    for rank, res in enumerate(results):
+        e = res["errors"]
+        assert e["overlap"].startswith("InfolossError: `vocab_start` and the shard widths must tile")
+        assert "[0, 3)" in e["overlap"]
+        assert e["gap"].startswith("InfolossError: `vocab_start` and the shard widths must tile")
+        assert "None on rank(s) [1" in e["start_on_some_ranks"]
+        assert e["label_outside"] == (
+            "InfolossError: `labels` must hold class indices in [0, 11) (the global vocabulary); "
+            "found 11 at position (1, 3)"
+        )
+        assert "found -3 at position (2, 0)" in e["label_negative"]
+        assert e["dtype_mismatch"].startswith("InfolossTypeError: `logits_shard` must have the same dtype")
+        assert f"float32 on rank {last}" in e["dtype_mismatch"]
+        assert "checksums differ" in e["labels_differ"]
+        if rank == last:  # the rank with the bad option reports the single-device message
+            assert e["local_error"] == e["single_device_error"]
+        else:
+            assert e["local_error"] == (
+                f"InfolossError: invalid input on rank(s) [{last}] of the group "
+                "(see the error raised there); every rank stops"
+            )
+        assert "must be the same on every rank" in e["options_differ"]
+        assert e["class_weights_shape"].startswith("InfolossError: `class_weights` must have shape (V,)")
+        assert e["after_errors"] <= TOL
+        assert e["group_of_one_loss"] <= TOL and e["group_of_one_grad"] <= TOL
+
+
+def test_ddp_global_mean_equals_full_batch(group_run):
+    """DDP, 2 micro-batches per rank (no_sync), uneven ignored tokens per rank and micro-batch,
+    3 SGD steps: the global-mean recipe gives the single-process full-batch parameters; the
+    usual per-micro-batch mean does not."""
+    _, results = group_run
+    for res in results:
+        assert res["ddp"]["global"] <= TOL
+        assert res["ddp"]["naive"] > 1e-3
+
+
+# --------------------------------------------------------------------------- one process
+
+
+def test_world_of_one_without_process_group():
+    """Without torch.distributed initialised: a world of one process, every option."""
+    r = scenario_options(0, 1)
+    assert r["loss"] <= TOL and r["grad"] <= TOL
+
+
+def test_linear_world_of_one_against_linear_cross_entropy():
+    g = torch.Generator().manual_seed(5)
+    h = torch.randn(2, 7, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(9, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(9, generator=g, dtype=torch.float64, requires_grad=True)
+    y = torch.randint(0, 9, (2, 7), generator=g)
+    y[0, 0] = -100
+    ref = infoloss.linear_cross_entropy(h, w, y, bias=b, ignore_index=-100, label_smoothing=0.2)
+    ref.backward()
+    grads = [t.grad.clone() for t in (h, w, b)]
+    for t in (h, w, b):
+        t.grad = None
+    out = vocab_parallel_linear_cross_entropy(
+        h, w, y, bias_shard=b, ignore_index=-100, label_smoothing=0.2, chunk_size=3
+    )
+    out.backward()
+    assert abs(float(out) - float(ref)) <= TOL
+    for t, gr in zip((h, w, b), grads, strict=True):
+        assert float((t.grad - gr).abs().max()) <= TOL
+
+
+def test_local_errors_match_single_device():
+    x = torch.zeros(2, 3, dtype=torch.float64)
+    y = torch.tensor([0, 1])
+    cases = [
+        (dict(reduction="avg"), dict(reduction="avg")),
+        (dict(z_loss=-1.0), dict(z_loss=-1.0)),
+        (dict(ignore_index=1.5), dict(ignore_index=1.5)),
+        (dict(sample_weights=torch.ones(3)), dict(sample_weights=torch.ones(3))),
+        (dict(class_weights=-torch.ones(3)), dict(class_weights=-torch.ones(3))),
+    ]
+    for vp, single in cases:
+        with pytest.raises(infoloss.InfolossError) as a:
+            vocab_parallel_cross_entropy(x, y, **vp)
+        with pytest.raises(infoloss.InfolossError) as b:
+            infoloss.sparse_softmax_cross_entropy(x, y, **single)
+        assert str(a.value) == str(b.value)
+    with pytest.raises(infoloss.InfolossTypeError, match="`labels` must hold integer"):
+        vocab_parallel_cross_entropy(x, y.double())
+    with pytest.raises(infoloss.InfolossTypeError, match="`logits_shard` must be a torch.Tensor"):
+        vocab_parallel_cross_entropy(np.zeros((2, 3)), np.array([0, 1]))
+    with pytest.raises(infoloss.InfolossError, match=r"`vocab_start` must be a non-negative"):
+        vocab_parallel_cross_entropy(x, y, vocab_start=-1)
+    with pytest.raises(infoloss.InfolossError, match=r"tile \[0, V\)"):
+        vocab_parallel_cross_entropy(x, y, vocab_start=1)
+    with pytest.raises(infoloss.InfolossError, match=r"in \[0, 3\) \(the global vocabulary\)"):
+        vocab_parallel_cross_entropy(x, torch.tensor([0, 3]))
+    with pytest.raises(infoloss.InfolossError, match="`weight_shard` must have shape"):
+        vocab_parallel_linear_cross_entropy(x, torch.zeros(4, 2, dtype=torch.float64), y)
+
+
+@pytest.mark.parametrize("xp_name", ["numpy", "torch"])
+def test_weight_total(xp_name):
+    """Σ W against a NumPy float64 reference; "sum" / weight_total == "mean"."""
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 5, (4, 6))
+    y[0, :4] = -100
+    cw = rng.uniform(0.1, 2, 5)
+    sw = rng.uniform(0.1, 2, (4, 6))
+    valid = y != -100
+    expected = float(np.sum(np.where(valid, cw[np.where(valid, y, 0)] * sw, 0.0)))
+    if xp_name == "torch":
+        conv = torch.as_tensor
+    else:
+        conv = np.asarray
+    got = infoloss.weight_total(
+        conv(y), ignore_index=-100, class_weights=conv(cw), sample_weights=conv(sw)
+    )
+    assert abs(float(got) - expected) <= 1e-12 * expected
+    assert float(infoloss.weight_total(conv(y), ignore_index=-100)) == float(valid.sum())
+    assert float(infoloss.weight_total(conv(y))) == 24.0
+    x = conv(rng.normal(size=(4, 6, 5)))
+    opts = dict(ignore_index=-100, class_weights=conv(cw), sample_weights=conv(sw))
+    s = infoloss.sparse_softmax_cross_entropy(x, conv(y), reduction="sum", **opts)
+    m = infoloss.sparse_softmax_cross_entropy(x, conv(y), reduction="mean", **opts)
+    assert abs(float(s) / float(infoloss.weight_total(conv(y), **opts)) - float(m)) <= 1e-12
+    with pytest.raises(infoloss.InfolossError, match=r"`labels` must hold class indices in \[0, 5\)"):
+        infoloss.weight_total(conv(np.array([0, 7])), class_weights=conv(cw))
+    with pytest.raises(infoloss.InfolossTypeError, match="`labels` must hold integer"):
+        infoloss.weight_total(conv(np.array([0.0, 1.0])))
+
+
+def test_global_helpers_in_one_process():
+    y = [torch.tensor([1, -100, 2]), torch.tensor([-100, -100, 0, 1])]
+    assert float(global_weight_total(y, ignore_index=-100)) == 4.0
+    sw = [torch.tensor([2.0, 5.0, 1.0]), torch.tensor([1.0, 1.0, 1.0, 0.5])]
+    assert float(global_weight_total(y, ignore_index=-100, sample_weights=sw)) == 4.5
+    with pytest.raises(infoloss.InfolossError, match="one tensor per micro-batch"):
+        global_weight_total(y, sample_weights=sw[:1])
+    s = torch.tensor(3.0, requires_grad=True)
+    out = global_mean(s, torch.tensor(4.0))
+    out.backward()
+    assert float(out) == 0.75 and float(s.grad) == 0.25
+    assert float(global_mean(torch.tensor(3.0), 0.0)) == 0.0
+
+
+# --------------------------------------------------------------------------- JAX
+
+_JAX_SCRIPT = textwrap.dedent(
+    r"""
+    import json, re
+    import numpy as np
+    import jax, jax.numpy as jnp
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+    jax.config.update("jax_enable_x64", True)
+    import infoloss
+    from infoloss.distributed_jax import vocab_parallel_cross_entropy_local, global_mean_psum
+
+    assert jax.device_count() == 4, jax.devices()
+    n, v = 64, 1024
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(n, v)) * 3
+    y = rng.integers(0, v, n); y[:9] = -100
+    cw = rng.uniform(0.1, 2.0, v)
+    mesh = Mesh(np.array(jax.devices()), ("d",))
+    out = {}
+    opts = dict(ignore_index=-100, label_smoothing=0.1, z_loss=1e-3, class_weights=jnp.asarray(cw))
+
+    def loss(a, b):
+        return infoloss.sparse_softmax_cross_entropy(a, b, reduction="mean", **opts)
+
+    ref = float(loss(jnp.asarray(x), jnp.asarray(y)))
+    gref = np.asarray(jax.grad(loss)(jnp.asarray(x), jnp.asarray(y)))
+    for name, spec in (("vocab", P(None, "d")), ("batch", P("d", None))):
+        xs = jax.device_put(jnp.asarray(x), NamedSharding(mesh, spec))
+        ys = jax.device_put(jnp.asarray(y), NamedSharding(mesh, P("d") if name == "batch" else P()))
+        for what, f in (("value", jax.jit(loss)), ("grad", jax.jit(jax.grad(loss)))):
+            hlo = f.lower(xs, ys).compile().as_text()
+            gathers = re.findall(r"all-gather[^\n]*", hlo)
+            big = [g for g in gathers if re.search(r"f64\[%d,%d\]" % (n, v), g)]
+            got = np.asarray(f(xs, ys))
+            want = ref if what == "value" else gref
+            out[f"{name}_{what}"] = {
+                "err": float(np.max(np.abs(got - want))),
+                "big_gathers": len(big),
+                "collectives": sorted(set(re.findall(r"(all-reduce|all-gather|all-to-all|collective-permute|reduce-scatter)", hlo))),
+            }
+
+    # shard_map recipe: explicit vocabulary parallelism (each device a column block)
+    from jax.experimental.shard_map import shard_map
+    width = v // 4
+
+    def local(xl, yl):
+        start = jax.lax.axis_index("d") * width
+        s, w = vocab_parallel_cross_entropy_local(
+            xl, yl, start, axis_name="d", num_classes=v, reduction="sum", **opts)
+        return s / w
+
+    f = jax.jit(shard_map(local, mesh=mesh, in_specs=(P(None, "d"), P()), out_specs=P(), check_rep=False))
+    xs = jax.device_put(jnp.asarray(x), NamedSharding(mesh, P(None, "d")))
+    out["shard_map"] = {"err": abs(float(f(xs, jnp.asarray(y))) - ref)}
+    g = jax.jit(jax.grad(lambda a, b: f(a, b)))(xs, jnp.asarray(y))
+    out["shard_map_grad"] = {"err": float(np.max(np.abs(np.asarray(g) - gref)))}
+    hlo = jax.jit(shard_map(local, mesh=mesh, in_specs=(P(None, "d"), P()), out_specs=P(), check_rep=False)).lower(xs, jnp.asarray(y)).compile().as_text()
+    out["shard_map_all_reduce_shapes"] = sorted(set(re.findall(r"= (\S+) all-reduce", hlo)))
+
+    # global mean over a batch-sharded (data-parallel) axis with psum
+    def dp(xl, yl):
+        s = infoloss.sparse_softmax_cross_entropy(xl, yl, reduction="sum", **opts)
+        w = infoloss.weight_total(yl, ignore_index=-100, class_weights=opts["class_weights"])
+        return global_mean_psum(s, w, axis_name="d")
+
+    fdp = jax.jit(shard_map(dp, mesh=mesh, in_specs=(P("d"), P("d")), out_specs=P(), check_rep=False))
+    xb = jax.device_put(jnp.asarray(x), NamedSharding(mesh, P("d", None)))
+    yb = jax.device_put(jnp.asarray(y), NamedSharding(mesh, P("d")))
+    out["psum_mean"] = {"err": abs(float(fdp(xb, yb)) - ref)}
+    gdp = jax.jit(jax.grad(lambda a, b: fdp(a, b)))(xb, yb)
+    out["psum_mean_grad"] = {"err": float(np.max(np.abs(np.asarray(gdp) - gref)))}
+    print("RESULT" + json.dumps(out))
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def jax_run():
+    pytest.importorskip("jax")
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+    p = subprocess.run(
+        [sys.executable, "-c", _JAX_SCRIPT],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert p.returncode == 0, p.stderr[-4000:]
+    line = next(ln for ln in p.stdout.splitlines() if ln.startswith("RESULT"))
+    return json.loads(line[len("RESULT") :])
+
+
+@pytest.mark.parametrize("layout", ["vocab", "batch"])
+@pytest.mark.parametrize("what", ["value", "grad"])
+def test_jax_sharded_equals_unsharded_without_gathering_logits(jax_run, layout, what):
+    r = jax_run[f"{layout}_{what}"]
+    assert r["err"] <= 1e-12, r
+    assert r["big_gathers"] == 0, r
+
+
+def test_jax_shard_map_recipe(jax_run):
+    assert jax_run["shard_map"]["err"] <= 1e-12
+    assert jax_run["shard_map_grad"]["err"] <= 1e-12
+    # every all-reduce of the explicit recipe is of per-row (64,) values or scalars
+    for shape in jax_run["shard_map_all_reduce_shapes"]:
+        assert "1024" not in shape and "256" not in shape, jax_run["shard_map_all_reduce_shapes"]
+
+
+def test_jax_psum_global_mean(jax_run):
+    assert jax_run["psum_mean"]["err"] <= 1e-12
+    assert jax_run["psum_mean_grad"]["err"] <= 1e-12
