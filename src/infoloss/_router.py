@@ -27,13 +27,24 @@ from ._generic import activations as g_act
 from ._generic import linear as g_linear
 from ._generic import losses as g_losses
 from ._generic import measures as g_measures
-from ._specs import LinearCE, ProbMeasure, RowOp, SigmoidCE, SoftmaxCE, SoftmaxMeasure
+from ._specs import (
+    JointMeasure,
+    LinearCE,
+    LMMeasure,
+    ProbMeasure,
+    RowOp,
+    SigmoidCE,
+    SoftmaxCE,
+    SoftmaxMeasure,
+)
 from ._utils import Array, check_label_values, upcast
 
 __all__ = [
     "fast_numpy",
     "fast_torch",
+    "joint_measure",
     "linear_ce",
+    "lm_measure",
     "probability_measure",
     "row_op",
     "sigmoid_ce",
@@ -184,18 +195,39 @@ def row_op(spec: RowOp) -> Array:
 
 
 def softmax_measure(spec: SoftmaxMeasure, want_grad: bool = False) -> tuple[Array, Any]:
-    """softmax_entropy (``spec.b`` None) or softmax_kl_divergence: (value, gradient(s) or None)."""
+    """softmax_entropy (``spec.b`` None), softmax_kl_divergence or softmax_js_divergence:
+    (value, gradient(s) or None)."""
     same_dtype = spec.b is None or spec.a.dtype == spec.b.dtype
-    if same_dtype and fast_numpy(spec.a, spec.b):
+    if (
+        (spec.b is None or spec.op == "kl")
+        and same_dtype
+        and fast_numpy(spec.a, spec.b, spec.sample_weights, spec.mask)
+    ):
         from ._fast import measures as fast
 
         return fast.softmax_measure(spec, want_grad)
     return g_measures.softmax_measure(spec, want_grad)
 
 
-def probability_measure(spec: ProbMeasure) -> Array:
-    """A measure of probability arrays (no faster route: the generic definition)."""
-    return g_measures.probability_measure(spec)
+def probability_measure(spec: ProbMeasure, want_grad: bool = False) -> Any:
+    """A measure of probability arrays (no faster route: the generic definition); with
+    ``want_grad`` (js_divergence), ``(value, (d/dp, d/dq))``."""
+    value = g_measures.probability_measure(spec)
+    if not want_grad:
+        return value
+    return value, g_measures.js_gradients(spec)
+
+
+def joint_measure(spec: JointMeasure) -> Array:
+    """mutual_information or conditional_entropy of a joint table (the generic definition)."""
+    return g_measures.joint_measure(spec)
+
+
+def lm_measure(spec: LMMeasure, want_grad: bool = False) -> tuple[Array, Any]:
+    """perplexity or bits_per_byte: the sparse cross-entropy by its own route, then the
+    measure's definition on its sum or mean (value, gradient with respect to the logits)."""
+    value, grad = softmax_ce(spec.ce, want_grad)
+    return g_losses.lm_measure(spec, value, grad)
 
 
 def linear_ce(spec: LinearCE, want_grad: bool = False) -> tuple[Array, Any]:
