@@ -47,7 +47,7 @@ def _softmax_kl_options(spec: SoftmaxMeasure, want_grad: bool) -> tuple[np.ndarr
     if t != 1.0:
         a, b = a / a.dtype.type(t), b / b.dtype.type(t)
     kl, ga, gb = k.softmax_kl_rows(rows(a, ax), rows(b, ax), 1.0 if want_grad else None)
-    keep_shape = (*tuple(a.shape[:ax]), 1, *tuple(a.shape[ax + 1:]))
+    keep_shape = (*tuple(a.shape[:ax]), 1, *tuple(a.shape[ax + 1 :]))
     d = np.asarray(kl, dtype=np.float64).reshape(keep_shape)
     grads: Any = None
     if want_grad:
