@@ -13,6 +13,7 @@ from ._fast.pool import empty_gradient_cache, set_gradient_cache
 from .activations import log_sigmoid, log_softmax, logsumexp, sigmoid, softmax
 from .errors import InfolossError, InfolossTypeError
 from .gradients import value_and_grad
+from .joint import conditional_entropy, mutual_information
 from .linear import linear_cross_entropy
 from .losses import (
     sigmoid_cross_entropy,
@@ -27,14 +28,19 @@ from .measures import (
     js_divergence,
     kl_divergence,
     softmax_entropy,
+    softmax_js_divergence,
     softmax_kl_divergence,
 )
+from .metrics import CrossEntropyMeter, bits_per_byte, perplexity
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CrossEntropyMeter",
     "InfolossError",
     "InfolossTypeError",
+    "bits_per_byte",
+    "conditional_entropy",
     "cross_entropy",
     "empty_gradient_cache",
     "entropy",
@@ -45,12 +51,15 @@ __all__ = [
     "log_sigmoid",
     "log_softmax",
     "logsumexp",
+    "mutual_information",
+    "perplexity",
     "set_gradient_cache",
     "sigmoid",
     "sigmoid_cross_entropy",
     "softmax",
     "softmax_cross_entropy",
     "softmax_entropy",
+    "softmax_js_divergence",
     "softmax_kl_divergence",
     "sparse_softmax_cross_entropy",
     "value_and_grad",

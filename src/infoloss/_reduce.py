@@ -11,13 +11,23 @@ functions for the fused kernels' callers, which sum per-row results in float64 o
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
 from ._utils import REDUCTIONS, Array, Namespace
 
-__all__ = ["REDUCTIONS", "grad_scale", "reduce", "reduce_rows", "safe_divide", "weight_total"]
+__all__ = [
+    "REDUCTIONS",
+    "grad_scale",
+    "reduce",
+    "reduce_rows",
+    "safe_divide",
+    "scale_gradient",
+    "weigh_rows",
+    "weight_total",
+]
 
 
 def safe_divide(xp: Namespace, num: Array, den: Array) -> Array:
@@ -95,3 +105,60 @@ def reduce_rows(
     if reduction == "mean":
         s = s / weight_total if weight_total != 0 else 0.0
     return np.asarray(s, dtype=dtype)
+
+
+def weigh_rows(
+    xp: Namespace,
+    rows: Array,
+    grads: tuple[Array, ...] | None,
+    *,
+    axis: int,
+    keepdims: bool,
+    reduction: str,
+    scale: float = 1.0,
+    grad_scale: float = 1.0,
+    sample_weights: Array | None = None,
+    mask: Array | None = None,
+) -> tuple[Array, tuple[Array, ...] | None]:
+    """Per-row measures (``rows``, with the class ``axis`` kept, length 1) weighted and reduced.
+
+    Each row's value is multiplied by ``scale`` and its sample weight; a row where ``mask`` is
+    False gives exactly 0 (also when its value is nan or inf) and has weight 0. The reduction
+    follows the module's rule, the weight of a row in a mean being its sample weight (1 without
+    weights) times its mask. ``grads`` are the gradients of each row's *unscaled* value with
+    respect to the (already tempered) logits; each is multiplied by ``grad_scale`` (for a
+    temperature T: ``scale / T``), the row's weight and, for "mean", ``1 / Σ W``.
+    """
+    w = None if sample_weights is None else xp.expand_dims(sample_weights, axis=axis)
+    keep = None if mask is None else xp.expand_dims(mask, axis=axis)
+    if keep is not None:
+        zero_row = xp.zeros_like(rows)
+        w = xp.astype(keep, rows.dtype) if w is None else xp.where(keep, w, xp.zeros_like(w))
+    v = rows * scale if scale != 1.0 else rows
+    if w is not None:
+        v = v * w
+    if keep is not None:
+        v = xp.where(keep, v, zero_row)
+    total = None
+    if reduction == "mean":
+        if w is None:
+            total = xp.asarray(float(math.prod(tuple(rows.shape))), dtype=rows.dtype)
+        else:
+            total = xp.sum(xp.broadcast_to(w, tuple(rows.shape)))
+    if reduction == "none":
+        value = v if keepdims else xp.squeeze(v, axis=axis)
+    else:
+        value = reduce(xp, v, total, reduction)
+    if grads is None:
+        return value, None
+    out = []
+    for g in grads:
+        gg = g * grad_scale if grad_scale != 1.0 else g
+        if w is not None:
+            gg = gg * xp.astype(w, gg.dtype)
+        if keep is not None:
+            gg = xp.where(keep, gg, xp.zeros_like(gg))
+        if total is not None:
+            gg = scale_gradient(xp, gg, xp.astype(total, gg.dtype), reduction)
+        out.append(gg)
+    return value, tuple(out)

@@ -16,6 +16,8 @@ Array = Any
 
 __all__ = [
     "CEOptions",
+    "JointMeasure",
+    "LMMeasure",
     "LinearCE",
     "ProbMeasure",
     "RowOp",
@@ -120,11 +122,21 @@ class ProbMeasure:
     log_base: float | None  # log(base) to divide by, None for nats
     dtype: Any  # the result dtype
     checked: bool  # False when the values could not be checked (tracing): invalid slices give nan
+    beta: float = 0.5  # js_divergence: the weight of P
+    #: the shapes of ``p`` and ``q`` before broadcasting (their gradients are summed back to them)
+    shapes: tuple[tuple[int, ...], tuple[int, ...]] | None = None
 
 
 @dataclass(frozen=True)
 class SoftmaxMeasure:
-    """``softmax_entropy`` (``b`` is None) or ``softmax_kl_divergence`` of logits ``a``, ``b``."""
+    """``softmax_entropy`` (``b`` is None), ``softmax_kl_divergence`` (``op`` "kl") or
+    ``softmax_js_divergence`` (``op`` "js") of logits ``a``, ``b``.
+
+    The divergences' options: both logits are divided by ``temperature`` (inside the
+    definition, so that autodiff sees it); each row's divergence is multiplied by ``scale``
+    (``temperature**2`` or 1) and by its sample weight; rows where ``mask`` is False give exactly
+    0 (value, weight and gradient), then ``reduction`` applies (:func:`infoloss._reduce.weigh_rows`).
+    """
 
     xp: Any
     a: Array
@@ -135,6 +147,49 @@ class SoftmaxMeasure:
     log_base: float | None
     dtype: Any  # the result dtype
     compute_dtype: Any
+    op: str = "kl"  # "kl" | "js" (ignored for the entropy)
+    beta: float = 0.5  # the JS divergence's weight of P
+    temperature: float = 1.0
+    scale: float = 1.0
+    sample_weights: Array | None = None  # the batch shape, in the compute dtype
+    mask: Array | None = None  # bool, the batch shape
+    reduction: str = "none"
+
+    @property
+    def plain(self) -> bool:
+        """True when the divergence has none of the row options (the original call)."""
+        return (
+            self.temperature == 1.0
+            and self.scale == 1.0
+            and self.sample_weights is None
+            and self.mask is None
+            and self.reduction == "none"
+        )
+
+
+@dataclass(frozen=True)
+class LMMeasure:
+    """``perplexity`` or ``bits_per_byte``: a sparse cross-entropy spec (reduction "sum") with
+    the token weights (sample weights, 0 for ignored tokens) and the bytes per token."""
+
+    op: str  # "perplexity" | "bits_per_byte"
+    ce: SoftmaxCE
+    num_bytes: Array | None  # the labels' shape, compute dtype (bits_per_byte only)
+
+
+@dataclass(frozen=True)
+class JointMeasure:
+    """``mutual_information`` or ``conditional_entropy`` of joint tables ``(..., X, Y)`` (the
+    table's axes moved last), in the compute dtype."""
+
+    xp: Any
+    op: str  # "mutual_information" | "conditional_entropy"
+    joint: Array
+    given: int  # conditional_entropy: 0 for H(Y|X), 1 for H(X|Y)
+    keepdims: bool
+    log_base: float | None
+    dtype: Any
+    checked: bool
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,22 @@ read data (label ranges, non-negative weights) run only on concrete arrays (see
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
-from ._specs import CEOptions, LinearCE, ProbMeasure, RowOp, SigmoidCE, SoftmaxCE, SoftmaxMeasure
+from ._specs import (
+    CEOptions,
+    JointMeasure,
+    LinearCE,
+    LMMeasure,
+    ProbMeasure,
+    RowOp,
+    SigmoidCE,
+    SoftmaxCE,
+    SoftmaxMeasure,
+)
 from ._utils import (
     Array,
     Namespace,
@@ -44,12 +55,16 @@ from .errors import InfolossError, InfolossTypeError
 
 __all__ = [
     "check_grad_out",
+    "check_temperature",
+    "joint_spec",
     "linear_ce_spec",
+    "lm_spec",
     "prob_spec",
     "row_spec",
     "sigmoid_ce_spec",
     "softmax_ce_spec",
     "softmax_measure_spec",
+    "tempered",
 ]
 
 _INF = float("inf")
@@ -412,10 +427,18 @@ def _as_prob(xp: Namespace, p: Array, name: str) -> Array:
 
 
 def prob_spec(
-    op: str, p: Any, q: Any = None, *, axis: Any = None, base: Any = None, keepdims: Any = False
+    op: str,
+    p: Any,
+    q: Any = None,
+    *,
+    axis: Any = None,
+    base: Any = None,
+    keepdims: Any = False,
+    beta: Any = 0.5,
 ) -> ProbMeasure:
     """The spec of a probability measure: ``information`` (elementwise, ``axis`` unused),
-    ``entropy`` (``q`` None) or a two-distribution measure."""
+    ``entropy`` (``q`` None) or a two-distribution measure (``beta``: the JS divergence's)."""
+    bt = _open_unit(beta, "beta") if op == "js_divergence" else 0.5
     lb = log_base(base)
     kd = check_bool(keepdims, "keepdims") if op != "information" else False
     if q is None and op in ("information", "entropy"):
@@ -429,23 +452,98 @@ def prob_spec(
     xp, (p, q) = namespace(("p", p), ("q", q))
     p, q = _as_prob(xp, p, "p"), _as_prob(xp, q, "q")
     dtype = xp.result_type(p, q)
+    shapes = (tuple(p.shape), tuple(q.shape))
     p, q = broadcast_pair(xp, p, q, "p", "q")
     ax = normalize_axis(axis, p.ndim)
     checked = check_probabilities(xp, p, "p") & check_probabilities(xp, q, "q")
     cd = compute_dtype(xp, dtype)
-    return ProbMeasure(xp, op, upcast(xp, p, cd), upcast(xp, q, cd), ax, kd, lb, dtype, checked)
+    return ProbMeasure(
+        xp, op, upcast(xp, p, cd), upcast(xp, q, cd), ax, kd, lb, dtype, checked, bt, shapes
+    )
+
+
+def check_temperature(temperature: Any, scale_by_temperature_squared: Any) -> tuple[float, float]:
+    """``temperature`` (a finite number > 0) and the factor of the value: ``T**2`` with
+    ``scale_by_temperature_squared``, else 1."""
+    if isinstance(temperature, (bool, np.bool_)) or not isinstance(
+        temperature, (int, float, np.integer, np.floating)
+    ):
+        raise InfolossError(f"`temperature` must be a positive number; got {temperature!r}")
+    t = float(temperature)
+    if not (0.0 < t < _INF):
+        raise InfolossError(f"`temperature` must be a finite positive number; got {temperature}")
+    t2 = check_bool(scale_by_temperature_squared, "scale_by_temperature_squared")
+    return t, (t * t if t2 else 1.0)
+
+
+def tempered(spec: SoftmaxCE, temperature: float) -> SoftmaxCE:
+    """``spec`` with its logits divided by ``temperature`` (an array operation of the caller's
+    library, so that autodiff sees it)."""
+    return replace(spec, logits=spec.logits / temperature)
+
+
+def _open_unit(value: Any, name: str) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(
+        value, (int, float, np.integer, np.floating)
+    ):
+        raise InfolossError(f"`{name}` must be a number in (0, 1); got {value!r}")
+    v = float(value)
+    if not 0.0 < v < 1.0:
+        raise InfolossError(f"`{name}` must be in the open interval (0, 1); got {value}")
+    return v
+
+
+def _row_mask(xp: Namespace, mask: Array | None, shape: tuple[int, ...]) -> Array | None:
+    """A boolean ``mask`` broadcast to the batch ``shape`` (True: the row counts)."""
+    if mask is None:
+        return None
+    if not xp.isdtype(mask.dtype, "bool"):
+        raise InfolossTypeError(
+            f"`mask` must be a boolean array (True where a row counts); got dtype {_dtype_name(mask.dtype)}"
+        )
+    if tuple(mask.shape) != shape:
+        try:
+            mask = xp.broadcast_to(mask, shape)
+        except (ValueError, RuntimeError, TypeError):
+            raise InfolossError(
+                f"`mask` must broadcast to the batch shape {shape}; got shape {tuple(mask.shape)}"
+            ) from None
+    return mask
 
 
 def softmax_measure_spec(
-    a: Any, b: Any = None, *, axis: Any = -1, base: Any = None, keepdims: Any = False
+    a: Any,
+    b: Any = None,
+    *,
+    axis: Any = -1,
+    base: Any = None,
+    keepdims: Any = False,
+    op: str = "kl",
+    beta: Any = 0.5,
+    temperature: Any = 1.0,
+    scale_by_temperature_squared: Any = False,
+    sample_weights: Any = None,
+    mask: Any = None,
+    reduction: Any = "none",
 ) -> SoftmaxMeasure:
-    """The spec of :func:`infoloss.softmax_entropy` (``b`` None) or
-    :func:`infoloss.softmax_kl_divergence`."""
+    """The spec of :func:`infoloss.softmax_entropy` (``b`` None),
+    :func:`infoloss.softmax_kl_divergence` (``op`` "kl") or
+    :func:`infoloss.softmax_js_divergence` (``op`` "js")."""
     lb = log_base(base)
     kd = check_bool(keepdims, "keepdims")
+    reduction = check_reduction(reduction)
+    if kd and reduction != "none":
+        raise InfolossError(f"`keepdims=True` needs reduction='none'; got reduction={reduction!r}")
+    t, scale = check_temperature(temperature, scale_by_temperature_squared)
+    bt = _open_unit(beta, "beta") if op == "js" else 0.5
     named = [("logits", a)] if b is None else [("p_logits", a), ("q_logits", b)]
-    xp, arrays = namespace(*named)
-    for (name, _), x in zip(named, arrays, strict=True):
+    if b is not None:
+        named += [("sample_weights", sample_weights), ("mask", mask)]
+    xp, arrays = namespace(*named, optional=("sample_weights", "mask"))
+    sw = mk = None
+    if b is not None:
+        arrays, sw, mk = arrays[:2], arrays[2], arrays[3]
+    for (name, _), x in zip(named, arrays, strict=False):
         require_floating(xp, x, name)
     if len(arrays) == 2 and tuple(arrays[0].shape) != tuple(arrays[1].shape):
         arrays = list(broadcast_pair(xp, arrays[0], arrays[1], named[0][0], named[1][0]))
@@ -455,6 +553,12 @@ def softmax_measure_spec(
         raise InfolossError(
             f"`{named[0][0]}` must have at least one class along `axis`={axis}; got shape {tuple(arrays[0].shape)}"
         )
+    cd = compute_dtype(xp, dtype)
+    shape = tuple(arrays[0].shape)
+    batch = shape[:ax] + shape[ax + 1 :]
+    sw = _broadcast_weights(xp, sw, batch, "sample_weights", cd, "the batch shape")
+    mk = _row_mask(xp, mk, batch)
+    _, sw, _ = _mean_scales(xp, reduction, None, sw, 0.0)
     return SoftmaxMeasure(
         xp=xp,
         a=arrays[0],
@@ -463,5 +567,80 @@ def softmax_measure_spec(
         keepdims=kd,
         log_base=lb,
         dtype=dtype,
-        compute_dtype=compute_dtype(xp, dtype),
+        compute_dtype=cd,
+        op=op,
+        beta=bt,
+        temperature=t,
+        scale=scale,
+        sample_weights=sw,
+        mask=mk,
+        reduction=reduction,
     )
+
+
+def lm_spec(
+    op: str,
+    logits: Any,
+    labels: Any,
+    num_bytes: Any = None,
+    *,
+    ignore_index: Any = None,
+    sample_weights: Any = None,
+    axis: Any = -1,
+) -> LMMeasure:
+    """The spec of :func:`infoloss.perplexity` or :func:`infoloss.bits_per_byte`: the sparse
+    cross-entropy's (mean for the perplexity, sum for bits per byte) and the bytes per token.
+    ``op="meter"`` (:class:`infoloss.metrics.CrossEntropyMeter`): the sum, bytes optional."""
+    ce = softmax_ce_spec(
+        logits,
+        labels,
+        sparse=True,
+        axis=axis,
+        sample_weights=sample_weights,
+        ignore_index=ignore_index,
+        reduction="mean" if op == "perplexity" else "sum",
+    )
+    nb = None
+    if op == "bits_per_byte" or num_bytes is not None:
+        if num_bytes is None:
+            raise InfolossTypeError("`num_bytes` must be an array; got None")
+        _, (_, nb) = namespace(("logits", ce.logits), ("num_bytes", num_bytes))
+        batch = tuple(ce.labels.shape)
+        nb = _broadcast_weights(
+            ce.xp, nb, batch, "num_bytes", ce.compute_dtype, "the labels' shape"
+        )
+    return LMMeasure(op=op, ce=ce, num_bytes=nb)
+
+
+def joint_spec(
+    op: str,
+    joint: Any,
+    *,
+    axis: Any = (-2, -1),
+    given: Any = 0,
+    base: Any = None,
+    keepdims: Any = False,
+) -> JointMeasure:
+    """The spec of :func:`infoloss.mutual_information` or :func:`infoloss.conditional_entropy`:
+    a table of joint probabilities ``p(x, y)`` along the two ``axis`` (X first, then Y)."""
+    lb = log_base(base)
+    kd = check_bool(keepdims, "keepdims")
+    if op == "conditional_entropy" and (isinstance(given, (bool, np.bool_)) or given not in (0, 1)):
+        raise InfolossError(
+            f"`given` must be 0 (H(Y|X), the first axis given) or 1 (H(X|Y)); got {given!r}"
+        )
+    if not isinstance(axis, tuple) or len(axis) != 2:
+        raise InfolossError(f"`axis` must be a pair of axes (X, Y); got {axis!r}")
+    xp, (p,) = namespace(("joint", joint))
+    p = _as_prob(xp, p, "joint")
+    if p.ndim < 2:
+        raise InfolossError(
+            f"`joint` must be a table of at least 2 dimensions (X, Y); got shape {tuple(p.shape)}"
+        )
+    ax = normalize_axis(axis[0], p.ndim), normalize_axis(axis[1], p.ndim)
+    if ax[0] == ax[1]:
+        raise InfolossError(f"`axis` must name two different axes; got {axis!r}")
+    checked = check_probabilities(xp, p, "joint")
+    dtype = p.dtype
+    p = xp.moveaxis(upcast(xp, p, compute_dtype(xp, dtype)), ax, (-2, -1))
+    return JointMeasure(xp, op, p, int(given), kd, lb, dtype, checked)

@@ -17,11 +17,16 @@ from .losses import (
     sparse_softmax_cross_entropy,
 )
 from .measures import (
+    _js_divergence,
     _softmax_entropy,
+    _softmax_js_divergence,
     _softmax_kl_divergence,
+    js_divergence,
     softmax_entropy,
+    softmax_js_divergence,
     softmax_kl_divergence,
 )
+from .metrics import _bits_per_byte, _perplexity, bits_per_byte, perplexity
 
 __all__ = ["value_and_grad"]
 
@@ -35,6 +40,10 @@ _REGISTRY: dict[Callable[..., Any], Callable[..., Any]] = {
     sigmoid_cross_entropy: functools.partial(_sigmoid_ce, want_grad=True),
     softmax_entropy: functools.partial(_softmax_entropy, want_grad=True),
     softmax_kl_divergence: functools.partial(_softmax_kl_divergence, want_grad=True),
+    softmax_js_divergence: functools.partial(_softmax_js_divergence, want_grad=True),
+    js_divergence: functools.partial(_js_divergence, want_grad=True),
+    perplexity: functools.partial(_perplexity, want_grad=True),
+    bits_per_byte: functools.partial(_bits_per_byte, want_grad=True),
     linear_cross_entropy: functools.partial(_linear_ce, want_grad=True),
 }
 
@@ -48,8 +57,10 @@ def value_and_grad(fn: Callable[..., Any]) -> Callable[..., tuple[Any, Any]]:
 
     Supported: :func:`~infoloss.softmax_cross_entropy`,
     :func:`~infoloss.sparse_softmax_cross_entropy`, :func:`~infoloss.sigmoid_cross_entropy`,
-    :func:`~infoloss.softmax_entropy`, :func:`~infoloss.softmax_kl_divergence` and
-    :func:`~infoloss.linear_cross_entropy`. The returned function takes the same
+    :func:`~infoloss.softmax_entropy`, :func:`~infoloss.softmax_kl_divergence`,
+    :func:`~infoloss.softmax_js_divergence`, :func:`~infoloss.js_divergence` (gradients with
+    respect to the probabilities), :func:`~infoloss.perplexity`,
+    :func:`~infoloss.bits_per_byte` and :func:`~infoloss.linear_cross_entropy`. The returned function takes the same
     arguments as ``fn``. The gradient is computed analytically in the same pass as the value
     (for NumPy float32/float64, in one fused sweep over the logits), on any backend:
 
@@ -78,7 +89,9 @@ def value_and_grad(fn: Callable[..., Any]) -> Callable[..., tuple[Any, Any]]:
         (no N × C memory at all). With the fused kernels, a C-contiguous ``out`` of the compute
         dtype is written directly; otherwise the gradient is computed and copied into it. For ``reduction="none"`` it is the gradient of the *sum* of the per-example losses
         (each row of the gradient is then the gradient of that example's loss). For
-        :func:`~infoloss.softmax_kl_divergence` it is a pair ``(d/dp_logits, d/dq_logits)``.
+        :func:`~infoloss.softmax_kl_divergence` and :func:`~infoloss.softmax_js_divergence` it
+        is a pair ``(d/dp_logits, d/dq_logits)``, for :func:`~infoloss.js_divergence` a pair
+        ``(d/dp, d/dq)``.
 
     Raises
     ------

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from . import _reduce, _router
 from ._utils import Array, quiet_overflow
-from ._validate import check_grad_out, sigmoid_ce_spec, softmax_ce_spec
+from ._validate import check_grad_out, check_temperature, sigmoid_ce_spec, softmax_ce_spec, tempered
 from ._validate_sharded import weight_total_args
 
 __all__ = [
@@ -41,14 +43,37 @@ def _softmax_ce(
     sparse: bool,
     want_grad: bool = False,
     grad_out: Any = None,
+    temperature: Any = 1.0,
+    scale_by_temperature_squared: Any = False,
     **options: Any,
 ) -> tuple[Array, Any]:
     """Value and, with ``want_grad``, d value / d logits of either softmax cross-entropy
-    (written into ``grad_out`` when given: see :func:`~infoloss.value_and_grad`)."""
+    (written into ``grad_out`` when given: see :func:`~infoloss.value_and_grad`).
+
+    A temperature ``T`` divides the logits before the spec goes to the router (the fused
+    kernels see tempered logits); the value is multiplied by ``k`` (``T**2`` or 1) and the
+    gradient with respect to the caller's logits by ``k / T``."""
     if grad_out is not None:
         check_grad_out(grad_out, logits)
+    t, k = check_temperature(temperature, scale_by_temperature_squared)
     spec = softmax_ce_spec(logits, labels, sparse=sparse, **options)
-    return _router.softmax_ce(spec, want_grad, grad_out)
+    if t == 1.0 and k == 1.0:
+        return _router.softmax_ce(spec, want_grad, grad_out)
+    value, grad = _router.softmax_ce(tempered(spec, t), want_grad, grad_out)
+    return _scaled(value, k), _scaled(grad, k / t)
+
+
+def _scaled(x: Any, factor: float) -> Any:
+    """``x * factor`` in ``x``'s dtype; a NumPy array stays an array (a gradient buffer given
+    as ``out`` is scaled in place)."""
+    if x is None or factor == 1.0:
+        return x
+    if isinstance(x, np.ndarray):
+        if x.ndim and x.flags.writeable:
+            np.multiply(x, x.dtype.type(factor), out=x)
+            return x
+        return np.asarray(x * x.dtype.type(factor))
+    return x * factor
 
 
 @quiet_overflow
@@ -74,6 +99,8 @@ def softmax_cross_entropy(
     label_smoothing: float = 0.0,
     z_loss: float = 0.0,
     reduction: str = "none",
+    temperature: float = 1.0,
+    scale_by_temperature_squared: bool = False,
 ) -> Array:
     r"""Softmax cross-entropy between target distributions and the softmax of ``logits``.
 
@@ -107,6 +134,14 @@ def softmax_cross_entropy(
         ``"none"`` returns :math:`\ell_i` per example, ``"sum"`` their sum, ``"mean"``
         :math:`\sum_i \ell_i / \sum_i W_i` with :math:`W_i = s_i \sum_c w_c y_{ic}` when
         ``class_weights`` is given and :math:`W_i = s_i` otherwise (0.0 when the denominator is 0).
+    temperature : float > 0, default 1
+        :math:`T`: the loss is computed on ``logits / T`` (distillation with soft targets,
+        Hinton et al. 2015). ``labels`` are probabilities and are not divided: pass the
+        teacher's tempered distribution, ``softmax(teacher_logits / T)``. The gradient with
+        respect to ``logits`` carries the factor :math:`1/T`.
+    scale_by_temperature_squared : bool, default False
+        Multiply the loss by :math:`T^2` (and so the gradient by :math:`T`), which keeps the soft
+        loss's gradients the same size as a hard-label loss's when :math:`T` changes.
 
     Returns
     -------
@@ -145,6 +180,14 @@ def softmax_cross_entropy(
     array([2.31703002])
     >>> float(softmax_cross_entropy(h0, label, label_smoothing=0.1, reduction="mean"))
     2.2236966...
+
+    Soft targets from a teacher at temperature 2:
+
+    >>> from infoloss import softmax
+    >>> teacher = np.array([[3.0, 0.0, 1.0]])
+    >>> softmax_cross_entropy(h0, softmax(teacher / 2), temperature=2.0,
+    ...                       scale_by_temperature_squared=True)
+    array([3.91824898])
     """
     return _softmax_ce(
         logits,
@@ -156,6 +199,8 @@ def softmax_cross_entropy(
         label_smoothing=label_smoothing,
         z_loss=z_loss,
         reduction=reduction,
+        temperature=temperature,
+        scale_by_temperature_squared=scale_by_temperature_squared,
     )[0]
 
 

@@ -6,7 +6,9 @@ Two families live here:
   :func:`kl_divergence`, :func:`js_divergence`): inputs are probabilities along ``axis``; they are
   **not** renormalised, so pass distributions that sum to one;
 - measures of distributions given by logits (:func:`softmax_entropy`,
-  :func:`softmax_kl_divergence`), computed stably without forming probabilities first.
+  :func:`softmax_kl_divergence`, :func:`softmax_js_divergence`), computed stably without forming
+  probabilities first, with the options of distillation (temperature, weights, masks, reductions);
+- the measures of a joint probability table are in :mod:`infoloss.joint`.
 
 Every function accepts arrays of any Array API library and returns the caller's array type (a
 0-d result is a 0-d array, also for NumPy). ``base=None`` measures in nats, ``base=2`` in bits.
@@ -33,6 +35,7 @@ __all__ = [
     "js_divergence",
     "kl_divergence",
     "softmax_entropy",
+    "softmax_js_divergence",
     "softmax_kl_divergence",
 ]
 
@@ -49,6 +52,22 @@ def _softmax_kl_divergence(
 ) -> tuple[Array, Any]:
     """Value and, with ``want_grad``, the gradients of :func:`softmax_kl_divergence`."""
     return _router.softmax_measure(softmax_measure_spec(p_logits, q_logits, **options), want_grad)
+
+
+@quiet_overflow
+def _softmax_js_divergence(
+    p_logits: Any, q_logits: Any, *, want_grad: bool = False, **options: Any
+) -> tuple[Array, Any]:
+    """Value and, with ``want_grad``, the gradients of :func:`softmax_js_divergence`."""
+    spec = softmax_measure_spec(p_logits, q_logits, op="js", **options)
+    return _router.softmax_measure(spec, want_grad)
+
+
+@quiet_overflow
+def _js_divergence(p: Any, q: Any, *, want_grad: bool = False, **options: Any) -> Any:
+    """Value and, with ``want_grad``, the gradients of :func:`js_divergence`."""
+    spec = prob_spec("js_divergence", p, q, **{"axis": -1, **options})
+    return _router.probability_measure(spec, want_grad)
 
 
 # --------------------------------------------------------------------------- probability measures
@@ -289,15 +308,29 @@ def kl_divergence(
     )
 
 
-@quiet_overflow
 def js_divergence(
-    p: Any, q: Any, *, axis: int = -1, base: float | None = None, keepdims: bool = False
+    p: Any,
+    q: Any,
+    *,
+    axis: int = -1,
+    base: float | None = None,
+    keepdims: bool = False,
+    beta: float = 0.5,
 ) -> Array:
-    r"""Jensen–Shannon divergence between ``p`` and ``q`` along ``axis``.
+    r"""Jensen–Shannon divergence between ``p`` and ``q`` along ``axis`` (generalized by ``beta``).
 
     .. math::
 
         D_{JS}(P, Q) = \tfrac12 D_{KL}(P \| M) + \tfrac12 D_{KL}(Q \| M), \qquad M = \tfrac12 (P + Q)
+
+    and for a weight :math:`\beta \in (0, 1)` the generalized divergence
+
+    .. math::
+
+        \mathrm{JSD}_\beta(P \| Q) = \beta D_{KL}(P \| M) + (1 - \beta) D_{KL}(Q \| M),
+        \qquad M = \beta P + (1 - \beta) Q
+
+    (``beta=0.5`` is the symmetric one; :math:`\mathrm{JSD}_\beta(P\|Q) = \mathrm{JSD}_{1-\beta}(Q\|P)`).
 
     Parameters
     ----------
@@ -309,11 +342,15 @@ def js_divergence(
         ``None`` for nats, ``2`` for bits (then ``0 ≤ D_JS ≤ 1``).
     keepdims : bool, default False
         Keep the reduced axis with length 1.
+    beta : float in (0, 1), default 0.5
+        The weight :math:`\beta` of ``p`` in the mixture (Agarwal et al. 2024). The limits 0 and 1
+        give 0; for the KL divergences themselves use :func:`kl_divergence`.
 
     Returns
     -------
     array, broadcast shape without ``axis``
-        Symmetric, finite, between 0 and ``log 2``. Its square root is a metric (the
+        Finite, between 0 and the mixture's entropy bound :math:`h(\beta)` (``log 2`` at
+        ``beta=0.5``, where it is symmetric). Its square root is a metric (the
         Jensen–Shannon distance, as in :func:`scipy.spatial.distance.jensenshannon`). nan
         where ``p`` or ``q`` holds a nan.
 
@@ -329,17 +366,32 @@ def js_divergence(
     any non-negative arrays. Each term is non-negative, and the mass terms also absorb, to first
     order, the rounding of :math:`M`.
 
+    Gradients (:func:`infoloss.value_and_grad` returns ``(value, (d/dp, d/dq))``, summed back
+    to the shapes of ``p`` and ``q``): :math:`\partial/\partial p_c = \beta \log(p_c/m_c)`,
+    :math:`\partial/\partial q_c = (1-\beta) \log(q_c/m_c)`; at ``p_c = 0`` the derivative of
+    :math:`p \log p` counts as 0 (as in :func:`kl_divergence`), giving
+    :math:`-\beta(\log m_c + 1)`, and 0 where :math:`m_c = 0`.
+
+    References
+    ----------
+    J. Lin, "Divergence measures based on the Shannon entropy", 1991.
+    R. Agarwal et al., "On-policy distillation of language models: learning from
+    self-generated mistakes", 2024 (the generalized JSD).
+
     Examples
     --------
-    >>> from infoloss import js_divergence
+    >>> from infoloss import js_divergence, value_and_grad
     >>> float(js_divergence([1.0, 0.0], [0.0, 1.0], base=2))
     1.0
     >>> float(js_divergence([0.5, 0.5], [0.9, 0.1]))
     0.1017...
+    >>> float(js_divergence([0.5, 0.5], [0.9, 0.1], beta=0.1))
+    0.04307409095564...
+    >>> value, (gp, gq) = value_and_grad(js_divergence)([0.5, 0.5], [0.9, 0.1])
+    >>> gp  # log(p / m) / 2
+    array([-0.16823612,  0.25541281])
     """
-    return _router.probability_measure(
-        prob_spec("js_divergence", p, q, axis=axis, base=base, keepdims=keepdims)
-    )
+    return _js_divergence(p, q, axis=axis, base=base, keepdims=keepdims, beta=beta)
 
 
 # --------------------------------------------------------------------------- measures from logits
@@ -396,20 +448,34 @@ def softmax_kl_divergence(
     axis: int = -1,
     base: float | None = None,
     keepdims: bool = False,
+    temperature: float = 1.0,
+    scale_by_temperature_squared: bool = False,
+    sample_weights: Any = None,
+    mask: Any = None,
+    reduction: str = "none",
 ) -> Array:
     r"""KL divergence between the softmax distributions of two sets of logits.
 
     .. math::
 
         D_{KL}(P \| Q) = \sum_c p_c (\log p_c - \log q_c), \qquad
-        p = \operatorname{softmax}(a), \; q = \operatorname{softmax}(b)
+        p = \operatorname{softmax}(a / T), \; q = \operatorname{softmax}(b / T)
 
-    computed from log-softmaxes, never from probabilities.
+    computed from log-softmaxes, never from probabilities. Each example's divergence is
+    multiplied by :math:`T^2` (with ``scale_by_temperature_squared``) and its sample weight
+    :math:`s_i`, and examples where ``mask`` is False give 0; then ``reduction`` applies.
+
+    The argument order is the direction: ``softmax_kl_divergence(teacher, student)`` is the
+    *forward* KL :math:`D_{KL}(P_\text{teacher} \| Q_\text{student})` (mass-covering, the
+    classic distillation loss); ``softmax_kl_divergence(student, teacher)`` is the *reverse* KL
+    (mode-seeking, as in MiniLLM). PyTorch's ``F.kl_div(log_softmax(b), log_softmax(a),
+    log_target=True, reduction="none").sum(-1)`` is the forward one.
 
     Parameters
     ----------
     p_logits : array, shape (..., C, ...)
-        Logits ``a`` of the reference distribution P (the teacher in distillation).
+        Logits ``a`` of the reference distribution P (the teacher in distillation). ``-inf``
+        masks a class (a teacher's masked vocabulary): it contributes 0.
     q_logits : array, broadcastable with ``p_logits``
         Logits ``b`` of the approximating distribution Q (the student being fitted).
     axis : int, default -1
@@ -417,19 +483,45 @@ def softmax_kl_divergence(
     base : float, optional
         ``None`` for nats, ``2`` for bits.
     keepdims : bool, default False
-        Keep the reduced axis with length 1.
+        Keep the reduced axis with length 1 (``reduction="none"`` only).
+    temperature : float > 0, default 1
+        :math:`T`: both sets of logits are divided by it (Hinton et al. 2015); ``T > 1`` softens
+        the distributions.
+    scale_by_temperature_squared : bool, default False
+        Multiply the divergence by :math:`T^2`, so that the gradients keep their size as
+        :math:`T` changes (the gradient of the tempered divergence scales as :math:`1/T^2`);
+        Hinton et al. recommend it when the soft loss is mixed with a hard-label loss.
+    sample_weights : array, broadcastable to the batch shape (``p_logits.shape`` without
+        ``axis``), optional
+        Weight :math:`s_i` of each example (token).
+    mask : bool array, broadcastable to the batch shape, optional
+        False for examples that count for nothing: value, weight in the mean and gradient are
+        exactly 0, even if their logits hold nan or inf (padding). ``mask=labels != -100``
+        gives the ``ignore_index`` convention of the cross-entropies.
+    reduction : {"none", "sum", "mean"}, default "none"
+        ``"mean"`` is :math:`\sum_i \ell_i / \sum_i W_i` with :math:`W_i = s_i m_i` (1 per
+        unmasked example without weights; 0.0 when the denominator is 0), the per-token mean of
+        sequence distillation.
 
     Returns
     -------
-    array, broadcast shape without ``axis``
-        Never negative. Classes with ``p_c = 0`` (``a_c = -inf``) contribute 0; ``p_c > 0`` with
-        ``b_c = -inf`` gives ``+inf``.
+    array
+        The broadcast shape without ``axis`` for ``"none"``, else 0-d. Never negative. Classes
+        with ``p_c = 0`` (``a_c = -inf``) contribute 0; ``p_c > 0`` with ``b_c = -inf`` gives
+        ``+inf``.
 
     Notes
     -----
-    Gradients (see :func:`infoloss.value_and_grad`):
+    Gradients (see :func:`infoloss.value_and_grad`), for :math:`T = 1` and one example:
     :math:`\partial D / \partial a_j = p_j(\log p_j - \log q_j - D)` and
-    :math:`\partial D / \partial b_j = q_j - p_j`.
+    :math:`\partial D / \partial b_j = q_j - p_j`; a temperature multiplies them by
+    :math:`1/T` (by :math:`T` with ``scale_by_temperature_squared``), the weights and the
+    reduction as the value. The value is finite with finite gradients for a teacher with ``-inf``
+    logits as long as the student gives those classes mass or the teacher none.
+
+    References
+    ----------
+    G. Hinton, O. Vinyals, J. Dean, "Distilling the knowledge in a neural network", 2015.
 
     Examples
     --------
@@ -440,5 +532,122 @@ def softmax_kl_divergence(
     0.91298289781978
     >>> float(kl_divergence(softmax(a), softmax(b)))
     0.91298289781978
+
+    A distillation loss: a batch of 2 tokens, the second one padding:
+
+    >>> teacher = np.array([[2.0, 0.0, -np.inf], [0.0, 0.0, 0.0]])
+    >>> student = np.array([[1.0, 0.5, 0.0], [9.0, 9.0, 9.0]])
+    >>> float(softmax_kl_divergence(teacher, student, temperature=2.0,
+    ...       scale_by_temperature_squared=True, mask=np.array([True, False]), reduction="mean"))
+    1.41748132343983...
     """
-    return _softmax_kl_divergence(p_logits, q_logits, axis=axis, base=base, keepdims=keepdims)[0]
+    return _softmax_kl_divergence(
+        p_logits,
+        q_logits,
+        axis=axis,
+        base=base,
+        keepdims=keepdims,
+        temperature=temperature,
+        scale_by_temperature_squared=scale_by_temperature_squared,
+        sample_weights=sample_weights,
+        mask=mask,
+        reduction=reduction,
+    )[0]
+
+
+def softmax_js_divergence(
+    p_logits: Any,
+    q_logits: Any,
+    *,
+    beta: float = 0.5,
+    temperature: float = 1.0,
+    scale_by_temperature_squared: bool = False,
+    axis: int = -1,
+    base: float | None = None,
+    keepdims: bool = False,
+    sample_weights: Any = None,
+    mask: Any = None,
+    reduction: str = "none",
+) -> Array:
+    r"""Generalized Jensen–Shannon divergence between the softmax distributions of two logits.
+
+    .. math::
+
+        \mathrm{JSD}_\beta(P \| Q) = \beta\, D_{KL}(P \| M) + (1 - \beta)\, D_{KL}(Q \| M),
+        \qquad M = \beta P + (1 - \beta) Q,
+
+    with :math:`p = \operatorname{softmax}(a/T)`, :math:`q = \operatorname{softmax}(b/T)`,
+    computed from log-probabilities: :math:`\log m_c` is the log-sum-exp of
+    :math:`\log\beta + \log p_c` and :math:`\log(1-\beta) + \log q_c`, so no probability is
+    formed and none underflows into a log. The options (temperature, weights, mask,
+    reduction) are those of :func:`softmax_kl_divergence`.
+
+    Parameters
+    ----------
+    p_logits : array, shape (..., C, ...)
+        Logits ``a`` of P (the teacher); ``-inf`` masks a class.
+    q_logits : array, broadcastable with ``p_logits``
+        Logits ``b`` of Q (the student).
+    beta : float in (0, 1), default 0.5
+        The weight of P in the mixture. ``0.5`` is the symmetric JS divergence, bounded by
+        :math:`\log 2`; small ``beta`` behaves like :math:`\beta` times the forward KL
+        :math:`D_{KL}(P\|Q)`, ``beta`` near 1 like :math:`1-\beta` times the reverse one
+        (Agarwal et al. 2024, the GKD loss).
+    temperature : float > 0, default 1
+        Both logits are divided by :math:`T`.
+    scale_by_temperature_squared : bool, default False
+        Multiply the divergence by :math:`T^2`.
+    axis : int, default -1
+        The class axis.
+    base : float, optional
+        ``None`` for nats, ``2`` for bits.
+    keepdims : bool, default False
+        Keep the reduced axis with length 1 (``reduction="none"`` only).
+    sample_weights, mask, reduction
+        As in :func:`softmax_kl_divergence`.
+
+    Returns
+    -------
+    array
+        The broadcast shape without ``axis`` for ``"none"``, else 0-d. Finite and non-negative
+        for any finite or ``-inf`` logits (a class with ``-inf`` in both contributes 0); a row
+        with nan or ``+inf`` gives nan.
+
+    Notes
+    -----
+    Gradients (:func:`infoloss.value_and_grad` returns ``(value, (d/da, d/db))``), for
+    :math:`T = 1` and one example, with :math:`d^P = \log p - \log m`:
+    :math:`\partial/\partial a_j = \beta\, p_j (d^P_j - D_{KL}(P\|M))` and
+    :math:`\partial/\partial b_j = (1-\beta)\, q_j (d^Q_j - D_{KL}(Q\|M))`: 0 for a class
+    with ``-inf`` logit. :math:`\mathrm{JSD}_\beta(P\|Q) = \mathrm{JSD}_{1-\beta}(Q\|P)`.
+
+    References
+    ----------
+    R. Agarwal et al., "On-policy distillation of language models: learning from
+    self-generated mistakes", ICLR 2024.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from infoloss import softmax_js_divergence, js_divergence, softmax
+    >>> a, b = np.array([2.0, 0.0, -np.inf]), np.array([0.0, 1.0, 0.0])
+    >>> float(softmax_js_divergence(a, b))
+    0.26510209010568...
+    >>> float(js_divergence(softmax(a), softmax(b)))
+    0.26510209010568...
+    >>> float(softmax_js_divergence(a, b, beta=0.1, temperature=2.0))
+    0.0523622029779...
+    """
+    return _softmax_js_divergence(
+        p_logits,
+        q_logits,
+        beta=beta,
+        temperature=temperature,
+        scale_by_temperature_squared=scale_by_temperature_squared,
+        axis=axis,
+        base=base,
+        keepdims=keepdims,
+        sample_weights=sample_weights,
+        mask=mask,
+        reduction=reduction,
+    )[0]

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from array_api_compat import device, is_torch_namespace
 
 from .. import _reduce
-from .._specs import CEOptions, SigmoidCE, SoftmaxCE
+from .._specs import CEOptions, LMMeasure, SigmoidCE, SoftmaxCE
 from .._utils import Array, Namespace, moveaxis_back, moveaxis_last, size, upcast
 from .activations import lse_parts, sigmoid, softplus
 
-__all__ = ["sigmoid_ce", "softmax_ce", "softmax_ce_rows"]
+__all__ = ["lm_measure", "sigmoid_ce", "softmax_ce", "softmax_ce_rows"]
 
 _INF = float("inf")
 _LOG_HALF = -0.6931471805599453
@@ -167,3 +168,38 @@ def sigmoid_ce(spec: SigmoidCE, want_grad: bool) -> tuple[Array, Grad]:
     if sw is not None:
         g = g * sw
     return value, _reduce.scale_gradient(xp, g, total, spec.reduction)
+
+
+def lm_measure(spec: LMMeasure, ce: Array, grad: Grad) -> tuple[Array, Grad]:
+    """perplexity ``exp(mean CE)`` or bits per byte ``Σ CE / (ln 2 · Σ bytes)`` from the
+    cross-entropy's mean (perplexity) or sum (bits per byte) and its gradient.
+
+    The tokens counted in the bytes are those the sum counts: not ignored, each weighted by its
+    sample weight; a total of 0 bytes gives 0.
+    """
+    c = spec.ce
+    xp, cd = c.xp, c.compute_dtype
+    dtype = ce.dtype
+    v = upcast(xp, ce, cd)
+    if spec.op == "perplexity":
+        out = xp.exp(v)
+        g = None if grad is None else grad * upcast(xp, out, grad.dtype)
+        return _as_array(upcast(xp, out, dtype)), g
+    nb = spec.num_bytes
+    assert nb is not None
+    if c.sample_weights is not None:
+        nb = nb * c.sample_weights
+    ii = c.options.ignore_index
+    if ii is not None:
+        nb = xp.where(c.labels != ii, nb, xp.zeros_like(nb))
+    total = xp.sum(nb) * math.log(2.0)
+    out = _reduce.safe_divide(xp, v, total)
+    g = None
+    if grad is not None:
+        g = _reduce.safe_divide(xp, grad, xp.astype(xp.broadcast_to(total, grad.shape), grad.dtype))
+    return _as_array(upcast(xp, out, dtype)), g
+
+
+def _as_array(x: Array) -> Array:
+    """A NumPy scalar as a 0-d array (every path returns 0-d arrays)."""
+    return np.asarray(x) if isinstance(x, np.generic) else x

@@ -12,11 +12,12 @@ import math
 import numpy as np
 from array_api_compat import device
 
-from .._specs import ProbMeasure, SoftmaxMeasure
+from .._reduce import weigh_rows
+from .._specs import JointMeasure, ProbMeasure, SoftmaxMeasure
 from .._utils import Array, Namespace, in_base, upcast
 from .activations import log_softmax
 
-__all__ = ["probability_measure", "softmax_measure"]
+__all__ = ["joint_measure", "js_gradients", "probability_measure", "softmax_measure"]
 
 _INF = float("inf")
 _NAN = float("nan")
@@ -116,9 +117,16 @@ def probability_measure(spec: ProbMeasure) -> Array:
         out = xp.sum(-p * _log_q(xp, p, q), axis=ax, keepdims=kd) + 0.0
     elif spec.op == "kl_divergence":
         out = xp.sum(_gen_kl_terms(xp, p, q), axis=ax, keepdims=kd)
-    else:  # js_divergence
+    elif spec.beta == 0.5:  # js_divergence
         m = (p + q) / 2
         out = xp.sum(_gen_kl_terms(xp, p, m) + _gen_kl_terms(xp, q, m), axis=ax, keepdims=kd) / 2
+    else:  # the generalized JS divergence: beta KL(P || M) + (1 - beta) KL(Q || M)
+        assert q is not None
+        bt = spec.beta
+        m = bt * p + (1 - bt) * q
+        out = bt * xp.sum(_gen_kl_terms(xp, p, m), axis=ax, keepdims=kd) + (1 - bt) * xp.sum(
+            _gen_kl_terms(xp, q, m), axis=ax, keepdims=kd
+        )
     if not spec.checked:
         out = _nan_if_invalid(xp, out, (p,) if q is None else (p, q), ax, kd)
     return _result(xp, out, spec.log_base, spec.dtype)
@@ -136,12 +144,32 @@ def softmax_measure(spec: SoftmaxMeasure, want_grad: bool) -> tuple[Array, objec
             h = xp.squeeze(h, axis=ax)
         return _result(xp, h, lb, dtype), grad
     b = upcast(xp, spec.b, spec.compute_dtype)
-    kl, grads = _softmax_kl_generic(xp, a, b, ax, want_grad)
+    if spec.mask is not None:  # masked rows are computed on zeros: no nan/inf in their autodiff
+        keep = xp.expand_dims(spec.mask, axis=ax)
+        a = xp.where(keep, a, xp.zeros_like(a))
+        b = xp.where(keep, b, xp.zeros_like(b))
+    t = spec.temperature
+    if t != 1.0:
+        a, b = a / t, b / t
+    if spec.op == "js":
+        d, grads = _softmax_js_generic(xp, a, b, spec.beta, ax, want_grad)
+    else:
+        d, grads = _softmax_kl_generic(xp, a, b, ax, want_grad)
+    d, grads = weigh_rows(
+        xp,
+        d,
+        grads,
+        axis=ax,
+        keepdims=spec.keepdims,
+        reduction=spec.reduction,
+        scale=spec.scale,
+        grad_scale=spec.scale / t,
+        sample_weights=spec.sample_weights,
+        mask=spec.mask,
+    )
     if grads is not None:
         grads = (upcast(xp, in_base(grads[0], lb), dtype), upcast(xp, in_base(grads[1], lb), dtype))
-    if not spec.keepdims:
-        kl = xp.squeeze(kl, axis=ax)
-    return _result(xp, kl, lb, dtype), grads
+    return _result(xp, d, lb, dtype), grads
 
 
 def _softmax_entropy(
@@ -241,3 +269,109 @@ def _softmax_kl_generic(
     gb = xp.where(big, xp.expm1(lq_b) - xp.expm1(lp_b), q - p)
     gb = xp.where(bad, xp.full_like(b, _NAN), gb)
     return kl, (ga, gb)
+
+
+def _softmax_js_generic(
+    xp: Namespace, a: Array, b: Array, beta: float, ax: int, want_grad: bool
+) -> tuple[Array, tuple[Array, Array] | None]:
+    """JSD_β(softmax(a) ‖ softmax(b)) with keepdims, and optionally its gradients.
+
+    ``log m = logaddexp(log β + log p, log(1 − β) + log q)``, evaluated as
+    ``max + log1p(exp(−|u − v|))`` on masked inputs (a class with ``p_c = q_c = 0`` gets 0
+    there and contributes nothing). With ``d^P = log p − log m`` (0 where ``p = 0``),
+    ``KL(P‖M) = Σ p d^P`` and ``∂JSD/∂a_j = β p_j (d^P_j − KL(P‖M))``, formed as
+    ``β p_j ((d^P_j − d^P_*) − Σ p (d^P − d^P_*))`` with ``*`` the most probable class of ``p``
+    (no cancellation for the dominant class); the same for ``b`` with ``1 − β`` and ``q``.
+    Every ``d`` is bounded above (``d^P ≤ −log β``), so the differences are accurate.
+    A row with nan or ``+inf`` gives nan (value and gradients).
+    """
+    lp = log_softmax(xp, a, ax)
+    lq = log_softmax(xp, b, ax)
+    p, q = xp.exp(lp), xp.exp(lq)
+    u = lp + math.log(beta)
+    v = lq + math.log1p(-beta)
+    none = (u == -_INF) & (v == -_INF)  # p_c = q_c = 0 (nan: False)
+    zero = xp.zeros_like(u)
+    u0, v0 = xp.where(none, zero, u), xp.where(none, zero, v)
+    lm = xp.maximum(u0, v0) + xp.log1p(xp.exp(-xp.abs(u0 - v0)))
+    live_p, live_q = ~(p == 0), ~(q == 0)  # nan counts as live: nan flows on
+    dp = xp.where(live_p, lp, zero) - xp.where(live_p, lm, zero)
+    dq = xp.where(live_q, lq, zero) - xp.where(live_q, lm, zero)
+    kl_p = xp.sum(p * dp, axis=ax, keepdims=True)
+    kl_q = xp.sum(q * dq, axis=ax, keepdims=True)
+    js = beta * kl_p + (1 - beta) * kl_q
+    js = xp.where(js < 0, xp.zeros_like(js), js) + 0.0  # rounding only; nan stays nan
+    if not want_grad:
+        return js, None
+
+    def grad(w: float, pr: Array, d: Array, x: Array) -> Array:
+        hot = _first_argmax(xp, xp.where(xp.isnan(x), zero, x), ax)
+        dd = d - _at(xp, hot, d, ax)
+        return w * pr * (dd - xp.sum(pr * dd, axis=ax, keepdims=True)) + 0.0
+
+    return js, (grad(beta, p, dp, a), grad(1 - beta, q, dq, b))
+
+
+def _unbroadcast(xp: Namespace, g: Array, shape: tuple[int, ...]) -> Array:
+    """``g`` summed over the axes that broadcasting added to an array of ``shape``."""
+    lead = g.ndim - len(shape)
+    if lead:
+        g = xp.sum(g, axis=tuple(range(lead)))
+    axes = tuple(i for i, n in enumerate(shape) if n == 1 and g.shape[i] != 1)
+    if axes:
+        g = xp.sum(g, axis=axes, keepdims=True)
+    return g
+
+
+def js_gradients(spec: ProbMeasure) -> tuple[Array, Array]:
+    """The gradients of :func:`infoloss.js_divergence` with respect to ``p`` and ``q``.
+
+    ``∂JSD_β/∂p_c = β log(p_c / m_c)`` and ``∂/∂q_c = (1 − β) log(q_c / m_c)``; at ``p_c = 0``
+    the derivative of ``p log p`` is counted as 0 (as for :func:`infoloss.kl_divergence`), which
+    gives ``−β (log m_c + 1)``, and 0 where ``m_c = 0`` (the class is in neither
+    distribution). nan where ``p`` or ``q`` holds a nan (or the slice is invalid).
+    """
+    xp, p, q, bt, ax = spec.xp, spec.p, spec.q, spec.beta, spec.axis
+    assert q is not None
+    m = bt * p + (1 - bt) * q
+
+    def one(w: float, r: Array) -> Array:
+        lm = _log_or_zero(xp, m)
+        g = xp.where(r == 0, -lm - 1, _log_or_zero(xp, r) - lm)
+        return w * xp.where(m == 0, xp.zeros_like(g), g)
+
+    gp, gq = one(bt, p), one(1 - bt, q)
+    if not spec.checked:
+        bad = xp.any(_invalid(p) | _invalid(q), axis=ax, keepdims=True)
+        gp = xp.where(bad, xp.full_like(gp, _NAN), gp)
+        gq = xp.where(bad, xp.full_like(gq, _NAN), gq)
+    if spec.log_base is not None:
+        gp, gq = gp / spec.log_base, gq / spec.log_base
+    shapes = spec.shapes if spec.shapes is not None else (tuple(p.shape), tuple(q.shape))
+    gp, gq = _unbroadcast(xp, gp, shapes[0]), _unbroadcast(xp, gq, shapes[1])
+    return upcast(xp, gp, spec.dtype), upcast(xp, gq, spec.dtype)
+
+
+def joint_measure(spec: JointMeasure) -> Array:
+    """mutual_information or conditional_entropy of joint tables ``(..., X, Y)``.
+
+    ``I(X;Y) = Σ_{x,y} [p log(p / (p_x p_y)) − p + p_x p_y]``, the generalized KL divergence of
+    the joint from the product of its marginals (:func:`_gen_kl_terms`): every term is ≥ 0 and a
+    table close to independence keeps full relative accuracy (the mass terms cancel for a table
+    summing to 1). ``H(Y|X) = −Σ p(x, y) log(p(x, y) / p(x))`` with 0 log 0 = 0; each term is
+    ≥ 0 as ``p(x, y) ≤ p(x)``.
+    """
+    xp, j, kd = spec.xp, spec.joint, spec.keepdims
+    px = xp.sum(j, axis=-1, keepdims=True)
+    py = xp.sum(j, axis=-2, keepdims=True)
+    if spec.op == "mutual_information":
+        out = xp.sum(_gen_kl_terms(xp, j, px * py), axis=(-2, -1), keepdims=kd)
+    else:
+        marg = px if spec.given == 0 else py
+        t = -j * (_log_or_zero(xp, j) - _log_q(xp, j, marg))
+        t = xp.where(t < 0, xp.zeros_like(t), t)
+        out = xp.sum(t, axis=(-2, -1), keepdims=kd) + 0.0
+    if not spec.checked:
+        bad = xp.any(_invalid(j), axis=(-2, -1), keepdims=kd)
+        out = xp.where(bad, xp.full_like(out, _NAN), out)
+    return _result(xp, out, spec.log_base, spec.dtype)

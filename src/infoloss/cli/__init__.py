@@ -96,13 +96,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     measure = sub.add_parser(
         "measure",
-        help="entropy, cross-entropy, KL and JS divergence of given distributions",
+        help="entropy, cross-entropy, KL and JS divergence of given distributions; mutual "
+        "information of a joint table",
         description=_doc(_measure.__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
         f"  {PROG} measure --p 0.5,0.5 --q 0.9,0.1\n"
         f"  {PROG} measure --p labels.csv --q predictions.csv --base e --json\n"
-        f"  {PROG} measure --p counts.npy --axis 0 --normalize",
+        f"  {PROG} measure --p counts.npy --axis 0 --normalize\n"
+        f"  {PROG} measure --joint table.csv --normalize",
     )
     _measure.add_arguments(measure)
     measure.set_defaults(run=_measure.run)

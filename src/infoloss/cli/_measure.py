@@ -1,4 +1,5 @@
-"""``infoloss measure``: entropy, cross-entropy, KL and JS divergence of given distributions.
+"""``infoloss measure``: entropy, cross-entropy, KL and JS divergence of given distributions,
+or (``--joint``) the entropies and mutual information of a joint probability table.
 
 Distributions come inline (``--p 0.5,0.5``, rows separated by ``;``) or from files: CSV or
 whitespace-separated text with one distribution per row (blank lines and ``#`` comments are
@@ -22,7 +23,14 @@ import numpy as np
 from ._common import CLIError, dumps_json, fmt, unit_name
 from ._inputs import MAX_ROWS, read_npy, read_text, stat_input
 
-__all__ = ["Distributions", "parse_base", "parse_inline", "read_distributions", "run"]
+__all__ = [
+    "Distributions",
+    "compute_joint",
+    "parse_base",
+    "parse_inline",
+    "read_distributions",
+    "run",
+]
 
 _INLINE = re.compile(r"^[\s0-9eE.+\-,;]*$")
 _TOLERANCE = 1e-6
@@ -51,12 +59,19 @@ class Distributions:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument(
         "--p",
         metavar="P",
-        required=True,
         help="the distribution(s) P: inline numbers '0.5,0.5' (rows separated by ';') or a "
         "file (.csv, .txt/whitespace, .npy) with one distribution per row",
+    )
+    source.add_argument(
+        "--joint",
+        metavar="FILE",
+        help="a joint probability table p(x, y) (rows: values of X, columns: values of Y), in "
+        "the same forms (a file, or inline rows); shows H(X), H(Y), H(X,Y), H(Y|X), H(X|Y) and "
+        "the mutual information I(X;Y)",
     )
     parser.add_argument(
         "--q",
@@ -330,7 +345,83 @@ def render(result: dict[str, Any]) -> str:
     return "\n".join([*out, "", *notes])
 
 
+def compute_joint(table: Distributions, *, base: float, normalize: bool) -> dict[str, Any]:
+    """Check a joint table and compute its measures (the ``--joint`` JSON output)."""
+    import infoloss
+
+    v = table.values
+    if v.ndim != 2:
+        raise CLIError(
+            f"{table.label()}: a joint table must be 2-D (rows: X, columns: Y); got shape {v.shape}"
+        )
+    bad = ~np.isfinite(v) | (v < 0)
+    if bad.any():
+        i, j = (int(k) for k in np.argwhere(bad)[0])
+        value = float(v[i, j])
+        what = "is negative" if value < 0 else "is not finite"
+        raise CLIError(f"{table.where(i)}: entry {fmt(value)} in column {j + 1} {what}")
+    total = float(v.sum())
+    if total <= 0:
+        raise CLIError(f"{table.label()}: all entries are 0; not a joint distribution")
+    if normalize:
+        v = v / total
+    elif abs(total - 1.0) > _TOLERANCE:
+        raise CLIError(
+            f"{table.label()}: the table sums to {fmt(total, 8)}, not 1 (pass --normalize to "
+            "rescale, e.g. a table of counts)"
+        )
+    lb = None if base == math.e else base
+    measures = {
+        "entropy_x": infoloss.entropy(v.sum(axis=1), base=lb),
+        "entropy_y": infoloss.entropy(v.sum(axis=0), base=lb),
+        "joint_entropy": infoloss.entropy(v.reshape(-1), base=lb),
+        "conditional_entropy_y_given_x": infoloss.conditional_entropy(v, given=0, base=lb),
+        "conditional_entropy_x_given_y": infoloss.conditional_entropy(v, given=1, base=lb),
+        "mutual_information": infoloss.mutual_information(v, base=lb),
+    }
+    return {
+        "base": base,
+        "unit": unit_name(lb),
+        "normalized": normalize,
+        "joint": {"source": table.source, "shape": list(table.values.shape)},
+        "measures": {k: float(x) for k, x in measures.items()},
+    }
+
+
+_JOINT_HEADERS = {
+    "entropy_x": "H(X)",
+    "entropy_y": "H(Y)",
+    "joint_entropy": "H(X,Y)",
+    "conditional_entropy_y_given_x": "H(Y|X)",
+    "conditional_entropy_x_given_y": "H(X|Y)",
+    "mutual_information": "I(X;Y)",
+}
+
+
+def render_joint(result: dict[str, Any]) -> str:
+    """One line per measure, then the identities that link them."""
+    width = max(len(h) for h in _JOINT_HEADERS.values())
+    lines = [f"{_JOINT_HEADERS[k].ljust(width)}  {fmt(v)}" for k, v in result["measures"].items()]
+    nx, ny = result["joint"]["shape"]
+    lines += [
+        "",
+        f"joint: {result['joint']['source']} ({nx} values of X x {ny} of Y); "
+        f"unit: {result['unit']}",
+        "I(X;Y) = H(X) + H(Y) - H(X,Y) = H(Y) - H(Y|X); 0 when X and Y are independent",
+    ]
+    return "\n".join(lines)
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.joint is not None:
+        if args.q is not None:
+            raise CLIError("--q cannot be combined with --joint (a joint table is one input)")
+        if args.axis != -1:
+            raise CLIError("--axis does not apply to --joint (rows are X, columns are Y)")
+        table = read_distributions(args.joint, "--joint")
+        result = compute_joint(table, base=args.base, normalize=args.normalize)
+        print(dumps_json(result) if args.json else render_joint(result))
+        return 0
     p = read_distributions(args.p, "--p")
     q = read_distributions(args.q, "--q") if args.q is not None else None
     result = compute(p, q, base=args.base, axis=args.axis, normalize=args.normalize)
