@@ -1,0 +1,312 @@
+"""The router: the one place that chooses how a validated call is computed.
+
+Every public function validates its arguments into a spec (:mod:`infoloss._specs`) and hands it
+to one function here, which picks, in one visible ``if``/``elif``, between
+
+1. a framework adapter — :mod:`infoloss._frameworks.torch`: CPU torch tensors run the fused
+   kernels inside a ``torch.autograd.Function`` (zero-copy NumPy views);
+   :mod:`infoloss._frameworks.tensorflow`: TensorFlow tensors run the generic definitions
+   under a ``tf.custom_gradient`` (eagerly, in ``tf.function`` and under XLA alike);
+2. the fused NumPy kernels — :mod:`infoloss._fast` (NumPy float16/bfloat16/float32/float64);
+3. the generic definition — :mod:`infoloss._generic` (any Array API library, any device;
+   what CUDA, MPS and XLA devices run).
+
+Routes 1 and 2 need numba and are skipped under :func:`infoloss._config.generic_only` or with
+``INFOLOSS_DISABLE_FAST=1``. Nothing below this module decides the route again. The router
+also finishes every call the same way: results are cast back to the caller's dtype and a
+gradient is copied into the caller's ``out`` buffer unless the kernel already wrote it there.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import numpy as np
+
+from . import _config
+from ._generic import activations as g_act
+from ._generic import linear as g_linear
+from ._generic import losses as g_losses
+from ._generic import measures as g_measures
+from ._specs import (
+    JointMeasure,
+    LinearCE,
+    LMMeasure,
+    ProbMeasure,
+    RowOp,
+    SigmoidCE,
+    SoftmaxCE,
+    SoftmaxMeasure,
+)
+from ._utils import Array, check_label_values, upcast
+
+__all__ = [
+    "fast_numpy",
+    "fast_torch",
+    "joint_measure",
+    "linear_ce",
+    "lm_measure",
+    "probability_measure",
+    "row_op",
+    "sigmoid_ce",
+    "softmax_ce",
+    "softmax_measure",
+    "tensorflow",
+    "vocab_parallel_ce",
+]
+
+_FAST_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+# --------------------------------------------------------------------------- route predicates
+
+
+def _kernels_available() -> bool:
+    from ._fast import get_kernels
+
+    return get_kernels() is not None
+
+
+def fast_numpy(*arrays: Any, compute_dtype: Any = None) -> bool:
+    """True when the fused kernels take these NumPy arrays (``None`` entries ignored): plain
+    ``np.ndarray`` s, the first one floating, computed in float32 or float64."""
+    if not _config.fast_allowed():
+        return False
+    first = arrays[0]
+    if any(a is not None and type(a) is not np.ndarray for a in arrays):
+        return False
+    cd = np.dtype(compute_dtype) if compute_dtype is not None else first.dtype
+    if cd not in _FAST_DTYPES:
+        return False
+    return _kernels_available()
+
+
+def fast_torch(logits: Any, *others: Any) -> bool:
+    """True when ``logits`` can take the fused kernels through the torch adapter.
+
+    ``logits`` must be a plain (not subclassed, not functorch-wrapped) strided CPU torch tensor
+    of a floating dtype (float16/bfloat16 are computed in float32); every other argument must be
+    ``None``, a non-array value or such a CPU tensor that does not require grad (so autograd
+    needs no gradient with respect to it). While ``torch.compile`` traces, only the static
+    properties (type, device, dtype, requires_grad) are checked: the call then becomes a graph
+    break that runs the fused path eagerly (the adapter is ``torch.compiler.disable`` d).
+    """
+    if not _config.fast_allowed():
+        return False
+    torch = sys.modules.get("torch")
+    if torch is None or not isinstance(logits, torch.Tensor):
+        return False
+    if logits.device.type != "cpu" or logits.dtype not in (
+        torch.float32,
+        torch.float64,
+        torch.float16,
+        torch.bfloat16,
+    ):
+        return False
+    for t in others:
+        if t is None:
+            continue
+        if isinstance(t, torch.Tensor):
+            if t.device.type != "cpu" or t.requires_grad:
+                return False
+        elif hasattr(t, "__array_namespace__") or isinstance(t, np.ndarray):
+            return False  # another array library: validation reports the mix
+    if not torch.compiler.is_compiling():
+        for t in (logits, *others):
+            if isinstance(t, torch.Tensor) and not _plain_cpu_tensor(torch, t):
+                return False
+    return _kernels_available()
+
+
+def _plain_cpu_tensor(torch: Any, t: Any) -> bool:
+    if type(t) is not torch.Tensor and type(t) is not torch.nn.Parameter:
+        return False
+    if t.layout is not torch.strided:
+        return False
+    return not torch._C._functorch.is_functorch_wrapped_tensor(t)
+
+
+def tensorflow(xp: Any) -> bool:
+    """True when the spec's namespace is TensorFlow's (:mod:`infoloss._tf_namespace`, which
+    :func:`infoloss._utils.namespace` imports only for TensorFlow arguments)."""
+    mod = sys.modules.get("infoloss._tf_namespace")
+    return mod is not None and xp is mod.xp
+
+
+def _tf_adapter() -> Any:
+    from ._frameworks import tensorflow as adapter
+
+    return adapter
+
+
+def _torch_adapter() -> Any:
+    from ._frameworks import torch as adapter
+
+    return adapter
+
+
+# --------------------------------------------------------------------------- finishing
+
+
+def _finish(xp: Any, value: Array, grad: Any, dtype: Any, out: Any) -> tuple[Array, Any]:
+    """Cast back to the caller's ``dtype``; put the gradient into ``out`` when one was given."""
+    value = upcast(xp, value, dtype)
+    if grad is None:
+        return value, None
+    if out is not None:
+        if not (
+            grad.__array_interface__["data"][0] == out.__array_interface__["data"][0]
+            and grad.strides == out.strides
+        ):
+            np.copyto(out, grad)
+        return value, out
+    return value, upcast(xp, grad, dtype)
+
+
+# --------------------------------------------------------------------------- routes
+
+
+def softmax_ce(spec: SoftmaxCE, want_grad: bool = False, out: Any = None) -> tuple[Array, Any]:
+    """Both softmax cross-entropies: (value, gradient with respect to the logits or None)."""
+    x = spec.logits
+    if fast_torch(x, spec.labels, spec.class_weights, spec.sample_weights):
+        return _torch_adapter().softmax_ce(spec, want_grad)
+    elif tensorflow(spec.xp):
+        if not spec.options.sparse:
+            check_label_values(spec.xp, spec.labels, None)
+        value, grad = _tf_adapter().softmax_ce(spec, want_grad)
+    elif fast_numpy(
+        x, spec.labels, spec.class_weights, spec.sample_weights, compute_dtype=spec.compute_dtype
+    ):
+        from ._fast import losses as fast
+
+        value, grad = fast.softmax_ce(spec, want_grad, out)
+    else:
+        if not spec.options.sparse:  # the fused kernels check the label values in their sweep
+            check_label_values(spec.xp, spec.labels, None)
+        value, grad = g_losses.softmax_ce(spec, want_grad)
+    return _finish(spec.xp, value, grad, x.dtype, out)
+
+
+def sigmoid_ce(spec: SigmoidCE, want_grad: bool = False, out: Any = None) -> tuple[Array, Any]:
+    """Sigmoid cross-entropy: (value, gradient with respect to the logits or None)."""
+    x = spec.logits
+    if fast_torch(x, spec.labels, spec.pos_weight, spec.sample_weights):
+        return _torch_adapter().sigmoid_ce(spec, want_grad)
+    elif tensorflow(spec.xp):
+        check_label_values(spec.xp, spec.labels, 1.0)
+        value, grad = _tf_adapter().sigmoid_ce(spec, want_grad)
+    elif spec.per_class_pos_weight and fast_numpy(
+        x, spec.labels, spec.pos_weight, spec.sample_weights, compute_dtype=spec.compute_dtype
+    ):
+        from ._fast import losses as fast
+
+        value, grad = fast.sigmoid_ce(spec, want_grad, out)
+    else:
+        check_label_values(spec.xp, spec.labels, 1.0)
+        value, grad = g_losses.sigmoid_ce(spec, want_grad)
+    return _finish(spec.xp, value, grad, x.dtype, out)
+
+
+def row_op(spec: RowOp) -> Array:
+    """logsumexp, softmax or log_softmax along an axis."""
+    if fast_numpy(spec.x):
+        from ._fast import activations as fast
+
+        return fast.row_op(spec)
+    return g_act.row_op(spec)
+
+
+def softmax_measure(spec: SoftmaxMeasure, want_grad: bool = False) -> tuple[Array, Any]:
+    """softmax_entropy (``spec.b`` None), softmax_kl_divergence or softmax_js_divergence:
+    (value, gradient(s) or None)."""
+    same_dtype = spec.b is None or spec.a.dtype == spec.b.dtype
+    if tensorflow(spec.xp):
+        return _tf_adapter().softmax_measure(spec, want_grad)
+    elif (
+        (spec.b is None or spec.op == "kl")
+        and same_dtype
+        and fast_numpy(spec.a, spec.b, spec.sample_weights, spec.mask)
+    ):
+        from ._fast import measures as fast
+
+        return fast.softmax_measure(spec, want_grad)
+    return g_measures.softmax_measure(spec, want_grad)
+
+
+def probability_measure(spec: ProbMeasure, want_grad: bool = False) -> Any:
+    """A measure of probability arrays (no faster route: the generic definition); with
+    ``want_grad`` (js_divergence), ``(value, (d/dp, d/dq))``."""
+    value = g_measures.probability_measure(spec)
+    if not want_grad:
+        return value
+    return value, g_measures.js_gradients(spec)
+
+
+def joint_measure(spec: JointMeasure) -> Array:
+    """mutual_information or conditional_entropy of a joint table (the generic definition)."""
+    return g_measures.joint_measure(spec)
+
+
+def lm_measure(spec: LMMeasure, want_grad: bool = False) -> tuple[Array, Any]:
+    """perplexity or bits_per_byte: the sparse cross-entropy by its own route, then the
+    measure's definition on its sum or mean (value, gradient with respect to the logits)."""
+    value, grad = softmax_ce(spec.ce, want_grad)
+    return g_losses.lm_measure(spec, value, grad)
+
+
+def linear_ce(spec: LinearCE, want_grad: bool = False) -> tuple[Array, Any]:
+    """Linear layer + sparse softmax cross-entropy: (value, (d_hidden, d_weight, d_bias) or None)."""
+    h, w, b = spec.originals
+    if (
+        spec.reduction in ("sum", "mean")
+        and fast_torch(h, spec.labels, spec.class_weights)
+        and fast_torch(w)
+        and (b is None or fast_torch(b))
+    ):
+        return _torch_adapter().linear_ce(spec, want_grad)
+    elif tensorflow(spec.xp):
+        value, grads = _tf_adapter().linear_ce(spec, want_grad)
+    elif fast_numpy(spec.hidden, spec.weight, spec.bias):
+        from ._fast import linear as fast
+
+        value, grads = fast.linear_ce(spec, want_grad)
+    else:
+        value, grads = g_linear.linear_ce(spec, want_grad)
+    return finish_linear(spec, value, grads)
+
+
+def finish_linear(spec: LinearCE, value: Array, grads: Any) -> tuple[Array, Any]:
+    """The linear layer's results in the caller's shapes and dtypes."""
+    xp = spec.xp
+    h_dtype, w_dtype, b_dtype = spec.dtypes
+    if spec.reduction == "none":
+        value = xp.reshape(value, spec.batch_shape)
+    value = upcast(xp, value, h_dtype)
+    if grads is None:
+        return value, None
+    dh, dw, db = grads
+    dh = upcast(xp, xp.reshape(dh, spec.hidden_shape), h_dtype)
+    dw = upcast(xp, dw, w_dtype)
+    db = None if db is None else upcast(xp, db, b_dtype)
+    return value, (dh, dw, db)
+
+
+# --------------------------------------------------------------------------- distributed
+
+
+def process_group(group: Any) -> Any:
+    """The transport of :mod:`infoloss.distributed`: a ``torch.distributed`` group (the only one)."""
+    from ._frameworks import torch_distributed
+
+    return torch_distributed.Group(group)
+
+
+def vocab_parallel_ce(spec: Any) -> Any:
+    """Vocabulary-parallel cross-entropy of a logits shard, or of a linear layer's weight shard."""
+    from ._frameworks import torch_distributed
+
+    if spec.logits is not None:
+        return torch_distributed.vocab_parallel_ce(spec)
+    return torch_distributed.vocab_parallel_linear_ce(spec)
