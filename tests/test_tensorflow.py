@@ -436,3 +436,24 @@ def test_half_precision_is_computed_in_float32(dtype):
     )
     assert_close(v, tf.cast(w, dtype))
     assert_close(g, tf.cast(h, dtype))
+
+
+# --------------------------------------------------------------------------- the docs
+
+
+def test_docs_tensorflow_examples_run(tmp_path):
+    """docs/tensorflow.md's Python blocks run as written, in order (their asserts check the
+    tutorial's numbers against tf.nn), the Keras one included."""
+    import re
+    import runpy
+    from pathlib import Path
+
+    pytest.importorskip("keras")
+    text = (Path(__file__).resolve().parents[1] / "docs" / "tensorflow.md").read_text("utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    assert len(blocks) >= 3
+    script = tmp_path / "tensorflow_md.py"  # a real file: AutoGraph reads the functions' source
+    script.write_text("\n".join(blocks), encoding="utf-8")
+    scope = runpy.run_path(str(script))
+    assert_close(scope["reference"], tf.constant([6.8376627], tf.float32))
+    assert len(scope["history"].history["loss"]) == 2
