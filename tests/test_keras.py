@@ -3,6 +3,7 @@ backend is fixed when Keras is imported), in model.fit, and through get_config/f
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import subprocess
@@ -187,3 +188,21 @@ def test_z_loss_needs_logits():
 
     with pytest.raises(InfolossError, match="from_logits=True"):
         ik.CategoricalCrossentropy(z_loss=1e-3)
+
+
+def test_public_names():
+    import infoloss.keras as ik
+
+    public = {n for n, v in vars(ik).items() if isinstance(v, type) and not n.startswith("_")}
+    public = {n for n in public if getattr(ik, n).__module__ == "infoloss.keras"}
+    assert set(ik.__all__) == public
+    for name in ik.__all__:
+        cls = getattr(ik, name)
+        assert issubclass(cls, keras.losses.Loss) and "Examples" in cls.__doc__
+        keras_cls = getattr(keras.losses, name)
+        ours = inspect.signature(cls.__init__).parameters
+        theirs = inspect.signature(keras_cls.__init__).parameters
+        # Keras's arguments, in Keras's positions and with Keras's defaults
+        assert list(ours)[: len(theirs)] == list(theirs), name
+        for p in theirs:
+            assert ours[p].default == theirs[p].default, (name, p)
