@@ -160,7 +160,7 @@ class _VocabParallelCE(torch.autograd.Function):
         xp = array_namespace(logits)
         x = logits.detach()
         x = x.to(spec.compute_dtype) if x.dtype != spec.compute_dtype else x
-        x = x.reshape(-1, spec.width)
+        x = x.reshape(int(spec.labels.shape[0]), spec.width)
         y = spec.labels
         f = _combine(xp, spec, _stats(xp, spec, x, y), y, spec.sample_weights)
         value, total = _value(xp, spec, f.loss, f.weight)
@@ -178,7 +178,7 @@ class _VocabParallelCE(torch.autograd.Function):
         xp = array_namespace(logits)
         x = logits.detach()
         x = x.to(spec.compute_dtype) if x.dtype != spec.compute_dtype else x
-        x = x.reshape(-1, spec.width)
+        x = x.reshape(int(spec.labels.shape[0]), spec.width)
         scale = _row_scale(spec, grad_value, ctx.total)
         g = _grad(xp, spec, x, spec.labels, ctx.f, scale, spec.sample_weights)
         return g.reshape(logits.shape).to(logits.dtype), None
