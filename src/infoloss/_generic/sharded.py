@@ -119,10 +119,11 @@ def shard_stats(
     mr = m_ref[:, None]
     at = x == mr
     e = xp.exp(x - mr)
-    # k counts the entries at the maximum as Σ exp(0) = k exactly, so that automatic
-    # differentiation (with the references held constant) sees every exponential
-    k = xp.sum(xp.where(at, e, xp.zeros_like(x)), axis=-1)
-    r = xp.sum(xp.where(at, xp.zeros_like(x), e), axis=-1)
+    if constant is _identity:  # no automatic differentiation: a count
+        k = xp.sum(xp.astype(at, x.dtype), axis=-1)
+    else:  # Σ exp(0) = k exactly, and automatic differentiation sees every exponential
+        k = xp.sum(xp.where(at, e, 0.0), axis=-1)
+    r = xp.sum(xp.where(at, 0.0, e), axis=-1)
     idx = xp.where(owned, y - start, xp.zeros_like(y))
     if is_torch_namespace(xp) and idx.dtype != xp.int64:
         idx = xp.astype(idx, xp.int64)
@@ -262,26 +263,28 @@ def shard_grad(
     width = int(x.shape[-1])
     if width == 0:
         return xp.zeros_like(x)
-    m, ls, rowf = f.m[:, None], f.ls[:, None], f.rowf[:, None]
-    g = rowf * xp.exp((x - m) - ls)
+    # the per-row factor (reduction, incoming gradient, sample weight) folded into the row's
+    # coefficients, so that the (N, V_local) array is swept as few times as possible
+    sc = row_scale if sample_weights is None else sample_weights * row_scale
+    if isinstance(sc, (int, float)):
+        sc = xp.full_like(f.m, float(sc))
+    elif sc.ndim == 0:
+        sc = xp.zeros_like(f.m) + sc
+    m, ls = f.m[:, None], f.ls[:, None]
+    g = (f.rowf * sc)[:, None] * xp.exp((x - m) - ls)
     owned = local_index(xp, y, start, width, f.valid)
-    cols = xp.arange(width, device=device(x)) + start
-    ylong = y if not is_torch_namespace(xp) or y.dtype == xp.int64 else xp.astype(y, xp.int64)
-    onehot = (ylong[:, None] == cols) & owned[:, None]
+    idx = xp.where(owned, y - start, xp.full_like(y, -1))
+    onehot = idx[:, None] == xp.arange(width, device=device(x), dtype=idx.dtype)
     # the target's rowf·q_y − cy as rowf·expm1(log q_y) + (rowf − cy) (accurate when q_y ≈ 1)
-    g_y = f.rowf * xp.expm1((f.x_y - f.m) - f.ls) + (f.rowf - f.cy)
+    g_y = (f.rowf * xp.expm1((f.x_y - f.m) - f.ls) + (f.rowf - f.cy)) * sc
     g = xp.where(onehot, g_y[:, None], g)
     if eps > 0:
         cw = class_weights
         if cw is None:
-            g = g - eps / c
+            g = g - ((eps / c) * sc)[:, None]
         else:
-            g = g - (eps / c) * (cw if sharded_weights else _columns(xp, cw, start, width))
-    scale: Any = row_scale
-    if sample_weights is not None:
-        scale = sample_weights * row_scale
-    if not isinstance(scale, (int, float)) or scale != 1:
-        g = g * (scale[:, None] if getattr(scale, "ndim", 0) == 1 else scale)
+            w_loc = cw if sharded_weights else _columns(xp, cw, start, width)
+            g = g - sc[:, None] * ((eps / c) * w_loc)
     if f.valid is not None:
-        g = xp.where(f.valid[:, None], g, xp.zeros_like(g))
+        g = xp.where(f.valid[:, None], g, 0.0)
     return g
