@@ -59,11 +59,12 @@ class Group:
 
             raise InfolossError("`group` must contain this process; its rank in it is -1")
 
-    def gather_ints(self, values: list[int]) -> list[list[int]]:
-        """Every rank's ``values`` (one small ``all_gather``), in group-rank order."""
+    def gather_ints(self, values: list[int], device: Any = None) -> list[list[int]]:
+        """Every rank's ``values`` (one small ``all_gather``, on ``device``: NCCL needs the
+        GPU), in group-rank order."""
         if not self.active:
             return [list(values)]
-        t = torch.tensor(values, dtype=torch.int64)
+        t = torch.tensor(values, dtype=torch.int64, device=device)
         out = [torch.empty_like(t) for _ in range(self.size)]
         dist.all_gather(out, t, group=self.handle)
         return [o.tolist() for o in out]
