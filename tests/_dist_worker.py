@@ -33,41 +33,66 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def launch(world: int, scenarios: list[str], timeout: float = 120.0) -> list[dict[str, Any]]:
-    """Run ``scenarios`` on ``world`` ranks; each rank's results (raises on failure or timeout)."""
-    port = free_port()
-    with tempfile.TemporaryDirectory() as tmp:
-        outs = [os.path.join(tmp, f"rank{r}.json") for r in range(world)]
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
-        procs = [
+class Launch:
+    """``scenarios`` running on ``world`` ranks (started at once: several launches overlap);
+    :meth:`results` waits for them (raises on a failure or after ``timeout`` seconds)."""
+
+    def __init__(self, world: int, scenarios: list[str], timeout: float = 120.0):
+        self.world, self.scenarios, self.timeout = world, scenarios, timeout
+        self.tmp = tempfile.TemporaryDirectory()
+        self.outs = [os.path.join(self.tmp.name, f"rank{r}.json") for r in range(world)]
+        port = free_port()
+        env = {
+            **os.environ,
+            "OMP_NUM_THREADS": "1",
+            "NUMBA_NUM_THREADS": "1",
+            "INFOLOSS_TEST_PORTS": ",".join(str(free_port()) for _ in range(2)),
+        }
+        self.deadline = time.monotonic() + timeout
+        self.procs = [
             subprocess.Popen(
-                [sys.executable, __file__, str(r), str(world), str(port), outs[r], *scenarios],
+                [sys.executable, __file__, str(r), str(world), str(port), self.outs[r], *scenarios],
                 env=env,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
             )
             for r in range(world)
         ]
-        deadline = time.monotonic() + timeout
+        self._results: list[dict[str, Any]] | None = None
+
+    def results(self) -> list[dict[str, Any]]:
+        if self._results is not None:
+            return self._results
         logs = []
         try:
-            for p in procs:
-                out, _ = p.communicate(timeout=max(1.0, deadline - time.monotonic()))
+            for p in self.procs:
+                out, _ = p.communicate(timeout=max(1.0, self.deadline - time.monotonic()))
                 logs.append(out.decode(errors="replace"))
         except subprocess.TimeoutExpired:
-            for p in procs:
+            for p in self.procs:
                 p.kill()
+                p.communicate()
             raise AssertionError(
-                f"distributed run of {scenarios} timed out after {timeout} s"
+                f"distributed run of {self.scenarios} on {self.world} ranks timed out after "
+                f"{self.timeout} s"
             ) from None
-        for r, p in enumerate(procs):
-            if p.returncode != 0:
-                raise AssertionError(f"rank {r} failed ({p.returncode}):\n{logs[r][-4000:]}")
-        results = []
-        for o in outs:
-            with open(o) as f:
-                results.append(json.load(f))
+        try:
+            for r, p in enumerate(self.procs):
+                if p.returncode != 0:
+                    raise AssertionError(f"rank {r} failed ({p.returncode}):\n{logs[r][-4000:]}")
+            results = []
+            for o in self.outs:
+                with open(o) as f:
+                    results.append(json.load(f))
+        finally:
+            self.tmp.cleanup()
+        self._results = results
         return results
+
+
+def launch(world: int, scenarios: list[str], timeout: float = 120.0) -> list[dict[str, Any]]:
+    """Run ``scenarios`` on ``world`` ranks; each rank's results."""
+    return Launch(world, scenarios, timeout).results()
 
 
 # --------------------------------------------------------------------------- helpers
@@ -191,9 +216,10 @@ def scenario_options(rank: int, world: int) -> dict[str, Any]:
     worst["nan_row_is_nan"] = bool(torch.isnan(out[0, 4])) and not bool(torch.isnan(out[0, 3]))
     for dt in (torch.float32, torch.bfloat16):
         xd = torch.where(torch.isinf(x), torch.zeros_like(x), x).to(dt)
-        ref = infoloss.sparse_softmax_cross_entropy(
-            xd.float(), y, ignore_index=-100, label_smoothing=0.1, reduction="mean"
-        )
+        with infoloss._config.generic_only():
+            ref = infoloss.sparse_softmax_cross_entropy(
+                xd.float(), y, ignore_index=-100, label_smoothing=0.1, reduction="mean"
+            )
         out = vocab_parallel_cross_entropy(
             xd[..., s : s + w].clone(), y, ignore_index=-100, label_smoothing=0.1
         )
@@ -480,13 +506,43 @@ SCENARIOS = {
 }
 
 
+DOCS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "docs", "distributed.md")
+
+
+def doc_recipes() -> list[str]:
+    """The ``torchrun`` recipes of docs/distributed.md: the python blocks of its PyTorch section."""
+    import re
+
+    with open(DOCS) as f:
+        text = f.read()
+    section = text[text.index("## PyTorch recipes") : text.index("## JAX")]
+    return re.findall(r"```python\n(.*?)```", section, re.S)
+
+
+def run_doc_recipes(rank: int, world: int, port: int) -> dict[str, Any]:
+    """Each recipe as ``torchrun --nproc-per-node WORLD`` would run it (env:// rendezvous)."""
+    os.environ.update(
+        RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_PORT=str(port)
+    )
+    blocks = doc_recipes()
+    ports = [port, *(int(p) for p in os.environ["INFOLOSS_TEST_PORTS"].split(","))]
+    for code, p in zip(blocks, ports, strict=False):  # a fresh rendezvous port per recipe
+        os.environ["MASTER_PORT"] = str(p)
+        exec(compile(code, DOCS, "exec"), {"__name__": "__main__"})
+    return {"blocks": len(blocks)}
+
+
 def main(argv: list[str]) -> None:
     rank, world, port, out = int(argv[0]), int(argv[1]), int(argv[2]), argv[3]
     import torch.distributed as dist
 
     os.environ["MASTER_ADDR"] = "127.0.0.1"
     os.environ["MASTER_PORT"] = str(port)
-    dist.init_process_group("gloo", rank=rank, world_size=world, timeout=timedelta(seconds=60))
+    if argv[4:] == ["docs"]:
+        with open(out, "w") as f:
+            json.dump({"docs": run_doc_recipes(rank, world, port)}, f)
+        return
+    dist.init_process_group("gloo", rank=rank, world_size=world, timeout=timedelta(seconds=120))
     results: dict[str, Any] = {}
     try:
         for name in argv[4:]:

@@ -103,6 +103,11 @@ CONTRACT = {
         {"pos_weight": None, "sample_weights": None, "label_smoothing": 0.0, "reduction": "none"},
     ),
     "value_and_grad": ("gradients", ["fn"], {}),
+    "weight_total": (
+        "losses",
+        ["labels"],
+        {"ignore_index": None, "class_weights": None, "sample_weights": None, "dtype": None},
+    ),
 }
 ERRORS = ("InfolossError", "InfolossTypeError")
 
@@ -177,3 +182,28 @@ def test_docstring_has_examples(name):
 def test_contract_functions_are_public_functions(name):
     assert callable(getattr(infoloss, name))
     assert name in _public_functions()
+
+
+def test_distributed_modules_public_api():
+    """infoloss.distributed (torch) and infoloss.distributed_jax: __all__ is their public surface,
+    every function documented with an example."""
+    pytest.importorskip("torch")
+    import infoloss.distributed as dist
+
+    modules = [dist]
+    if __import__("importlib").util.find_spec("jax") is not None:
+        import infoloss.distributed_jax as djax
+
+        modules.append(djax)
+    for module in modules:
+        defined = {
+            n
+            for n in public_members(module)
+            if getattr(getattr(module, n), "__module__", None) == module.__name__
+        }
+        assert defined <= set(module.__all__), defined - set(module.__all__)
+        assert set(module.__all__) <= public_members(module)
+        for name in module.__all__:
+            doc = inspect.getdoc(getattr(module, name))
+            assert doc and ">>>" in doc[doc.index("Examples") :], name
+    assert dist.weight_total is infoloss.weight_total

@@ -44,7 +44,8 @@ def _vocab_parallel(logits: Any, labels: Any, *, group: Any, **options: Any) -> 
         spec = local_spec(logits, labels, group=comm, **options)
     except InfolossError as e:  # raised after the exchange, so that no rank waits forever
         error = e
-    table = comm.gather_ints(group_meta(spec))
+    first = logits if logits is not None else options.get("hidden")
+    table = comm.gather_ints(group_meta(spec), device=getattr(first, "device", None))
     spec = check_group(spec, error, table, comm.rank)
     return _router.vocab_parallel_ce(spec)
 
@@ -330,7 +331,8 @@ def global_weight_total(
             total += float(_reduce.weight_total(xp, yc, cw, swc, ii, dt))
     except InfolossError as e:
         error = e
-    both = torch.tensor([total, 0.0 if error is None else 1.0], dtype=torch.float64)
+    device = getattr(ys[0], "device", None) if ys else None
+    both = torch.tensor([total, 0.0 if error is None else 1.0], dtype=torch.float64, device=device)
     comm.all_reduce(both, "sum")
     if error is not None:
         raise error

@@ -59,11 +59,12 @@ class Group:
 
             raise InfolossError("`group` must contain this process; its rank in it is -1")
 
-    def gather_ints(self, values: list[int]) -> list[list[int]]:
-        """Every rank's ``values`` (one small ``all_gather``), in group-rank order."""
+    def gather_ints(self, values: list[int], device: Any = None) -> list[list[int]]:
+        """Every rank's ``values`` (one small ``all_gather``, on ``device``: NCCL needs the
+        GPU), in group-rank order."""
         if not self.active:
             return [list(values)]
-        t = torch.tensor(values, dtype=torch.int64)
+        t = torch.tensor(values, dtype=torch.int64, device=device)
         out = [torch.empty_like(t) for _ in range(self.size)]
         dist.all_gather(out, t, group=self.handle)
         return [o.tolist() for o in out]
@@ -160,7 +161,7 @@ class _VocabParallelCE(torch.autograd.Function):
         xp = array_namespace(logits)
         x = logits.detach()
         x = x.to(spec.compute_dtype) if x.dtype != spec.compute_dtype else x
-        x = x.reshape(-1, spec.width)
+        x = x.reshape(int(spec.labels.shape[0]), spec.width)
         y = spec.labels
         f = _combine(xp, spec, _stats(xp, spec, x, y), y, spec.sample_weights)
         value, total = _value(xp, spec, f.loss, f.weight)
@@ -178,7 +179,7 @@ class _VocabParallelCE(torch.autograd.Function):
         xp = array_namespace(logits)
         x = logits.detach()
         x = x.to(spec.compute_dtype) if x.dtype != spec.compute_dtype else x
-        x = x.reshape(-1, spec.width)
+        x = x.reshape(int(spec.labels.shape[0]), spec.width)
         scale = _row_scale(spec, grad_value, ctx.total)
         g = _grad(xp, spec, x, spec.labels, ctx.f, scale, spec.sample_weights)
         return g.reshape(logits.shape).to(logits.dtype), None

@@ -22,6 +22,7 @@ All of it is Array API code on ``(N, V_local)`` rows (classes last), any namespa
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +35,10 @@ __all__ = ["Finished", "LocalStats", "finish", "shard_grad", "shard_stats", "shi
 
 _INF = float("inf")
 _NAN = float("nan")
+
+
+def _identity(a: Array) -> Array:
+    return a
 
 
 @dataclass(frozen=True)
@@ -55,7 +60,14 @@ def _unmasked(xp: Namespace, x: Array, coef: Array) -> Array:
     return xp.where((x == -_INF) & (coef == 0), xp.zeros_like(x), x)
 
 
-def local_index(xp: Namespace, y: Array, start: int, width: int, valid: Array | None) -> Array:
+def _columns(xp: Namespace, cw: Array, start: Any, width: int) -> Array:
+    """``cw[start : start + width]``, also for a traced ``start`` (``jax.lax.axis_index``)."""
+    if isinstance(start, int):
+        return cw[start : start + width]
+    return xp.take(cw, xp.arange(width) + start)  # (on the default device: traced code)
+
+
+def local_index(xp: Namespace, y: Array, start: Any, width: int, valid: Array | None) -> Array:
     """Whether each (global) label falls in ``[start, start + width)``, not ignored."""
     owned = (y >= start) & (y < start + width)
     return owned if valid is None else owned & valid
@@ -66,15 +78,19 @@ def shard_stats(
     x: Array,
     y: Array,
     *,
-    start: int,
+    start: Any,
     class_weights: Array | None,
     sharded_weights: bool,
     options: CEOptions,
+    constant: Callable[[Array], Array] = _identity,
 ) -> LocalStats:
     """Local statistics of the shard ``x`` ``(N, V_local)`` for global labels ``y`` ``(N,)``.
 
     ``class_weights`` are this shard's slice ``(V_local,)`` (``sharded_weights``: the target's
-    weight then comes from the owner through the SUM) or the global vector.
+    weight then comes from the owner through the SUM) or the global vector. ``constant`` marks
+    the row maximum as a constant for automatic differentiation (``jax.lax.stop_gradient``):
+    every statistic is exactly invariant to the reference it is taken against, so the
+    derivative of the loss is then the analytic one.
     """
     n, width = int(x.shape[0]), int(x.shape[-1])
     valid = (y != options.ignore_index) if options.ignore_index is not None else None
@@ -83,7 +99,7 @@ def shard_stats(
     cw = class_weights
     cw_loc = None
     if cw is not None:
-        cw_loc = cw if sharded_weights else cw[start : start + width]
+        cw_loc = cw if sharded_weights else _columns(xp, cw, start, width)
     if width == 0:
         zeros = xp.zeros((n,), dtype=x.dtype, device=device(x))
         return LocalStats(
@@ -97,13 +113,17 @@ def shard_stats(
             w_sum=0.0,
             cw_y=zeros if sharded_weights and cw is not None else None,
         )
-    m = xp.max(x, axis=-1)
+    m = constant(xp.max(x, axis=-1))
     m_loc = xp.where(xp.isnan(m), xp.full_like(m, _INF), m)  # max propagates nan (Array API)
     m_ref = xp.where((m_loc == -_INF) | (m_loc == _INF), xp.zeros_like(m), m_loc)
     mr = m_ref[:, None]
     at = x == mr
-    k = xp.sum(xp.astype(at, x.dtype), axis=-1)
-    r = xp.sum(xp.where(at, xp.zeros_like(x), xp.exp(x - mr)), axis=-1)
+    e = xp.exp(x - mr)
+    if constant is _identity:  # no automatic differentiation: a count
+        k = xp.sum(xp.astype(at, x.dtype), axis=-1)
+    else:  # Σ exp(0) = k exactly, and automatic differentiation sees every exponential
+        k = xp.sum(xp.where(at, e, 0.0), axis=-1)
+    r = xp.sum(xp.where(at, 0.0, e), axis=-1)
     idx = xp.where(owned, y - start, xp.zeros_like(y))
     if is_torch_namespace(xp) and idx.dtype != xp.int64:
         idx = xp.astype(idx, xp.int64)
@@ -229,7 +249,7 @@ def shard_grad(
     y: Array,
     f: Finished,
     *,
-    start: int,
+    start: Any,
     num_classes: int,
     class_weights: Array | None,
     sharded_weights: bool,
@@ -243,26 +263,28 @@ def shard_grad(
     width = int(x.shape[-1])
     if width == 0:
         return xp.zeros_like(x)
-    m, ls, rowf = f.m[:, None], f.ls[:, None], f.rowf[:, None]
-    g = rowf * xp.exp((x - m) - ls)
+    # the per-row factor (reduction, incoming gradient, sample weight) folded into the row's
+    # coefficients, so that the (N, V_local) array is swept as few times as possible
+    sc = row_scale if sample_weights is None else sample_weights * row_scale
+    if isinstance(sc, (int, float)):
+        sc = xp.full_like(f.m, float(sc))
+    elif sc.ndim == 0:
+        sc = xp.zeros_like(f.m) + sc
+    m, ls = f.m[:, None], f.ls[:, None]
+    g = (f.rowf * sc)[:, None] * xp.exp((x - m) - ls)
     owned = local_index(xp, y, start, width, f.valid)
-    cols = xp.arange(start, start + width, device=device(x))
-    ylong = y if not is_torch_namespace(xp) or y.dtype == xp.int64 else xp.astype(y, xp.int64)
-    onehot = (ylong[:, None] == cols) & owned[:, None]
+    idx = xp.where(owned, y - start, xp.full_like(y, -1))
+    onehot = idx[:, None] == xp.arange(width, device=device(x), dtype=idx.dtype)
     # the target's rowf·q_y − cy as rowf·expm1(log q_y) + (rowf − cy) (accurate when q_y ≈ 1)
-    g_y = f.rowf * xp.expm1((f.x_y - f.m) - f.ls) + (f.rowf - f.cy)
+    g_y = (f.rowf * xp.expm1((f.x_y - f.m) - f.ls) + (f.rowf - f.cy)) * sc
     g = xp.where(onehot, g_y[:, None], g)
     if eps > 0:
         cw = class_weights
         if cw is None:
-            g = g - eps / c
+            g = g - ((eps / c) * sc)[:, None]
         else:
-            g = g - (eps / c) * (cw if sharded_weights else cw[start : start + width])
-    scale: Any = row_scale
-    if sample_weights is not None:
-        scale = sample_weights * row_scale
-    if not isinstance(scale, (int, float)) or scale != 1:
-        g = g * (scale[:, None] if getattr(scale, "ndim", 0) == 1 else scale)
+            w_loc = cw if sharded_weights else _columns(xp, cw, start, width)
+            g = g - sc[:, None] * ((eps / c) * w_loc)
     if f.valid is not None:
-        g = xp.where(f.valid[:, None], g, xp.zeros_like(g))
+        g = xp.where(f.valid[:, None], g, 0.0)
     return g
