@@ -198,11 +198,7 @@ def softmax_measure(spec: SoftmaxMeasure, want_grad: bool = False) -> tuple[Arra
     """softmax_entropy (``spec.b`` None), softmax_kl_divergence or softmax_js_divergence:
     (value, gradient(s) or None)."""
     same_dtype = spec.b is None or spec.a.dtype == spec.b.dtype
-    if (
-        (spec.b is None or spec.op == "kl")
-        and same_dtype
-        and fast_numpy(spec.a, spec.b, spec.sample_weights, spec.mask)
-    ):
+    if same_dtype and fast_numpy(spec.a, spec.b, spec.sample_weights, spec.mask):
         from ._fast import measures as fast
 
         return fast.softmax_measure(spec, want_grad)
