@@ -70,8 +70,11 @@ def _js_exp_sums(ar, br, oa, ob, sx, t):
 
 
 @njit(**_JIT)
-def _js_terms(ar, br, oa, ob, lsa, lsb, inva, invb, lb, l1b, dps, dqs, sx, t):
-    """(Σ p (d^P − d^P_*), Σ q (d^Q − d^Q_*)); d − d* stored into sx[t, 2], sx[t, 3]."""
+def _js_terms(ar, br, oa, ob, lsa, lsb, inva, invb, lb, l1b, ja, jb, dps, dqs, sx, t):
+    """(Σ p (d^P − d^P_*), Σ q (d^Q − d^Q_*)); d − d* stored into sx[t, 2], sx[t, 3]. At the
+    classes * (``ja``, ``jb``) d − d* is set to exactly 0: recomputed in the loop (compiled
+    with contractions) it could differ from ``dps`` by an ulp, which would swamp the tiny
+    true gradient of a confident row."""
     ea = sx[t, 0]
     eb = sx[t, 1]
     ddp = sx[t, 2]
@@ -84,8 +87,8 @@ def _js_terms(ar, br, oa, ob, lsa, lsb, inva, invb, lb, l1b, dps, dqs, sx, t):
         lp = (np.float64(ar[j]) - oa) - lsa
         lq = (np.float64(br[j]) - ob) - lsb
         lm = _log_m(lp, lq, lb, l1b)
-        dp = _where(p > 0.0, (lp - lm) - dps, 0.0)
-        dq = _where(q > 0.0, (lq - lm) - dqs, 0.0)
+        dp = _where((p > 0.0) & (j != ja), (lp - lm) - dps, 0.0)
+        dq = _where((q > 0.0) & (j != jb), (lq - lm) - dqs, 0.0)
         ddp[j] = dp
         ddq[j] = dq
         rp += p * dp
@@ -147,7 +150,7 @@ def _k_js(af, ars, bf, brs, n, c, beta, want_grad, gs, js, ga, gb, sx):
         dps = lps - _log_m(lps, (np.float64(br[ja]) - ob) - lsb, lb, l1b)
         lqs = -lsb
         dqs = lqs - _log_m((np.float64(ar[jb]) - oa) - lsa, lqs, lb, l1b)
-        rp, rq = _js_terms(ar, br, oa, ob, lsa, lsb, inva, invb, lb, l1b, dps, dqs, sx, t)
+        rp, rq = _js_terms(ar, br, oa, ob, lsa, lsb, inva, invb, lb, l1b, ja, jb, dps, dqs, sx, t)
         v = beta * (dps + rp) + (1.0 - beta) * (dqs + rq)
         js[i] = v if v > 0.0 else 0.0  # rounding only
         if want_grad:
