@@ -107,6 +107,51 @@ def reduce_rows(
     return np.asarray(s, dtype=dtype)
 
 
+def row_weights(
+    xp: Namespace,
+    rows: Array,
+    *,
+    axis: int,
+    reduction: str,
+    sample_weights: Array | None = None,
+    mask: Array | None = None,
+) -> tuple[Array | None, Array | None, Array | None]:
+    """``(w, keep, total)`` for per-row measures ``rows`` (class ``axis`` kept, length 1): each
+    row's weight (its sample weight, 0 where ``mask`` is False; None when neither is given), the
+    mask expanded like ``rows`` (or None) and, for "mean", Σ W (the row count without weights)."""
+    w = None if sample_weights is None else xp.expand_dims(sample_weights, axis=axis)
+    keep = None if mask is None else xp.expand_dims(mask, axis=axis)
+    if keep is not None:
+        w = xp.astype(keep, rows.dtype) if w is None else xp.where(keep, w, xp.zeros_like(w))
+    total = None
+    if reduction == "mean":
+        if w is None:
+            total = xp.asarray(float(math.prod(tuple(rows.shape))), dtype=rows.dtype)
+        else:
+            total = xp.sum(xp.broadcast_to(w, tuple(rows.shape)))
+    return w, keep, total
+
+
+def row_grad_factor(
+    xp: Namespace, w: Array | None, total: Array | None, grad_scale: float, dtype: Any
+) -> Any:
+    """The factor of each row's gradient: ``grad_scale · w / Σ W`` (a float when there are no
+    weights, else an array shaped like the rows), in ``dtype``; 0 for a mean over nothing."""
+    if w is None:
+        if total is None:
+            return grad_scale
+        t = float(total) if not hasattr(total, "shape") or total.shape == () else total
+        if isinstance(t, float):
+            return grad_scale / t if t != 0 else 0.0
+    f = xp.astype(w, dtype) * grad_scale if w is not None else None
+    if total is not None:
+        tt = xp.astype(total, dtype)
+        one = xp.ones_like(tt)
+        inv = xp.where(tt == 0, xp.zeros_like(tt), one / xp.where(tt == 0, one, tt))
+        f = inv * grad_scale if f is None else f * inv
+    return f
+
+
 def weigh_rows(
     xp: Namespace,
     rows: Array,
@@ -127,24 +172,17 @@ def weigh_rows(
     follows the module's rule, the weight of a row in a mean being its sample weight (1 without
     weights) times its mask. ``grads`` are the gradients of each row's *unscaled* value with
     respect to the (already tempered) logits; each is multiplied by ``grad_scale`` (for a
-    temperature T: ``scale / T``), the row's weight and, for "mean", ``1 / Σ W``.
+    temperature T: ``scale / T``), the row's weight and, for "mean", ``1 / Σ W``
+    (:func:`row_grad_factor`), and is 0 in masked rows.
     """
-    w = None if sample_weights is None else xp.expand_dims(sample_weights, axis=axis)
-    keep = None if mask is None else xp.expand_dims(mask, axis=axis)
-    if keep is not None:
-        zero_row = xp.zeros_like(rows)
-        w = xp.astype(keep, rows.dtype) if w is None else xp.where(keep, w, xp.zeros_like(w))
+    w, keep, total = row_weights(
+        xp, rows, axis=axis, reduction=reduction, sample_weights=sample_weights, mask=mask
+    )
     v = rows * scale if scale != 1.0 else rows
     if w is not None:
         v = v * w
     if keep is not None:
-        v = xp.where(keep, v, zero_row)
-    total = None
-    if reduction == "mean":
-        if w is None:
-            total = xp.asarray(float(math.prod(tuple(rows.shape))), dtype=rows.dtype)
-        else:
-            total = xp.sum(xp.broadcast_to(w, tuple(rows.shape)))
+        v = xp.where(keep, v, xp.zeros_like(rows))
     if reduction == "none":
         value = v if keepdims else xp.squeeze(v, axis=axis)
     else:
@@ -153,12 +191,9 @@ def weigh_rows(
         return value, None
     out = []
     for g in grads:
-        gg = g * grad_scale if grad_scale != 1.0 else g
-        if w is not None:
-            gg = gg * xp.astype(w, gg.dtype)
+        f = row_grad_factor(xp, w, total, grad_scale, g.dtype)
+        gg = g if isinstance(f, float) and f == 1.0 else g * f
         if keep is not None:
             gg = xp.where(keep, gg, xp.zeros_like(gg))
-        if total is not None:
-            gg = scale_gradient(xp, gg, xp.astype(total, gg.dtype), reduction)
         out.append(gg)
     return value, tuple(out)

@@ -224,11 +224,7 @@ def softmax_measure(spec: SoftmaxMeasure, want_grad: bool = False) -> tuple[Arra
     same_dtype = spec.b is None or spec.a.dtype == spec.b.dtype
     if tensorflow(spec.xp):
         return _tf_adapter().softmax_measure(spec, want_grad)
-    elif (
-        (spec.b is None or spec.op == "kl")
-        and same_dtype
-        and fast_numpy(spec.a, spec.b, spec.sample_weights, spec.mask)
-    ):
+    elif same_dtype and fast_numpy(spec.a, spec.b, spec.sample_weights, spec.mask):
         from ._fast import measures as fast
 
         return fast.softmax_measure(spec, want_grad)
