@@ -12,6 +12,13 @@ from __future__ import annotations
 from ._fast.pool import empty_gradient_cache, set_gradient_cache
 from .activations import log_sigmoid, log_softmax, logsumexp, sigmoid, softmax
 from .errors import InfolossError, InfolossTypeError
+from .focal import (
+    poly_cross_entropy,
+    sigmoid_focal_loss,
+    softmax_focal_loss,
+    sparse_poly_cross_entropy,
+    sparse_softmax_focal_loss,
+)
 from .gradients import value_and_grad
 from .linear import linear_cross_entropy
 from .losses import sigmoid_cross_entropy, softmax_cross_entropy, sparse_softmax_cross_entropy
@@ -40,13 +47,18 @@ __all__ = [
     "log_sigmoid",
     "log_softmax",
     "logsumexp",
+    "poly_cross_entropy",
     "set_gradient_cache",
     "sigmoid",
     "sigmoid_cross_entropy",
+    "sigmoid_focal_loss",
     "softmax",
     "softmax_cross_entropy",
     "softmax_entropy",
+    "softmax_focal_loss",
     "softmax_kl_divergence",
+    "sparse_poly_cross_entropy",
     "sparse_softmax_cross_entropy",
+    "sparse_softmax_focal_loss",
     "value_and_grad",
 ]

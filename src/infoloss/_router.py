@@ -24,10 +24,20 @@ import numpy as np
 
 from . import _config
 from ._generic import activations as g_act
+from ._generic import focal as g_focal
 from ._generic import linear as g_linear
 from ._generic import losses as g_losses
 from ._generic import measures as g_measures
-from ._specs import LinearCE, ProbMeasure, RowOp, SigmoidCE, SoftmaxCE, SoftmaxMeasure
+from ._specs import (
+    LinearCE,
+    ProbMeasure,
+    RowOp,
+    SigmoidCE,
+    SigmoidFocal,
+    SoftmaxCE,
+    SoftmaxFocal,
+    SoftmaxMeasure,
+)
 from ._utils import Array, check_label_values, upcast
 
 __all__ = [
@@ -37,7 +47,9 @@ __all__ = [
     "probability_measure",
     "row_op",
     "sigmoid_ce",
+    "sigmoid_focal",
     "softmax_ce",
+    "softmax_focal",
     "softmax_measure",
 ]
 
@@ -172,6 +184,37 @@ def sigmoid_ce(spec: SigmoidCE, want_grad: bool = False, out: Any = None) -> tup
         check_label_values(spec.xp, spec.labels, 1.0)
         value, grad = g_losses.sigmoid_ce(spec, want_grad)
     return _finish(spec.xp, value, grad, x.dtype, out)
+
+
+def softmax_focal(
+    spec: SoftmaxFocal, want_grad: bool = False, out: Any = None
+) -> tuple[Array, Any]:
+    """Softmax focal and poly losses: (value, gradient with respect to the logits or None).
+
+    With γ = 0 (focal) or ε = 0 (poly) the loss is the plain cross-entropy and takes its route,
+    so that the two agree exactly on every path. Otherwise the generic definition runs on every
+    backend (torch tensors are differentiated by autograd through it).
+    """
+    ce = spec.ce
+    if spec.param == 0:
+        return softmax_ce(ce, want_grad, out)
+    if not ce.options.sparse:
+        check_label_values(ce.xp, ce.labels, None)
+    value, grad = g_focal.softmax_focal(spec, want_grad)
+    return _finish(ce.xp, value, grad, ce.logits.dtype, out)
+
+
+def sigmoid_focal(
+    spec: SigmoidFocal, want_grad: bool = False, out: Any = None
+) -> tuple[Array, Any]:
+    """Sigmoid focal loss: (value, gradient with respect to the logits or None); γ = 0 without
+    ``alpha`` is the sigmoid cross-entropy and takes its route."""
+    ce = spec.ce
+    if spec.gamma == 0 and spec.alpha is None:
+        return sigmoid_ce(ce, want_grad, out)
+    check_label_values(ce.xp, ce.labels, 1.0)
+    value, grad = g_focal.sigmoid_focal(spec, want_grad)
+    return _finish(ce.xp, value, grad, ce.logits.dtype, out)
 
 
 def row_op(spec: RowOp) -> Array:

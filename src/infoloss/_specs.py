@@ -20,7 +20,9 @@ __all__ = [
     "ProbMeasure",
     "RowOp",
     "SigmoidCE",
+    "SigmoidFocal",
     "SoftmaxCE",
+    "SoftmaxFocal",
     "SoftmaxMeasure",
 ]
 
@@ -134,3 +136,27 @@ class SoftmaxMeasure:
     log_base: float | None
     dtype: Any  # the result dtype
     compute_dtype: Any
+
+
+@dataclass(frozen=True)
+class SoftmaxFocal:
+    """``softmax_focal_loss`` / ``sparse_softmax_focal_loss`` (``kind`` "focal", ``param`` γ) or
+    ``poly_cross_entropy`` / ``sparse_poly_cross_entropy`` (``kind`` "poly", ``param`` ε).
+
+    ``ce`` holds everything else, validated as for the plain cross-entropy (no smoothing, no
+    z-loss): with ``param`` 0 the loss *is* that cross-entropy.
+    """
+
+    ce: SoftmaxCE
+    kind: str  # "focal" | "poly"
+    param: float
+
+
+@dataclass(frozen=True)
+class SigmoidFocal:
+    """``sigmoid_focal_loss``: ``ce`` is the plain sigmoid cross-entropy's spec (no
+    ``pos_weight``, no smoothing); ``alpha`` None means no balancing."""
+
+    ce: SigmoidCE
+    alpha: float | None
+    gamma: float
