@@ -46,11 +46,15 @@ _REGISTRY: dict[Callable[..., Any], Callable[..., Any]] = {
     softmax_kl_divergence: functools.partial(_softmax_kl_divergence, want_grad=True),
     linear_cross_entropy: functools.partial(_linear_ce, want_grad=True),
     sigmoid_focal_loss: functools.partial(_sigmoid_focal, want_grad=True),
-    softmax_focal_loss: functools.partial(_softmax_focal, kind="focal", sparse=False, want_grad=True),
+    softmax_focal_loss: functools.partial(
+        _softmax_focal, kind="focal", sparse=False, want_grad=True
+    ),
     sparse_softmax_focal_loss: functools.partial(
         _softmax_focal, kind="focal", sparse=True, want_grad=True
     ),
-    poly_cross_entropy: functools.partial(_softmax_focal, kind="poly", sparse=False, want_grad=True),
+    poly_cross_entropy: functools.partial(
+        _softmax_focal, kind="poly", sparse=False, want_grad=True
+    ),
     sparse_poly_cross_entropy: functools.partial(
         _softmax_focal, kind="poly", sparse=True, want_grad=True
     ),

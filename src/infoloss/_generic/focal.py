@@ -15,6 +15,7 @@ stays exact when 1 − q underflows (logits of ±1e4: log(1 − q) = −2e4, not
 from __future__ import annotations
 
 import math
+
 from array_api_compat import device, is_torch_namespace
 
 from .. import _reduce
