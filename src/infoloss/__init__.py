@@ -21,7 +21,12 @@ from .focal import (
 )
 from .gradients import value_and_grad
 from .linear import linear_cross_entropy
-from .losses import sigmoid_cross_entropy, softmax_cross_entropy, sparse_softmax_cross_entropy
+from .losses import (
+    CrossEntropyAux,
+    sigmoid_cross_entropy,
+    softmax_cross_entropy,
+    sparse_softmax_cross_entropy,
+)
 from .measures import (
     cross_entropy,
     entropy,
@@ -35,6 +40,7 @@ from .measures import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "CrossEntropyAux",
     "InfolossError",
     "InfolossTypeError",
     "cross_entropy",

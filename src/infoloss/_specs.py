@@ -10,12 +10,13 @@ from lists and scalars, on one namespace ``xp``, weights in the compute dtype an
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 Array = Any
 
 __all__ = [
     "CEOptions",
+    "CrossEntropyAux",
     "LinearCE",
     "ProbMeasure",
     "RowOp",
@@ -27,6 +28,19 @@ __all__ = [
 ]
 
 
+class CrossEntropyAux(NamedTuple):
+    """What a softmax cross-entropy returns with ``return_aux=True``.
+
+    ``loss`` is the usual result (z-loss included); ``z_loss`` the z-loss part of it, weighted
+    and reduced in the same way (so ``loss - z_loss`` is the cross-entropy alone); ``lse`` the
+    log-sum-exp of each example's (soft-capped) logits, shape ``(...)``, 0 for ignored examples.
+    """
+
+    loss: Any
+    z_loss: Any
+    lse: Any
+
+
 @dataclass(frozen=True)
 class CEOptions:
     """The per-example options of a softmax cross-entropy (shared with the linear layer)."""
@@ -36,6 +50,8 @@ class CEOptions:
     #: a float, or a 0-d array when the mean's rescaling of class weights was traced
     z_loss: Any = 0.0
     ignore_index: int | None = None
+    #: c of the logit soft-capping x → c·tanh(x/c) (Gemma 2), or None
+    softcap: float | None = None
 
 
 @dataclass(frozen=True)
@@ -65,6 +81,8 @@ class SigmoidCE:
     label_smoothing: float
     reduction: str
     compute_dtype: Any
+    #: c of the logit soft-capping x → c·tanh(x/c), or None
+    softcap: float | None = None
 
     @property
     def per_class_pos_weight(self) -> bool:
@@ -84,9 +102,12 @@ class LinearCE:
     labels: Array  # (N,)
     bias: Array | None
     class_weights: Array | None
+    sample_weights: Array | None  # (N,) in the compute dtype
     options: CEOptions
     reduction: str
     chunk_rows: int
+    #: also return the per-token log-sum-exp (for ``return_aux``)
+    want_lse: bool
     #: the caller's dtypes of hidden, weight and bias, and the shapes to return
     dtypes: tuple[Any, Any, Any]
     hidden_shape: tuple[int, ...]

@@ -18,10 +18,16 @@ from __future__ import annotations
 from typing import Any
 
 from . import _router
-from ._utils import Array, quiet_overflow
+from ._specs import CrossEntropyAux
+from ._utils import Array, check_bool, quiet_overflow
 from ._validate import check_grad_out, sigmoid_ce_spec, softmax_ce_spec
 
-__all__ = ["sigmoid_cross_entropy", "softmax_cross_entropy", "sparse_softmax_cross_entropy"]
+__all__ = [
+    "CrossEntropyAux",
+    "sigmoid_cross_entropy",
+    "softmax_cross_entropy",
+    "sparse_softmax_cross_entropy",
+]
 
 
 # --------------------------------------------------------------------------- value and gradient
@@ -35,14 +41,20 @@ def _softmax_ce(
     sparse: bool,
     want_grad: bool = False,
     grad_out: Any = None,
+    return_aux: Any = False,
     **options: Any,
-) -> tuple[Array, Any]:
-    """Value and, with ``want_grad``, d value / d logits of either softmax cross-entropy
-    (written into ``grad_out`` when given: see :func:`~infoloss.value_and_grad`)."""
+) -> tuple[Any, Any]:
+    """Value (a :class:`CrossEntropyAux` with ``return_aux``) and, with ``want_grad``,
+    d loss / d logits of either softmax cross-entropy (written into ``grad_out`` when given:
+    see :func:`~infoloss.value_and_grad`)."""
+    aux = check_bool(return_aux, "return_aux")
     if grad_out is not None:
         check_grad_out(grad_out, logits)
     spec = softmax_ce_spec(logits, labels, sparse=sparse, **options)
-    return _router.softmax_ce(spec, want_grad, grad_out)
+    value, grad = _router.softmax_ce(spec, want_grad, grad_out)
+    if aux:
+        value = CrossEntropyAux(value, *_router.softmax_ce_aux(spec))
+    return value, grad
 
 
 @quiet_overflow
@@ -68,7 +80,9 @@ def softmax_cross_entropy(
     label_smoothing: float = 0.0,
     z_loss: float = 0.0,
     reduction: str = "none",
-) -> Array:
+    softcap: float | None = None,
+    return_aux: bool = False,
+) -> Any:
     r"""Softmax cross-entropy between target distributions and the softmax of ``logits``.
 
     .. math::
@@ -101,10 +115,19 @@ def softmax_cross_entropy(
         ``"none"`` returns :math:`\ell_i` per example, ``"sum"`` their sum, ``"mean"``
         :math:`\sum_i \ell_i / \sum_i W_i` with :math:`W_i = s_i \sum_c w_c y_{ic}` when
         ``class_weights`` is given and :math:`W_i = s_i` otherwise (0.0 when the denominator is 0).
+    softcap : float > 0, optional
+        :math:`c`: the logits are soft-capped first, :math:`x \to c \tanh(x / c)` (Gemma 2);
+        ``±inf`` logits are kept (``-inf`` still masks a class). The gradient includes the
+        factor :math:`1 - \tanh^2(x / c)`.
+    return_aux : bool, default False
+        Return a :class:`CrossEntropyAux` ``(loss, z_loss, lse)``: the loss as without it, its
+        z-loss part (weighted and reduced the same way, so ``loss - z_loss`` is the
+        cross-entropy alone) and the per-example log-sum-exp of the (capped) logits, shape
+        ``(...)`` (one more read of the logits), for training logs.
 
     Returns
     -------
-    array
+    array or CrossEntropyAux
         Shape ``logits.shape`` without ``axis`` for ``"none"``, else a 0-d array; the logits'
         array type, device and dtype (float16/bfloat16 are computed in float32).
 
@@ -139,6 +162,14 @@ def softmax_cross_entropy(
     array([2.31703002])
     >>> float(softmax_cross_entropy(h0, label, label_smoothing=0.1, reduction="mean"))
     2.2236966...
+
+    Soft-capped logits, and the z-loss term and log-partition returned for a training log:
+
+    >>> softmax_cross_entropy(h0, label, softcap=1.0)
+    array([1.66996996])
+    >>> out = softmax_cross_entropy(h0, label, z_loss=1e-4, return_aux=True)
+    >>> out.z_loss, out.lse
+    (array([0.0005842]), array([2.41703002]))
     """
     return _softmax_ce(
         logits,
@@ -150,6 +181,8 @@ def softmax_cross_entropy(
         label_smoothing=label_smoothing,
         z_loss=z_loss,
         reduction=reduction,
+        softcap=softcap,
+        return_aux=return_aux,
     )[0]
 
 
@@ -164,7 +197,9 @@ def sparse_softmax_cross_entropy(
     label_smoothing: float = 0.0,
     z_loss: float = 0.0,
     reduction: str = "none",
-) -> Array:
+    softcap: float | None = None,
+    return_aux: bool = False,
+) -> Any:
     r"""Softmax cross-entropy with integer class labels.
 
     .. math::
@@ -197,10 +232,12 @@ def sparse_softmax_cross_entropy(
     reduction : {"none", "sum", "mean"}, default "none"
         ``"mean"`` is :math:`\sum_i \ell_i / \sum_i s_i w_{y_i}` over examples not ignored
         (:math:`w = 1` without ``class_weights``); a mean over nothing is 0.0.
+    softcap, return_aux
+        As in :func:`softmax_cross_entropy` (an ignored example's ``lse`` is 0).
 
     Returns
     -------
-    array
+    array or CrossEntropyAux
         The labels' shape for ``"none"``, else 0-d; the logits' array type and dtype.
 
     Notes
@@ -234,6 +271,8 @@ def sparse_softmax_cross_entropy(
         label_smoothing=label_smoothing,
         z_loss=z_loss,
         reduction=reduction,
+        softcap=softcap,
+        return_aux=return_aux,
     )[0]
 
 
@@ -245,6 +284,7 @@ def sigmoid_cross_entropy(
     sample_weights: Any = None,
     label_smoothing: float = 0.0,
     reduction: str = "none",
+    softcap: float | None = None,
 ) -> Array:
     r"""Sigmoid (binary) cross-entropy from logits, elementwise: the multi-label loss.
 
@@ -273,6 +313,8 @@ def sigmoid_cross_entropy(
         ``"none"`` is elementwise; ``"mean"`` is :math:`\sum \ell / \sum s` with ``s`` broadcast to
         the logits' shape (the element count without weights; 0.0 when it is 0). PyTorch divides
         by the element count even with weights; :class:`infoloss.torch.BCEWithLogitsLoss` does too.
+    softcap : float > 0, optional
+        Soft-capping of the logits first, :math:`x \to c \tanh(x / c)` (±inf kept).
 
     Returns
     -------
@@ -307,4 +349,5 @@ def sigmoid_cross_entropy(
         sample_weights=sample_weights,
         label_smoothing=label_smoothing,
         reduction=reduction,
+        softcap=softcap,
     )[0]
