@@ -56,6 +56,57 @@ CONTRACT = {
         {"pos_weight": None, "sample_weights": None, "label_smoothing": 0.0, "reduction": "none"},
     ),
     "value_and_grad": ("gradients", ["fn"], {}),
+    "sigmoid_focal_loss": (
+        "focal",
+        ["logits", "labels"],
+        {"alpha": 0.25, "gamma": 2.0, "sample_weights": None, "reduction": "none"},
+    ),
+    "softmax_focal_loss": (
+        "focal",
+        ["logits", "labels"],
+        {
+            "gamma": 2.0,
+            "axis": -1,
+            "class_weights": None,
+            "sample_weights": None,
+            "reduction": "none",
+        },
+    ),
+    "sparse_softmax_focal_loss": (
+        "focal",
+        ["logits", "labels"],
+        {
+            "gamma": 2.0,
+            "axis": -1,
+            "class_weights": None,
+            "sample_weights": None,
+            "ignore_index": None,
+            "reduction": "none",
+        },
+    ),
+    "poly_cross_entropy": (
+        "focal",
+        ["logits", "labels"],
+        {
+            "epsilon": 1.0,
+            "axis": -1,
+            "class_weights": None,
+            "sample_weights": None,
+            "reduction": "none",
+        },
+    ),
+    "sparse_poly_cross_entropy": (
+        "focal",
+        ["logits", "labels"],
+        {
+            "epsilon": 1.0,
+            "axis": -1,
+            "class_weights": None,
+            "sample_weights": None,
+            "ignore_index": None,
+            "reduction": "none",
+        },
+    ),
 }
 ERRORS = ("InfolossError", "InfolossTypeError")
 
