@@ -208,15 +208,23 @@ def softmax_focal(
     """Softmax focal and poly losses: (value, gradient with respect to the logits or None).
 
     With γ = 0 (focal) or ε = 0 (poly) the loss is the plain cross-entropy and takes its route,
-    so that the two agree exactly on every path. Otherwise the generic definition runs on every
-    backend (torch tensors are differentiated by autograd through it).
+    so that the two agree exactly on every path. Sparse labels on NumPy take the fused kernels
+    (:mod:`infoloss._fast.focal`); everything else runs the generic definition (torch tensors
+    are differentiated by autograd through it).
     """
     ce = spec.ce
     if spec.param == 0:
         return softmax_ce(ce, want_grad, out)
-    if not ce.options.sparse:
-        check_label_values(ce.xp, ce.labels, None)
-    value, grad = g_focal.softmax_focal(spec, want_grad)
+    if ce.options.sparse and fast_numpy(
+        ce.logits, ce.labels, ce.class_weights, ce.sample_weights, compute_dtype=ce.compute_dtype
+    ):
+        from ._fast import focal as fast
+
+        value, grad = fast.sparse_focal(spec, want_grad, out)
+    else:
+        if not ce.options.sparse:
+            check_label_values(ce.xp, ce.labels, None)
+        value, grad = g_focal.softmax_focal(spec, want_grad)
     return _finish(ce.xp, value, grad, ce.logits.dtype, out)
 
 

@@ -1,0 +1,103 @@
+"""The target-probability kernel of the sparse focal and poly losses, and its NumPy wrapper.
+
+Every sparse loss of the form ℓ_i = a_i φ(q_{i y_i}) (focal, poly-1) needs, per row, only
+log q_y and log(1 − q_y); its gradient is B_i (q_i − e_{y_i}), the sparse cross-entropy's
+gradient with the row weight B_i. So one read of the logits (max pass and exp-and-sum pass, no
+store) gives the loss, and the glue (:mod:`infoloss._fast.focal`) turns B into the gradient with
+the sparse cross-entropy kernel (:func:`.sparse_ce.sparse_softmax_ce`, per-row weights), in one
+more sweep that writes it.
+
+log(1 − q_y) without cancellation: with S = Σ_j exp(x_j − m) and d = S − 1 (the maxima counted,
+see :mod:`._rows`), a target with q_y > ½ is the row's only maximum, so the other classes sum to
+exactly d and 1 − q_y = d / (1 + d): log(1 − q_y) = log d − log1p d. Where d underflows (every
+other logit more than ~87 (float32) or ~745 (float64) below the target's), the log-sum-exp of the
+other logits is formed in a second, scalar pass of that row around their own maximum.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from ._launch import _check2d, _launch, _rows_view
+from ._rows import _exp_sum, _finite, _row_max_span
+from ._tunables import _JIT_NR, _PJIT
+
+_LOG_HALF = -0.6931471805599453
+
+
+@njit(**_JIT_NR)
+def _others_lse(xr, y, m):
+    """log Σ_{j ≠ y} exp(x_j) − m (float64, scalar), −inf when the others are all −inf."""
+    c = xr.shape[0]
+    m2 = -np.inf
+    for j in range(c):
+        if j != y:
+            m2 = max(m2, np.float64(xr[j]))
+    if m2 == -np.inf:
+        return -np.inf
+    s = 0.0
+    for j in range(c):
+        if j != y:
+            s += math.exp(np.float64(xr[j]) - m2)
+    return (m2 - m) + math.log(s)
+
+
+@njit(**_PJIT)
+def _k_target_logs(xf, rs, n, c, lab, skip, ii, lq, l1m):
+    for i in prange(n):
+        y = lab[i]
+        if skip and y == ii:
+            lq[i] = 0.0
+            l1m[i] = 0.0
+            continue
+        xr = xf[i * rs : i * rs + c]
+        i1 = min(np.int64(i) + 1, n - 1)
+        m, lo, hi = _row_max_span(xr)
+        if _finite(m):
+            xn = xf[i1 * rs : i1 * rs + c]
+            d = _exp_sum(xr, m, lo, hi, xn)[1]
+            ls = math.log1p(d)
+            m64 = np.float64(m)
+            a = (np.float64(xr[y]) - m64) - ls
+            lq[i] = a
+            if a > _LOG_HALF:
+                if d > 0.0:
+                    l1m[i] = math.log(d) - ls
+                else:
+                    l1m[i] = _others_lse(xr, y, m64) - ls
+            else:
+                l1m[i] = math.log(-math.expm1(a))
+        elif m == -np.inf:  # no distribution: the log-partition counts as 0 (as the generic code)
+            lq[i] = -np.inf
+            l1m[i] = 0.0
+        else:  # a nan or +inf logit: the row is nan
+            lq[i] = np.nan
+            l1m[i] = np.nan
+
+
+def target_logs(
+    x: np.ndarray, labels: np.ndarray, ignore_index: int | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(log q_y, log(1 − q_y))`` per row, float64 (N,), of the softmax of ``x`` (N, C)
+    float32/float64 at the labels (N,) int64 in [0, C) or ``ignore_index`` (validated by the
+    caller; an ignored row gives 0, 0)."""
+    _check2d(x)
+    n, c = x.shape
+    lq = np.zeros(n, np.float64)
+    l1m = np.zeros(n, np.float64)
+    if n == 0 or c == 0:
+        return lq, l1m
+    lab = np.array(labels, dtype=np.int64, copy=True).reshape(n)  # private: checked, then read
+    skip = ignore_index is not None
+    ii = int(ignore_index) if skip else 0
+    bad = (lab < 0) | (lab >= c)
+    if skip:
+        bad &= lab != ii
+    if bad.any():  # never index out of bounds, whatever the caller passed
+        raise ValueError("labels out of range")
+    xf, rs = _rows_view(x)
+    _launch(_k_target_logs, n * c, xf, rs, n, c, lab, skip, ii, lq, l1m)
+    return lq, l1m
