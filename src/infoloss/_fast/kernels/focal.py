@@ -92,7 +92,7 @@ def target_logs(
         return lq, l1m
     lab = np.array(labels, dtype=np.int64, copy=True).reshape(n)  # private: checked, then read
     skip = ignore_index is not None
-    ii = int(ignore_index) if skip else 0
+    ii = 0 if ignore_index is None else int(ignore_index)
     bad = (lab < 0) | (lab >= c)
     if skip:
         bad &= lab != ii
