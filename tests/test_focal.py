@@ -598,3 +598,22 @@ def test_fused_kernel_extremes_agree_with_generic(dtype):
     others = [sp.logsumexp(np.delete(x64[i], y[i])) - sp.logsumexp(x64[i]) for i in range(2)]
     np.testing.assert_allclose(l1m, others, rtol=1e-12)  # -9994.99…, -1998.69…: exact
     np.testing.assert_allclose(lq, [sp.log_softmax(x64[i])[y[i]] for i in range(2)], atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
+def test_fused_sigmoid_focal_agrees_with_generic(dtype, reduction):
+    rng = np.random.default_rng(8)
+    x = (rng.normal(size=(40, 300)) * 10).astype(dtype)
+    x[0, :8] = [1e4, -1e4, 100, -100, np.inf, -np.inf, np.nan, 0.0]
+    y = (rng.random((40, 300)) < 0.3).astype(dtype)
+    y[1] = rng.random(300)  # soft labels
+    y[0, :8] = [1, 0, 0, 1, 1, 0, 1, 1]
+    sw = rng.random((40, 1))
+    tol = dict(rtol=2e-5, atol=1e-6) if dtype == "float32" else dict(rtol=1e-10, atol=1e-12)
+    for kw in ({"gamma": 2.0}, {"gamma": 0.5, "alpha": None}, {"gamma": 5.0, "alpha": 0.9}):
+        for w in (None, sw):
+            opts = dict(kw, sample_weights=w, reduction=reduction)
+            (v1, g1), (v2, g2) = _both_paths(sigmoid_focal_loss, x, y, **opts)
+            assert_close(v1, v2, **tol, scale="all" if reduction == "none" else None)
+            assert_close(g1, g2, **tol, scale="all")

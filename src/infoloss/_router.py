@@ -237,7 +237,12 @@ def sigmoid_focal(
     if spec.gamma == 0 and spec.alpha is None:
         return sigmoid_ce(ce, want_grad, out)
     check_label_values(ce.xp, ce.labels, 1.0)
-    value, grad = g_focal.sigmoid_focal(spec, want_grad)
+    if fast_numpy(ce.logits, ce.labels, ce.sample_weights, compute_dtype=ce.compute_dtype):
+        from ._fast import focal as fast
+
+        value, grad = fast.sigmoid_focal(spec, want_grad, out)
+    else:
+        value, grad = g_focal.sigmoid_focal(spec, want_grad)
     return _finish(ce.xp, value, grad, ce.logits.dtype, out)
 
 

@@ -1,5 +1,7 @@
-"""NumPy glue of the sparse focal and poly losses: the target-probability kernel for the loss,
-the sparse cross-entropy kernel (per-row weights) for the gradient.
+"""NumPy glue of the focal and poly losses (sparse labels and sigmoid).
+
+Sparse: the target-probability kernel for the loss, the sparse cross-entropy kernel (per-row
+weights) for the gradient. Sigmoid: one elementwise kernel.
 
 ℓ_i = a_i φ(q_{iy}) with a_i = s_i w_{y_i}; the gradient is B_i (q_i − e_{y_i}) with
 B_i = a_i (1 − q)^γ (1 + γ q h) (focal) or a_i (1 + ε q) (poly), h = −log q / (1 − q): the
@@ -13,11 +15,11 @@ from typing import Any
 import numpy as np
 
 from .. import _reduce
-from .._specs import SoftmaxFocal
+from .._specs import SigmoidFocal, SoftmaxFocal
 from . import get_kernels, rows, unrows
 from .losses import kernel_out
 
-__all__ = ["sparse_focal"]
+__all__ = ["sigmoid_focal", "sparse_focal"]
 
 
 def sparse_focal(spec: SoftmaxFocal, want_grad: bool, out: Any = None) -> tuple[Any, Any]:
@@ -71,3 +73,29 @@ def sparse_focal(spec: SoftmaxFocal, want_grad: bool, out: Any = None) -> tuple[
         kout = kernel_out(out, x2, (ce.labels, cw, sw), in_place_ok=True)
     _, g = k.sparse_softmax_ce(x2, lab, None, big_b, ii, 0.0, 0.0, scale, out=kout)
     return value, unrows(g, tuple(x.shape), ax)
+
+
+def sigmoid_focal(spec: SigmoidFocal, want_grad: bool, out: Any = None) -> tuple[Any, Any]:
+    """``sigmoid_focal_loss`` of NumPy float32/float64 logits on the elementwise kernel."""
+    k = get_kernels()
+    assert k is not None
+    ce = spec.ce
+    x = ce.logits
+    if x.dtype != ce.compute_dtype:
+        x = x.astype(ce.compute_dtype)
+    shape = tuple(x.shape)
+    c = shape[-1] if x.ndim else 1
+    x2 = np.ascontiguousarray(x).reshape(-1, c)
+    y2 = np.ascontiguousarray(ce.labels, dtype=x.dtype).reshape(-1, c)
+    sw = ce.sample_weights
+    sw2 = None
+    if sw is not None:
+        sw2 = np.broadcast_to(np.asarray(sw, dtype=np.float64), shape).reshape(-1, c)
+    total = float(x2.size) if sw2 is None else float(np.sum(sw2, dtype=np.float64))
+    scale = _reduce.grad_scale(total, ce.reduction) if want_grad else None
+    kout = kernel_out(out, x2, (ce.labels, sw), in_place_ok=True) if want_grad else None
+    loss, g = k.sigmoid_focal(
+        x2, y2, sw2, spec.alpha, spec.gamma, scale, ce.reduction == "none", out=kout
+    )
+    value = _reduce.reduce_rows(loss, total, ce.reduction, x.dtype, shape)
+    return value, (None if g is None else g.reshape(shape))

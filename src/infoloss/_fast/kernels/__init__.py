@@ -72,7 +72,7 @@ from __future__ import annotations
 from ._launch import num_threads, threading_layer  # first: starts numba's thread pool
 from .dense_ce import softmax_ce
 from .entropy_kl import softmax_entropy_rows, softmax_kl_rows
-from .focal import target_logs
+from .focal import sigmoid_focal, target_logs
 from .sigmoid_ce import sigmoid_ce
 from .softmax import log_softmax_rows, logsumexp_rows, softmax_rows
 from .sparse_ce import sparse_softmax_ce
@@ -82,6 +82,7 @@ __all__ = [
     "logsumexp_rows",
     "num_threads",
     "sigmoid_ce",
+    "sigmoid_focal",
     "softmax_ce",
     "softmax_entropy_rows",
     "softmax_kl_rows",

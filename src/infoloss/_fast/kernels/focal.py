@@ -1,4 +1,5 @@
-"""The target-probability kernel of the sparse focal and poly losses, and its NumPy wrapper.
+"""The focal-loss kernels: the target-probability kernel of the sparse focal and poly losses,
+and the elementwise sigmoid focal loss, with their NumPy wrappers.
 
 Every sparse loss of the form ℓ_i = a_i φ(q_{i y_i}) (focal, poly-1) needs, per row, only
 log q_y and log(1 − q_y); its gradient is B_i (q_i − e_{y_i}), the sparse cross-entropy's
@@ -21,7 +22,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from ._launch import _check2d, _launch, _rows_view
+from ._launch import _check2d, _grad_buffer, _gs, _launch, _rows_view, _zero_unscaled
 from ._rows import _exp_sum, _finite, _row_max_span
 from ._tunables import _JIT_NR, _PJIT
 
@@ -101,3 +102,118 @@ def target_logs(
     xf, rs = _rows_view(x)
     _launch(_k_target_logs, n * c, xf, rs, n, c, lab, skip, ii, lq, l1m)
     return lq, l1m
+
+
+# --------------------------------------------------------------------------- sigmoid focal
+
+
+@njit(**_JIT_NR)
+def _sig_focal_elem(x, y, gamma, want_grad):
+    """(loss, dloss/dx) of one element, float64, unweighted (docs/semantics.md)."""
+    ax = abs(x)
+    t = math.exp(-ax)  # exp(−|x|) in (0, 1]: never overflows
+    l1p = math.log1p(t)
+    sp_pos = max(x, 0.0) + l1p  # softplus(x)
+    sp_neg = max(-x, 0.0) + l1p  # softplus(−x)
+    bce = 0.0
+    if y != 0.0:
+        bce += y * sp_neg
+    if y != 1.0:
+        bce += (1.0 - y) * sp_pos
+    if x != x:
+        bce = x
+    f = 1.0
+    u = 0.0
+    if gamma != 0.0:
+        # 1 − p_t = (big + small·t) / (1 + t), the two coefficients chosen by the sign of x
+        big = 1.0 - y if x > 0 else y
+        small = y if x > 0 else 1.0 - y
+        lnum = math.log(small) - ax if big == 0.0 else math.log(big + small * t)
+        u = lnum - l1p
+        f = math.exp(gamma * u)
+    loss = f * bce
+    if not want_grad:
+        return loss, 0.0
+    sig = 1.0 / (1.0 + t) if x > 0 else t / (1.0 + t)
+    g = sig - y
+    if gamma != 0.0:
+        du = 0.0
+        if u > -np.inf:
+            du = (1.0 - 2.0 * y) * math.exp(-sp_pos - sp_neg - u)
+        elif u != u:
+            du = u
+        g = f * (g + gamma * bce * du)
+    return loss, g
+
+
+@njit(**_PJIT)
+def _k_sigmoid_focal(
+    x, y, sw, has_sw, alpha, has_alpha, gamma, want_grad, gs, elementwise, lel, lsum, g
+):
+    n, c = x.shape
+    for i in prange(n):
+        acc = 0.0
+        for j in range(c):
+            yv = np.float64(y[i, j])
+            le, ge = _sig_focal_elem(np.float64(x[i, j]), yv, gamma, want_grad)
+            w = 1.0
+            if has_alpha:
+                w = alpha * yv + (1.0 - alpha) * (1.0 - yv)
+            if has_sw:
+                w *= sw[i, j]
+            le *= w
+            if elementwise:
+                lel[i, j] = le
+            else:
+                acc += le
+            if want_grad:
+                g[i, j] = ge * (w * gs)
+        lsum[i] = acc
+
+
+def sigmoid_focal(
+    x: np.ndarray,
+    y: np.ndarray,
+    sample_weights: np.ndarray | None,
+    alpha: float | None,
+    gamma: float,
+    grad_scale: float | None,
+    elementwise: bool,
+    out: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Sigmoid focal loss, elementwise, and its gradient (float64 scalar arithmetic per element).
+
+    ``x``, ``y`` (N, C) (``y`` in [0, 1], checked by the caller); ``sample_weights`` None or
+    (N, C) float64. Returns ``(loss, grad)``: loss (N, C) float64 when ``elementwise``, else
+    per-row sums (N,); the gradient ``d(Σ loss)/dx · grad_scale`` of ``x.dtype``, into ``out``
+    (C-contiguous, not overlapping ``y``) when given.
+    """
+    _check2d(x)
+    n, c = x.shape
+    want_grad = grad_scale is not None
+    g = _grad_buffer(x, want_grad, out)
+    lel = np.empty((n, c) if elementwise else (1, 1), np.float64)
+    lsum = np.zeros(n, np.float64)
+    if n == 0 or c == 0:
+        return (lel if elementwise else lsum), (g if want_grad else None)
+    yv = np.asarray(y, dtype=x.dtype).reshape(n, c)
+    has_sw = sample_weights is not None
+    sw = np.ascontiguousarray(sample_weights, dtype=np.float64) if has_sw else np.ones((1, 1))
+    _launch(
+        _k_sigmoid_focal,
+        n * c,
+        x,
+        yv,
+        sw,
+        has_sw,
+        0.0 if alpha is None else float(alpha),
+        alpha is not None,
+        float(gamma),
+        want_grad,
+        _gs(grad_scale),
+        bool(elementwise),
+        lel,
+        lsum,
+        g,
+    )
+    return (lel if elementwise else lsum), _zero_unscaled(g if want_grad else None, grad_scale)
