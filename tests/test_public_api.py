@@ -108,6 +108,57 @@ CONTRACT = {
         ["labels"],
         {"ignore_index": None, "class_weights": None, "sample_weights": None, "dtype": None},
     ),
+    "sigmoid_focal_loss": (
+        "focal",
+        ["logits", "labels"],
+        {"alpha": 0.25, "gamma": 2.0, "sample_weights": None, "reduction": "none"},
+    ),
+    "softmax_focal_loss": (
+        "focal",
+        ["logits", "labels"],
+        {
+            "gamma": 2.0,
+            "axis": -1,
+            "class_weights": None,
+            "sample_weights": None,
+            "reduction": "none",
+        },
+    ),
+    "sparse_softmax_focal_loss": (
+        "focal",
+        ["logits", "labels"],
+        {
+            "gamma": 2.0,
+            "axis": -1,
+            "class_weights": None,
+            "sample_weights": None,
+            "ignore_index": None,
+            "reduction": "none",
+        },
+    ),
+    "poly_cross_entropy": (
+        "focal",
+        ["logits", "labels"],
+        {
+            "epsilon": 1.0,
+            "axis": -1,
+            "class_weights": None,
+            "sample_weights": None,
+            "reduction": "none",
+        },
+    ),
+    "sparse_poly_cross_entropy": (
+        "focal",
+        ["logits", "labels"],
+        {
+            "epsilon": 1.0,
+            "axis": -1,
+            "class_weights": None,
+            "sample_weights": None,
+            "ignore_index": None,
+            "reduction": "none",
+        },
+    ),
 }
 ERRORS = ("InfolossError", "InfolossTypeError")
 

@@ -12,10 +12,18 @@ from __future__ import annotations
 from ._fast.pool import empty_gradient_cache, set_gradient_cache
 from .activations import log_sigmoid, log_softmax, logsumexp, sigmoid, softmax
 from .errors import InfolossError, InfolossTypeError
+from .focal import (
+    poly_cross_entropy,
+    sigmoid_focal_loss,
+    softmax_focal_loss,
+    sparse_poly_cross_entropy,
+    sparse_softmax_focal_loss,
+)
 from .gradients import value_and_grad
 from .joint import conditional_entropy, mutual_information
 from .linear import linear_cross_entropy
 from .losses import (
+    CrossEntropyAux,
     sigmoid_cross_entropy,
     softmax_cross_entropy,
     sparse_softmax_cross_entropy,
@@ -36,6 +44,7 @@ from .metrics import CrossEntropyMeter, bits_per_byte, perplexity
 __version__ = "0.1.0"
 
 __all__ = [
+    "CrossEntropyAux",
     "CrossEntropyMeter",
     "InfolossError",
     "InfolossTypeError",
@@ -53,15 +62,20 @@ __all__ = [
     "logsumexp",
     "mutual_information",
     "perplexity",
+    "poly_cross_entropy",
     "set_gradient_cache",
     "sigmoid",
     "sigmoid_cross_entropy",
+    "sigmoid_focal_loss",
     "softmax",
     "softmax_cross_entropy",
     "softmax_entropy",
+    "softmax_focal_loss",
     "softmax_js_divergence",
     "softmax_kl_divergence",
+    "sparse_poly_cross_entropy",
     "sparse_softmax_cross_entropy",
+    "sparse_softmax_focal_loss",
     "value_and_grad",
     "weight_total",
 ]

@@ -26,17 +26,21 @@ import numpy as np
 
 from . import _config
 from ._generic import activations as g_act
+from ._generic import focal as g_focal
 from ._generic import linear as g_linear
 from ._generic import losses as g_losses
 from ._generic import measures as g_measures
 from ._specs import (
+    CrossEntropyAux,
     JointMeasure,
     LinearCE,
     LMMeasure,
     ProbMeasure,
     RowOp,
     SigmoidCE,
+    SigmoidFocal,
     SoftmaxCE,
+    SoftmaxFocal,
     SoftmaxMeasure,
 )
 from ._utils import Array, check_label_values, upcast
@@ -50,7 +54,10 @@ __all__ = [
     "probability_measure",
     "row_op",
     "sigmoid_ce",
+    "sigmoid_focal",
     "softmax_ce",
+    "softmax_ce_aux",
+    "softmax_focal",
     "softmax_measure",
     "tensorflow",
     "vocab_parallel_ce",
@@ -189,6 +196,20 @@ def softmax_ce(spec: SoftmaxCE, want_grad: bool = False, out: Any = None) -> tup
     return _finish(spec.xp, value, grad, x.dtype, out)
 
 
+def softmax_ce_aux(spec: SoftmaxCE) -> tuple[Array, Array]:
+    """``return_aux``'s (z-loss term, per-example log-sum-exp) in the logits' dtype: the
+    log-sum-exp from the row kernel on the NumPy fast path, else from the generic code."""
+    x = spec.logits
+    if fast_numpy(x, compute_dtype=spec.compute_dtype):
+        from ._fast import losses as fast
+
+        lse_rows = fast.ce_lse(spec)
+    else:
+        lse_rows = g_losses.ce_lse(spec)
+    z, lse_rows = g_losses.ce_aux(spec, lse_rows)
+    return upcast(spec.xp, z, x.dtype), upcast(spec.xp, lse_rows, x.dtype)
+
+
 def sigmoid_ce(spec: SigmoidCE, want_grad: bool = False, out: Any = None) -> tuple[Array, Any]:
     """Sigmoid cross-entropy: (value, gradient with respect to the logits or None)."""
     x = spec.logits
@@ -207,6 +228,50 @@ def sigmoid_ce(spec: SigmoidCE, want_grad: bool = False, out: Any = None) -> tup
         check_label_values(spec.xp, spec.labels, 1.0)
         value, grad = g_losses.sigmoid_ce(spec, want_grad)
     return _finish(spec.xp, value, grad, x.dtype, out)
+
+
+def softmax_focal(
+    spec: SoftmaxFocal, want_grad: bool = False, out: Any = None
+) -> tuple[Array, Any]:
+    """Softmax focal and poly losses: (value, gradient with respect to the logits or None).
+
+    With γ = 0 (focal) or ε = 0 (poly) the loss is the plain cross-entropy and takes its route,
+    so that the two agree exactly on every path. Sparse labels on NumPy take the fused kernels
+    (:mod:`infoloss._fast.focal`); everything else runs the generic definition (torch tensors
+    are differentiated by autograd through it).
+    """
+    ce = spec.ce
+    if spec.param == 0:
+        return softmax_ce(ce, want_grad, out)
+    if ce.options.sparse and fast_numpy(
+        ce.logits, ce.labels, ce.class_weights, ce.sample_weights, compute_dtype=ce.compute_dtype
+    ):
+        from ._fast import focal as fast
+
+        value, grad = fast.sparse_focal(spec, want_grad, out)
+    else:
+        if not ce.options.sparse:
+            check_label_values(ce.xp, ce.labels, None)
+        value, grad = g_focal.softmax_focal(spec, want_grad)
+    return _finish(ce.xp, value, grad, ce.logits.dtype, out)
+
+
+def sigmoid_focal(
+    spec: SigmoidFocal, want_grad: bool = False, out: Any = None
+) -> tuple[Array, Any]:
+    """Sigmoid focal loss: (value, gradient with respect to the logits or None); γ = 0 without
+    ``alpha`` is the sigmoid cross-entropy and takes its route."""
+    ce = spec.ce
+    if spec.gamma == 0 and spec.alpha is None:
+        return sigmoid_ce(ce, want_grad, out)
+    check_label_values(ce.xp, ce.labels, 1.0)
+    if fast_numpy(ce.logits, ce.labels, ce.sample_weights, compute_dtype=ce.compute_dtype):
+        from ._fast import focal as fast
+
+        value, grad = fast.sigmoid_focal(spec, want_grad, out)
+    else:
+        value, grad = g_focal.sigmoid_focal(spec, want_grad)
+    return _finish(ce.xp, value, grad, ce.logits.dtype, out)
 
 
 def row_op(spec: RowOp) -> Array:
@@ -257,20 +322,34 @@ def linear_ce(spec: LinearCE, want_grad: bool = False) -> tuple[Array, Any]:
     h, w, b = spec.originals
     if (
         spec.reduction in ("sum", "mean")
-        and fast_torch(h, spec.labels, spec.class_weights)
+        and fast_torch(h, spec.labels, spec.class_weights, spec.sample_weights)
         and fast_torch(w)
         and (b is None or fast_torch(b))
     ):
-        return _torch_adapter().linear_ce(spec, want_grad)
+        value, grads, lse_rows = _torch_adapter().linear_ce(spec, want_grad)
+        return _linear_aux(spec, value, lse_rows), grads
     elif tensorflow(spec.xp):
-        value, grads = _tf_adapter().linear_ce(spec, want_grad)
-    elif fast_numpy(spec.hidden, spec.weight, spec.bias):
+        value, grads, lse_rows = _tf_adapter().linear_ce(spec, want_grad)
+    elif fast_numpy(spec.hidden, spec.weight, spec.bias, spec.sample_weights):
         from ._fast import linear as fast
 
-        value, grads = fast.linear_ce(spec, want_grad)
+        value, grads, lse_rows = fast.linear_ce(spec, want_grad)
     else:
-        value, grads = g_linear.linear_ce(spec, want_grad)
-    return finish_linear(spec, value, grads)
+        value, grads, lse_rows = g_linear.linear_ce(spec, want_grad)
+    value, grads = finish_linear(spec, value, grads)
+    return _linear_aux(spec, value, lse_rows), grads
+
+
+def _linear_aux(spec: LinearCE, value: Array, lse_rows: Any) -> Any:
+    """``value``, or with ``return_aux`` the :class:`CrossEntropyAux` of the linear layer."""
+    if not spec.want_lse:
+        return value
+    xp, h_dtype = spec.xp, spec.dtypes[0]
+    z, lse_rows = g_linear.linear_aux(spec, lse_rows)
+    if spec.reduction == "none":
+        z = xp.reshape(z, spec.batch_shape)
+    lse_rows = upcast(xp, xp.reshape(lse_rows, spec.batch_shape), h_dtype)
+    return CrossEntropyAux(value, upcast(xp, z, h_dtype), lse_rows)
 
 
 def finish_linear(spec: LinearCE, value: Array, grads: Any) -> tuple[Array, Any]:

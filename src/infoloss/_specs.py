@@ -10,22 +10,38 @@ from lists and scalars, on one namespace ``xp``, weights in the compute dtype an
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 Array = Any
 
 __all__ = [
     "CEOptions",
+    "CrossEntropyAux",
     "JointMeasure",
     "LMMeasure",
     "LinearCE",
     "ProbMeasure",
     "RowOp",
     "SigmoidCE",
+    "SigmoidFocal",
     "SoftmaxCE",
+    "SoftmaxFocal",
     "SoftmaxMeasure",
     "VocabParallelCE",
 ]
+
+
+class CrossEntropyAux(NamedTuple):
+    """What a softmax cross-entropy returns with ``return_aux=True``.
+
+    ``loss`` is the usual result (z-loss included); ``z_loss`` the z-loss part of it, weighted
+    and reduced in the same way (so ``loss - z_loss`` is the cross-entropy alone); ``lse`` the
+    log-sum-exp of each example's (soft-capped) logits, shape ``(...)``, 0 for ignored examples.
+    """
+
+    loss: Any
+    z_loss: Any
+    lse: Any
 
 
 @dataclass(frozen=True)
@@ -37,6 +53,8 @@ class CEOptions:
     #: a float, or a 0-d array when the mean's rescaling of class weights was traced
     z_loss: Any = 0.0
     ignore_index: int | None = None
+    #: c of the logit soft-capping x → c·tanh(x/c) (Gemma 2), or None
+    softcap: float | None = None
 
 
 @dataclass(frozen=True)
@@ -66,6 +84,8 @@ class SigmoidCE:
     label_smoothing: float
     reduction: str
     compute_dtype: Any
+    #: c of the logit soft-capping x → c·tanh(x/c), or None
+    softcap: float | None = None
 
     @property
     def per_class_pos_weight(self) -> bool:
@@ -85,9 +105,12 @@ class LinearCE:
     labels: Array  # (N,)
     bias: Array | None
     class_weights: Array | None
+    sample_weights: Array | None  # (N,) in the compute dtype
     options: CEOptions
     reduction: str
     chunk_rows: int
+    #: also return the per-token log-sum-exp (for ``return_aux``)
+    want_lse: bool
     #: the caller's dtypes of hidden, weight and bias, and the shapes to return
     dtypes: tuple[Any, Any, Any]
     hidden_shape: tuple[int, ...]
@@ -221,3 +244,27 @@ class VocabParallelCE:
     vocab_start: int | None = None
     num_classes: int = 0
     sharded_weights: bool = False
+
+
+@dataclass(frozen=True)
+class SoftmaxFocal:
+    """``softmax_focal_loss`` / ``sparse_softmax_focal_loss`` (``kind`` "focal", ``param`` γ) or
+    ``poly_cross_entropy`` / ``sparse_poly_cross_entropy`` (``kind`` "poly", ``param`` ε).
+
+    ``ce`` holds everything else, validated as for the plain cross-entropy (no smoothing, no
+    z-loss): with ``param`` 0 the loss *is* that cross-entropy.
+    """
+
+    ce: SoftmaxCE
+    kind: str  # "focal" | "poly"
+    param: float
+
+
+@dataclass(frozen=True)
+class SigmoidFocal:
+    """``sigmoid_focal_loss``: ``ce`` is the plain sigmoid cross-entropy's spec (no
+    ``pos_weight``, no smoothing); ``alpha`` None means no balancing."""
+
+    ce: SigmoidCE
+    alpha: float | None
+    gamma: float

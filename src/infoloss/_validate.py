@@ -9,6 +9,7 @@ read data (label ranges, non-negative weights) run only on concrete arrays (see
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from typing import Any
 
@@ -30,6 +31,7 @@ from ._utils import (
     Namespace,
     _dtype_name,
     _is_ml_float,
+    _real_option,
     any_true,
     as_float,
     broadcast_pair,
@@ -55,6 +57,7 @@ from .errors import InfolossError, InfolossTypeError
 
 __all__ = [
     "check_grad_out",
+    "check_softcap",
     "check_temperature",
     "joint_spec",
     "linear_ce_spec",
@@ -147,6 +150,16 @@ def _mean_scales(
     return cw, sw, z
 
 
+def check_softcap(value: Any) -> float | None:
+    """``softcap``: None or a finite positive number."""
+    if value is None:
+        return None
+    v = _real_option(value, "softcap", "a positive number or None")
+    if not (v > 0) or math.isinf(v):
+        raise InfolossError(f"`softcap` must be a finite positive number or None; got {value}")
+    return v
+
+
 def check_grad_out(out: Any, logits: Any) -> None:
     """Validate ``value_and_grad(...)(..., out=...)``: a writeable NumPy array like the logits."""
     if not isinstance(logits, np.ndarray):
@@ -179,6 +192,7 @@ def softmax_ce_spec(
     label_smoothing: Any = 0.0,
     z_loss: Any = 0.0,
     reduction: Any = "none",
+    softcap: Any = None,
 ) -> SoftmaxCE:
     """The spec of :func:`infoloss.softmax_cross_entropy` (``sparse=False``) or
     :func:`infoloss.sparse_softmax_cross_entropy` (``sparse=True``)."""
@@ -186,6 +200,7 @@ def softmax_ce_spec(
     eps = check_unit_interval(label_smoothing, "label_smoothing")
     z = check_nonnegative(z_loss, "z_loss")
     ii = check_index(ignore_index, "ignore_index")
+    cap = check_softcap(softcap)
     xp, (x, y, cw, sw) = namespace(
         ("logits", logits),
         ("labels", labels),
@@ -233,7 +248,9 @@ def softmax_ce_spec(
         class_weights=cw,
         sample_weights=sw,
         axis=ax,
-        options=CEOptions(sparse=sparse, label_smoothing=eps, z_loss=z, ignore_index=ii),
+        options=CEOptions(
+            sparse=sparse, label_smoothing=eps, z_loss=z, ignore_index=ii, softcap=cap
+        ),
         reduction=reduction,
         compute_dtype=cd,
     )
@@ -247,10 +264,12 @@ def sigmoid_ce_spec(
     sample_weights: Any = None,
     label_smoothing: Any = 0.0,
     reduction: Any = "none",
+    softcap: Any = None,
 ) -> SigmoidCE:
     """The spec of :func:`infoloss.sigmoid_cross_entropy`."""
     reduction = check_reduction(reduction)
     eps = check_unit_interval(label_smoothing, "label_smoothing")
+    cap = check_softcap(softcap)
     xp, (x, y, pw, sw) = namespace(
         ("logits", logits),
         ("labels", labels),
@@ -287,6 +306,7 @@ def sigmoid_ce_spec(
         label_smoothing=eps,
         reduction=reduction,
         compute_dtype=cd,
+        softcap=cap,
     )
 
 
@@ -322,11 +342,14 @@ def linear_ce_spec(
     *,
     bias: Any = None,
     class_weights: Any = None,
+    sample_weights: Any = None,
     ignore_index: Any = None,
     label_smoothing: Any = 0.0,
     z_loss: Any = 0.0,
     reduction: Any = "mean",
     chunk_size: Any = None,
+    softcap: Any = None,
+    return_aux: Any = False,
     chunk_budget: int = CHUNK_BUDGET_BYTES,
 ) -> LinearCE:
     """The spec of :func:`infoloss.linear_cross_entropy`."""
@@ -334,13 +357,16 @@ def linear_ce_spec(
     eps = check_unit_interval(label_smoothing, "label_smoothing")
     z = check_nonnegative(z_loss, "z_loss")
     ii = check_index(ignore_index, "ignore_index")
-    xp, (h, w, y, b, cw) = namespace(
+    cap = check_softcap(softcap)
+    want_lse = check_bool(return_aux, "return_aux")
+    xp, (h, w, y, b, cw, sw) = namespace(
         ("hidden", hidden),
         ("weight", weight),
         ("labels", labels),
         ("bias", bias),
         ("class_weights", class_weights),
-        optional=("bias", "class_weights"),
+        ("sample_weights", sample_weights),
+        optional=("bias", "class_weights", "sample_weights"),
     )
     require_floating(xp, h, "hidden")
     require_floating(xp, w, "weight")
@@ -367,8 +393,9 @@ def linear_ce_spec(
     ii = _ignore_index(ii, y.dtype, xp)
     cd = compute_dtype(xp, xp.result_type(h, w) if b is None else xp.result_type(h, w, b))
     cw = _class_weights(xp, cw, v, cd)
+    sw = _broadcast_weights(xp, sw, batch, "sample_weights", cd, "the labels' shape")
     _label_range(xp, y, v, ii)
-    cw, _, z = _mean_scales(xp, reduction, cw, None, z)
+    cw, sw, z = _mean_scales(xp, reduction, cw, sw, z)
     n = 1
     for s in batch:
         n *= int(s)
@@ -381,9 +408,11 @@ def linear_ce_spec(
         labels=xp.reshape(y, (n,)),
         bias=upcast(xp, b, cd),
         class_weights=cw,
-        options=CEOptions(sparse=True, label_smoothing=eps, z_loss=z, ignore_index=ii),
+        sample_weights=None if sw is None else xp.reshape(sw, (n,)),
+        options=CEOptions(sparse=True, label_smoothing=eps, z_loss=z, ignore_index=ii, softcap=cap),
         reduction=reduction,
         chunk_rows=chunk,
+        want_lse=want_lse,
         dtypes=(h.dtype, w.dtype, None if b is None else b.dtype),
         hidden_shape=tuple(h.shape),
         batch_shape=batch,

@@ -8,6 +8,15 @@ from collections.abc import Callable
 from typing import Any
 
 from .errors import InfolossError
+from .focal import (
+    _sigmoid_focal,
+    _softmax_focal,
+    poly_cross_entropy,
+    sigmoid_focal_loss,
+    softmax_focal_loss,
+    sparse_poly_cross_entropy,
+    sparse_softmax_focal_loss,
+)
 from .linear import _linear_ce, linear_cross_entropy
 from .losses import (
     _sigmoid_ce,
@@ -45,11 +54,35 @@ _REGISTRY: dict[Callable[..., Any], Callable[..., Any]] = {
     perplexity: functools.partial(_perplexity, want_grad=True),
     bits_per_byte: functools.partial(_bits_per_byte, want_grad=True),
     linear_cross_entropy: functools.partial(_linear_ce, want_grad=True),
+    sigmoid_focal_loss: functools.partial(_sigmoid_focal, want_grad=True),
+    softmax_focal_loss: functools.partial(
+        _softmax_focal, kind="focal", sparse=False, want_grad=True
+    ),
+    sparse_softmax_focal_loss: functools.partial(
+        _softmax_focal, kind="focal", sparse=True, want_grad=True
+    ),
+    poly_cross_entropy: functools.partial(
+        _softmax_focal, kind="poly", sparse=False, want_grad=True
+    ),
+    sparse_poly_cross_entropy: functools.partial(
+        _softmax_focal, kind="poly", sparse=True, want_grad=True
+    ),
 }
 
 
 # The losses whose gradient can be written into a caller's buffer (``out=``).
-_TAKES_OUT = frozenset({softmax_cross_entropy, sparse_softmax_cross_entropy, sigmoid_cross_entropy})
+_TAKES_OUT = frozenset(
+    {
+        softmax_cross_entropy,
+        sparse_softmax_cross_entropy,
+        sigmoid_cross_entropy,
+        sigmoid_focal_loss,
+        softmax_focal_loss,
+        sparse_softmax_focal_loss,
+        poly_cross_entropy,
+        sparse_poly_cross_entropy,
+    }
+)
 
 
 def value_and_grad(fn: Callable[..., Any]) -> Callable[..., tuple[Any, Any]]:
@@ -60,7 +93,8 @@ def value_and_grad(fn: Callable[..., Any]) -> Callable[..., tuple[Any, Any]]:
     :func:`~infoloss.softmax_entropy`, :func:`~infoloss.softmax_kl_divergence`,
     :func:`~infoloss.softmax_js_divergence`, :func:`~infoloss.js_divergence` (gradients with
     respect to the probabilities), :func:`~infoloss.perplexity`,
-    :func:`~infoloss.bits_per_byte` and :func:`~infoloss.linear_cross_entropy`. The returned function takes the same
+    :func:`~infoloss.bits_per_byte`, :func:`~infoloss.linear_cross_entropy` and the focal and
+    poly losses of :mod:`infoloss.focal`. The returned function takes the same
     arguments as ``fn``. The gradient is computed analytically in the same pass as the value
     (for NumPy float32/float64, in one fused sweep over the logits), on any backend:
 
@@ -81,7 +115,7 @@ def value_and_grad(fn: Callable[..., Any]) -> Callable[..., tuple[Any, Any]]:
         ``f(*args, out=None, **kwargs) -> (value, grad)``. ``grad`` has the logits' shape, array
         type and dtype.
 
-        ``out`` (NumPy logits of the three cross-entropies only): a writeable NumPy array of the
+        ``out`` (NumPy logits of the cross-entropies and the focal and poly losses only): a writeable NumPy array of the
         logits' shape and dtype that receives the gradient and is returned as ``grad``. Reusing
         one buffer across the steps of a training loop saves a fresh N × C allocation per call,
         whose first touch (the operating system zeroing new pages) can cost a third of the

@@ -44,7 +44,10 @@ def linear_cross_entropy(
     z_loss: float = 0.0,
     reduction: str = "mean",
     chunk_size: int | None = None,
-) -> Array:
+    sample_weights: Any = None,
+    softcap: float | None = None,
+    return_aux: bool = False,
+) -> Any:
     r"""Sparse softmax cross-entropy of a linear layer's output, without holding its logits.
 
     .. math::
@@ -73,10 +76,20 @@ def linear_cross_entropy(
     chunk_size : int, optional
         Rows per chunk. ``None`` picks ``CHUNK_BUDGET_BYTES // (V · itemsize)`` rows (64 MiB of
         logits by default, at least 256 rows: 128 MiB at V = 131072 float32).
+    sample_weights : array, broadcastable to the labels' shape (...), optional
+        Per-token weight :math:`s_i`, as in :func:`infoloss.sparse_softmax_cross_entropy`
+        (``"mean"`` divides by :math:`\sum_i s_i w_{y_i}`).
+    softcap : float > 0, optional
+        Soft-capping of the logits, :math:`x \to c \tanh(x / c)` (Gemma 2), applied to each
+        chunk after the matrix product; the gradients include :math:`1 - \tanh^2(x / c)`.
+    return_aux : bool, default False
+        Return a :class:`~infoloss.CrossEntropyAux` ``(loss, z_loss, lse)``: the loss, its
+        z-loss part (reduced the same way) and the per-token log-sum-exp of the (capped)
+        logits, shape ``(...)`` (0 for ignored tokens), computed chunk by chunk.
 
     Returns
     -------
-    array
+    array or CrossEntropyAux
         The loss (0-d, or shape ``(...)`` for ``"none"``), the array type of ``hidden``.
 
     Notes
@@ -107,6 +120,16 @@ def linear_cross_entropy(
     >>> loss, (dh, dw, db) = value_and_grad(linear_cross_entropy)(h, w, y)
     >>> dh.shape, dw.shape, db is None
     ((6, 4), (10, 4), True)
+
+    Per-token weights, Gemma 2's soft-capping, and the z-loss term and log-partition for a log:
+
+    >>> s = np.array([1.0, 1.0, 0.5, 0.5, 0.0, 2.0])
+    >>> out = linear_cross_entropy(h, w, y, sample_weights=s, softcap=30.0, z_loss=1e-4,
+    ...                            return_aux=True)
+    >>> c = 30.0 * np.tanh(h @ w.T / 30.0)
+    >>> ref = sparse_softmax_cross_entropy(c, y, sample_weights=s, z_loss=1e-4, reduction="mean")
+    >>> bool(np.isclose(out.loss, ref)), out.lse.shape
+    (True, (6,))
     """
     return _linear_ce(
         hidden,
@@ -119,4 +142,7 @@ def linear_cross_entropy(
         z_loss=z_loss,
         reduction=reduction,
         chunk_size=chunk_size,
+        sample_weights=sample_weights,
+        softcap=softcap,
+        return_aux=return_aux,
     )[0]

@@ -20,11 +20,13 @@ from typing import Any
 import numpy as np
 
 from . import _reduce, _router
-from ._utils import Array, quiet_overflow
+from ._specs import CrossEntropyAux
+from ._utils import Array, check_bool, quiet_overflow
 from ._validate import check_grad_out, check_temperature, sigmoid_ce_spec, softmax_ce_spec, tempered
 from ._validate_sharded import weight_total_args
 
 __all__ = [
+    "CrossEntropyAux",
     "sigmoid_cross_entropy",
     "softmax_cross_entropy",
     "sparse_softmax_cross_entropy",
@@ -45,22 +47,30 @@ def _softmax_ce(
     grad_out: Any = None,
     temperature: Any = 1.0,
     scale_by_temperature_squared: Any = False,
+    return_aux: Any = False,
     **options: Any,
-) -> tuple[Array, Any]:
-    """Value and, with ``want_grad``, d value / d logits of either softmax cross-entropy
-    (written into ``grad_out`` when given: see :func:`~infoloss.value_and_grad`).
+) -> tuple[Any, Any]:
+    """Value (a :class:`CrossEntropyAux` with ``return_aux``) and, with ``want_grad``,
+    d loss / d logits of either softmax cross-entropy (written into ``grad_out`` when given:
+    see :func:`~infoloss.value_and_grad`).
 
     A temperature ``T`` divides the logits before the spec goes to the router (the fused
-    kernels see tempered logits); the value is multiplied by ``k`` (``T**2`` or 1) and the
-    gradient with respect to the caller's logits by ``k / T``."""
+    kernels see tempered logits); the value (and its z-loss part) is multiplied by ``k``
+    (``T**2`` or 1) and the gradient with respect to the caller's logits by ``k / T``."""
+    aux = check_bool(return_aux, "return_aux")
     if grad_out is not None:
         check_grad_out(grad_out, logits)
     t, k = check_temperature(temperature, scale_by_temperature_squared)
     spec = softmax_ce_spec(logits, labels, sparse=sparse, **options)
-    if t == 1.0 and k == 1.0:
-        return _router.softmax_ce(spec, want_grad, grad_out)
-    value, grad = _router.softmax_ce(tempered(spec, t), want_grad, grad_out)
-    return _scaled(value, k), _scaled(grad, k / t)
+    if t != 1.0:
+        spec = tempered(spec, t)
+    value, grad = _router.softmax_ce(spec, want_grad, grad_out)
+    if t != 1.0 or k != 1.0:
+        value, grad = _scaled(value, k), _scaled(grad, k / t)
+    if aux:
+        z, lse = _router.softmax_ce_aux(spec)
+        value = CrossEntropyAux(value, _scaled(z, k), lse)
+    return value, grad
 
 
 def _scaled(x: Any, factor: float) -> Any:
@@ -101,7 +111,9 @@ def softmax_cross_entropy(
     reduction: str = "none",
     temperature: float = 1.0,
     scale_by_temperature_squared: bool = False,
-) -> Array:
+    softcap: float | None = None,
+    return_aux: bool = False,
+) -> Any:
     r"""Softmax cross-entropy between target distributions and the softmax of ``logits``.
 
     .. math::
@@ -142,10 +154,19 @@ def softmax_cross_entropy(
     scale_by_temperature_squared : bool, default False
         Multiply the loss by :math:`T^2` (and so the gradient by :math:`T`), which keeps the soft
         loss's gradients the same size as a hard-label loss's when :math:`T` changes.
+    softcap : float > 0, optional
+        :math:`c`: the logits are soft-capped first, :math:`x \to c \tanh(x / c)` (Gemma 2);
+        ``±inf`` logits are kept (``-inf`` still masks a class). The gradient includes the
+        factor :math:`1 - \tanh^2(x / c)`.
+    return_aux : bool, default False
+        Return a :class:`CrossEntropyAux` ``(loss, z_loss, lse)``: the loss as without it, its
+        z-loss part (weighted and reduced the same way, so ``loss - z_loss`` is the
+        cross-entropy alone) and the per-example log-sum-exp of the (capped) logits, shape
+        ``(...)`` (one more read of the logits), for training logs.
 
     Returns
     -------
-    array
+    array or CrossEntropyAux
         Shape ``logits.shape`` without ``axis`` for ``"none"``, else a 0-d array; the logits'
         array type, device and dtype (float16/bfloat16 are computed in float32).
 
@@ -188,6 +209,14 @@ def softmax_cross_entropy(
     >>> softmax_cross_entropy(h0, softmax(teacher / 2), temperature=2.0,
     ...                       scale_by_temperature_squared=True)
     array([3.91824898])
+
+    Soft-capped logits, and the z-loss term and log-partition returned for a training log:
+
+    >>> softmax_cross_entropy(h0, label, softcap=1.0)
+    array([1.66996996])
+    >>> out = softmax_cross_entropy(h0, label, z_loss=1e-4, return_aux=True)
+    >>> out.z_loss, out.lse
+    (array([0.0005842]), array([2.41703002]))
     """
     return _softmax_ce(
         logits,
@@ -201,6 +230,8 @@ def softmax_cross_entropy(
         reduction=reduction,
         temperature=temperature,
         scale_by_temperature_squared=scale_by_temperature_squared,
+        softcap=softcap,
+        return_aux=return_aux,
     )[0]
 
 
@@ -215,7 +246,9 @@ def sparse_softmax_cross_entropy(
     label_smoothing: float = 0.0,
     z_loss: float = 0.0,
     reduction: str = "none",
-) -> Array:
+    softcap: float | None = None,
+    return_aux: bool = False,
+) -> Any:
     r"""Softmax cross-entropy with integer class labels.
 
     .. math::
@@ -248,10 +281,12 @@ def sparse_softmax_cross_entropy(
     reduction : {"none", "sum", "mean"}, default "none"
         ``"mean"`` is :math:`\sum_i \ell_i / \sum_i s_i w_{y_i}` over examples not ignored
         (:math:`w = 1` without ``class_weights``); a mean over nothing is 0.0.
+    softcap, return_aux
+        As in :func:`softmax_cross_entropy` (an ignored example's ``lse`` is 0).
 
     Returns
     -------
-    array
+    array or CrossEntropyAux
         The labels' shape for ``"none"``, else 0-d; the logits' array type and dtype.
 
     Notes
@@ -285,6 +320,8 @@ def sparse_softmax_cross_entropy(
         label_smoothing=label_smoothing,
         z_loss=z_loss,
         reduction=reduction,
+        softcap=softcap,
+        return_aux=return_aux,
     )[0]
 
 
@@ -296,6 +333,7 @@ def sigmoid_cross_entropy(
     sample_weights: Any = None,
     label_smoothing: float = 0.0,
     reduction: str = "none",
+    softcap: float | None = None,
 ) -> Array:
     r"""Sigmoid (binary) cross-entropy from logits, elementwise: the multi-label loss.
 
@@ -324,6 +362,8 @@ def sigmoid_cross_entropy(
         ``"none"`` is elementwise; ``"mean"`` is :math:`\sum \ell / \sum s` with ``s`` broadcast to
         the logits' shape (the element count without weights; 0.0 when it is 0). PyTorch divides
         by the element count even with weights; :class:`infoloss.torch.BCEWithLogitsLoss` does too.
+    softcap : float > 0, optional
+        Soft-capping of the logits first, :math:`x \to c \tanh(x / c)` (±inf kept).
 
     Returns
     -------
@@ -358,6 +398,7 @@ def sigmoid_cross_entropy(
         sample_weights=sample_weights,
         label_smoothing=label_smoothing,
         reduction=reduction,
+        softcap=softcap,
     )[0]
 
 

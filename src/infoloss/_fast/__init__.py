@@ -14,7 +14,7 @@ from types import ModuleType
 
 import numpy as np
 
-__all__ = ["get_kernels", "rows", "unrows"]
+__all__ = ["get_kernels", "rows", "softcap", "unrows"]
 
 _kernels: ModuleType | None = None
 _tried = False
@@ -87,3 +87,27 @@ def unrows(x2: np.ndarray, shape: tuple[int, ...], axis: int) -> np.ndarray:
     if axis != len(shape) - 1:
         out = np.moveaxis(out, -1, axis)
     return out
+
+
+def softcap(x: np.ndarray, c: float, out: np.ndarray | None = None) -> np.ndarray:
+    """Soft-cap ``x`` → ``c·tanh(x/c)`` into ``out`` (may be ``x`` itself; ±inf kept) and return
+    the derivative ``1 − tanh²(x/c) = 4e / (1 + e)²``, ``e = exp(−2|x|/c)``, as a new array.
+
+    The same definition as :func:`infoloss._generic.activations.softcap`, in NumPy for the glue.
+    """
+    z = x / c
+    d = np.abs(z)
+    d *= -2.0
+    np.exp(d, out=d)  # e
+    pos, neg = np.isposinf(x), np.isneginf(x)  # before ``out`` (maybe ``x``) is written
+    if out is None:
+        out = np.empty_like(x)
+    np.tanh(z, out=out)
+    out *= c
+    out[pos] = np.inf
+    out[neg] = -np.inf
+    np.add(d, 1.0, out=z)  # 1 + e
+    z *= z
+    d *= 4.0
+    d /= z
+    return d

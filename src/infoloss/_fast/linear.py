@@ -6,7 +6,7 @@ import numpy as np
 
 from .. import _reduce
 from .._specs import LinearCE
-from . import get_kernels
+from . import get_kernels, softcap
 
 __all__ = ["linear_ce"]
 
@@ -14,8 +14,11 @@ __all__ = ["linear_ce"]
 _DW_BLOCK = 4096
 
 
-def linear_ce(spec: LinearCE, want_grad: bool) -> tuple[np.ndarray, tuple | None]:
-    """Value and (d_hidden, d_weight, d_bias) of flattened float32/float64 NumPy inputs.
+def linear_ce(
+    spec: LinearCE, want_grad: bool
+) -> tuple[np.ndarray, tuple | None, np.ndarray | None]:
+    """Value, (d_hidden, d_weight, d_bias) of flattened float32/float64 NumPy inputs and, with
+    ``spec.want_lse``, the per-row log-sum-exp of the (soft-capped) logits (0 for ignored rows).
 
     Each chunk's logits go into one preallocated buffer (``matmul(..., out=)``), the fused kernel
     turns them into their gradient in place, then ``d_hidden`` for the chunk and the
@@ -24,7 +27,9 @@ def linear_ce(spec: LinearCE, want_grad: bool) -> tuple[np.ndarray, tuple | None
     k = get_kernels()
     assert k is not None
     h, w, y, b, cw = spec.hidden, spec.weight, spec.labels, spec.bias, spec.class_weights
+    sw = spec.sample_weights
     o, reduction, chunk = spec.options, spec.reduction, spec.chunk_rows
+    cap = o.softcap
     ignore_index, eps, z = o.ignore_index, o.label_smoothing, float(o.z_loss)
     dtype = h.dtype
     n, hdim = h.shape
@@ -37,11 +42,15 @@ def linear_ce(spec: LinearCE, want_grad: bool) -> tuple[np.ndarray, tuple | None
         keep = None
     hk_all = h if keep is None else h[rows]  # ignored rows never reach the matrix product
     lab_all = labels if keep is None else labels[rows]
+    sw_all = None
+    if sw is not None:
+        sw64 = np.asarray(sw, dtype=np.float64)
+        sw_all = np.ascontiguousarray(sw64 if keep is None else sw64[rows])
     m_all = hk_all.shape[0]
-    if cw64 is None:
-        total = float(m_all)
-    else:
-        total = float(np.sum(cw64[lab_all]))
+    wy = np.ones(m_all) if cw64 is None else cw64[lab_all]
+    if sw_all is not None:
+        wy = wy * sw_all
+    total = float(np.sum(wy, dtype=np.float64))
     scale = _reduce.grad_scale(total, reduction) if want_grad else None
     wt = w.T
     buf = np.empty((min(chunk, max(m_all, 1)), v), dtype=dtype)
@@ -54,6 +63,7 @@ def linear_ce(spec: LinearCE, want_grad: bool) -> tuple[np.ndarray, tuple | None
         db = None if b is None else np.zeros(v, dtype=np.float64)
         ones = np.ones(buf.shape[0], dtype=dtype)
     losses = np.empty(m_all, dtype=np.float64)
+    lse_all = np.empty(m_all, dtype=dtype) if spec.want_lse else None
     for start in range(0, m_all, chunk):
         stop = min(start + chunk, m_all)
         hk = hk_all[start:stop]
@@ -61,12 +71,17 @@ def linear_ce(spec: LinearCE, want_grad: bool) -> tuple[np.ndarray, tuple | None
         np.matmul(hk, wt, out=logits)
         if b is not None:
             logits += b
+        d_cap = None
+        if cap is not None:  # capped in place; the derivative kept for the chain rule
+            d_cap = softcap(logits, cap, out=logits)
+        if lse_all is not None:
+            lse_all[start:stop] = k.logsumexp_rows(logits)
         # the fused kernel turns the chunk's logits into their gradient in place
         loss_k, g = k.sparse_softmax_ce(
             logits,
             lab_all[start:stop],
             cw64,
-            None,
+            None if sw_all is None else sw_all[start:stop],
             None,
             eps,
             z,
@@ -76,6 +91,8 @@ def linear_ce(spec: LinearCE, want_grad: bool) -> tuple[np.ndarray, tuple | None
         losses[start:stop] = loss_k
         if want_grad:
             assert dh is not None and dw is not None
+            if d_cap is not None:
+                g *= d_cap
             if keep is None:
                 np.matmul(g, w, out=dh[start:stop])
             else:
@@ -91,6 +108,10 @@ def linear_ce(spec: LinearCE, want_grad: bool) -> tuple[np.ndarray, tuple | None
                 db += np.matmul(ones[: stop - start], g)  # column sums by BLAS (GEMV)
     row_loss[rows] = losses
     value = _reduce.reduce_rows(row_loss, total, reduction, dtype, (n,))
+    lse_rows = None
+    if lse_all is not None:
+        lse_rows = np.zeros(n, dtype=dtype)
+        lse_rows[rows] = lse_all
     if not want_grad:
-        return value, None
-    return value, (dh, dw, None if db is None else db.astype(dtype))
+        return value, None, lse_rows
+    return value, (dh, dw, None if db is None else db.astype(dtype)), lse_rows

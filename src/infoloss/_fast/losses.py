@@ -15,9 +15,9 @@ import numpy as np
 from .. import _reduce
 from .._specs import SigmoidCE, SoftmaxCE
 from .._utils import check_label_counts
-from . import get_kernels, rows, unrows
+from . import get_kernels, rows, softcap, unrows
 
-__all__ = ["kernel_out", "sigmoid_ce", "softmax_ce"]
+__all__ = ["ce_lse", "kernel_out", "sigmoid_ce", "softmax_ce"]
 
 
 def kernel_out(out: Any, x2: np.ndarray, inputs: tuple[Any, ...], in_place_ok: bool) -> Any:
@@ -50,6 +50,10 @@ def softmax_ce(spec: SoftmaxCE, want_grad: bool, out: Any = None) -> tuple[Any, 
         x = x.astype(spec.compute_dtype)
     ax = spec.axis
     x2 = rows(x, ax)
+    d_cap = None
+    if o.softcap is not None:  # the kernel sees the capped logits (a copy); chain rule after
+        x2 = x2.copy()
+        d_cap = softcap(x2, o.softcap, out=x2)
     n = x2.shape[0]
     batch = tuple(x.shape[:ax]) + tuple(x.shape[ax + 1 :])
     cw, sw = spec.class_weights, spec.sample_weights
@@ -93,6 +97,8 @@ def softmax_ce(spec: SoftmaxCE, want_grad: bool, out: Any = None) -> tuple[Any, 
         )
         check_label_counts(bad, spec.labels, None)
     value = _reduce.reduce_rows(rows_loss, total, spec.reduction, x.dtype, batch)
+    if g is not None and d_cap is not None:
+        g *= d_cap
     grad = None if g is None else unrows(g, tuple(x.shape), ax)
     return value, grad
 
@@ -107,6 +113,10 @@ def sigmoid_ce(spec: SigmoidCE, want_grad: bool, out: Any = None) -> tuple[Any, 
     shape = tuple(x.shape)
     c = shape[-1] if x.ndim else 1
     x2 = np.ascontiguousarray(x).reshape(-1, c)
+    d_cap = None
+    if spec.softcap is not None:
+        x2 = np.empty_like(x2)
+        d_cap = softcap(np.ascontiguousarray(x).reshape(-1, c), spec.softcap, out=x2)
     y2 = np.ascontiguousarray(spec.labels, dtype=x.dtype).reshape(-1, c)
     pw, sw = spec.pos_weight, spec.sample_weights
     pw64 = None if pw is None else np.asarray(pw, dtype=np.float64).reshape(c)
@@ -132,4 +142,23 @@ def sigmoid_ce(spec: SigmoidCE, want_grad: bool, out: Any = None) -> tuple[Any, 
     )
     check_label_counts(bad, spec.labels, 1.0)
     value = _reduce.reduce_rows(loss, total, spec.reduction, x.dtype, shape)
+    if g is not None and d_cap is not None:
+        g *= d_cap
     return value, (None if g is None else g.reshape(shape))
+
+
+def ce_lse(spec: SoftmaxCE) -> np.ndarray:
+    """The log-sum-exp of each example's (soft-capped) logits by the row kernel, the batch
+    shape, compute dtype (``return_aux``; one more read of the logits)."""
+    k = get_kernels()
+    assert k is not None
+    x = spec.logits
+    if x.dtype != spec.compute_dtype:
+        x = x.astype(spec.compute_dtype)
+    ax = spec.axis
+    x2 = rows(x, ax)
+    if spec.options.softcap is not None:
+        x2 = x2.copy()
+        softcap(x2, spec.options.softcap, out=x2)
+    batch = tuple(x.shape[:ax]) + tuple(x.shape[ax + 1 :])
+    return np.asarray(k.logsumexp_rows(x2), dtype=x.dtype).reshape(batch)

@@ -121,26 +121,27 @@ def softmax_measure(spec: SoftmaxMeasure, want_grad: bool = False) -> tuple[Any,
     return kl(spec.a, spec.b), None
 
 
-def linear_ce(spec: LinearCE, want_grad: bool = False) -> tuple[Any, Any]:
-    """linear_cross_entropy ("sum" or "mean"): (value, (d_hidden, d_weight, d_bias) or None) in
-    the compute dtype and flattened rows, as :func:`infoloss._generic.linear.linear_ce`; the
-    custom gradient recomputes the logits chunk by chunk in the backward pass, so no ``N × V``
-    array is ever kept."""
+def linear_ce(spec: LinearCE, want_grad: bool = False) -> tuple[Any, Any, Any]:
+    """linear_cross_entropy ("sum" or "mean"): (value, (d_hidden, d_weight, d_bias) or None,
+    per-row log-sum-exp or None) in the compute dtype and flattened rows, as
+    :func:`infoloss._generic.linear.linear_ce`; the custom gradient recomputes the logits chunk
+    by chunk in the backward pass, so no ``N × V`` array is ever kept."""
     spec = _int64_labels(spec)
 
-    def compute(h: Any, w: Any, b: Any, grad: bool) -> tuple[Any, Any]:
+    def compute(h: Any, w: Any, b: Any, grad: bool) -> tuple[Any, Any, Any]:
         return generic_linear.linear_ce(dataclasses.replace(spec, hidden=h, weight=w, bias=b), grad)
 
-    if want_grad or spec.reduction == "none":  # "none": TensorFlow differentiates the chunks
+    # "none" and return_aux: TensorFlow differentiates the chunks
+    if want_grad or spec.reduction == "none" or spec.want_lse:
         return compute(spec.hidden, spec.weight, spec.bias, want_grad)
 
     @tf.custom_gradient
     def fused(h: Any, w: Any, *bias: Any) -> Any:
         b = bias[0] if bias else None
-        value, _ = compute(h, w, b, False)
+        value, _, _ = compute(h, w, b, False)
 
         def grad(upstream: Any) -> Any:
-            _, (dh, dw, db) = compute(h, w, b, True)
+            _, (dh, dw, db), _ = compute(h, w, b, True)
             s = tf.cast(upstream, dh.dtype)
             out = [dh * s, dw * s]
             if b is not None:
@@ -150,4 +151,4 @@ def linear_ce(spec: LinearCE, want_grad: bool = False) -> tuple[Any, Any]:
         return value, grad
 
     args = (spec.hidden, spec.weight) + (() if spec.bias is None else (spec.bias,))
-    return fused(*args), None
+    return fused(*args), None, None

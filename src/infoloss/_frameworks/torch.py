@@ -207,14 +207,18 @@ class _FusedLinearCE(torch.autograd.Function):
 
 
 @torch.compiler.disable
-def linear_ce(spec: LinearCE, want_grad: bool = False) -> tuple[Any, Any]:
+def linear_ce(spec: LinearCE, want_grad: bool = False) -> tuple[Any, Any, Any]:
     """``linear_cross_entropy`` of CPU tensors through the NumPy fast path ("sum" or "mean"),
-    results in the caller's shapes and dtypes."""
+    results in the caller's shapes and dtypes; the third result is the per-row log-sum-exp
+    (a tensor of the compute dtype, ``spec.want_lse`` only) for ``return_aux``."""
     hidden, weight, bias = spec.originals
     np_spec = _numpy_spec(spec, originals=(None, None, None))
+    lse: list[Any] = []
 
     def call(want: bool) -> tuple[Any, Any]:
-        value, grads = fast_linear.linear_ce(np_spec, want)
+        value, grads, lse_rows = fast_linear.linear_ce(np_spec, want)
+        if lse_rows is not None:
+            lse.append(_tensor(lse_rows))
         if grads is not None:
             dh, dw, db = grads
             grads = (dh.reshape(spec.hidden_shape), dw, db)
@@ -226,5 +230,6 @@ def linear_ce(spec: LinearCE, want_grad: bool = False) -> tuple[Any, Any]:
         tgrads = tuple(
             None if g is None else _tensor(g).to(dt) for g, dt in zip(grads, dtypes, strict=True)
         )
-        return _tensor(value).to(dtypes[0]), tgrads
-    return _FusedLinearCE.apply(hidden, weight, bias, call), None
+        return _tensor(value).to(dtypes[0]), tgrads, (lse[0] if lse else None)
+    value = _FusedLinearCE.apply(hidden, weight, bias, call)
+    return value, None, (lse[0] if lse else None)

@@ -64,6 +64,16 @@ def sigmoid(xp: Namespace, x: Array) -> Array:
     return xp.where(x > 0, 1 / (1 + e), e / (1 + e))
 
 
+def softcap(xp: Namespace, x: Array, c: float) -> tuple[Array, Array]:
+    """``c·tanh(x/c)`` (±inf kept: −inf still masks a class, +inf still gives nan) and its
+    derivative ``1 − tanh²(x/c) = 4e / (1 + e)²`` with ``e = exp(−2|x|/c)`` (no cancellation)."""
+    z = x / c
+    inf = xp.isinf(x)
+    capped = xp.where(inf, x, c * xp.tanh(xp.where(inf, xp.zeros_like(z), z)))
+    e = xp.exp(-2 * xp.abs(z))
+    return capped, 4 * e / ((1 + e) * (1 + e))
+
+
 def row_op(spec: RowOp) -> Array:
     """``spec.op`` along ``spec.axis`` in the compute dtype, returned in the input's dtype."""
     xp, ax = spec.xp, spec.axis

@@ -11,9 +11,9 @@ from array_api_compat import device, is_torch_namespace
 from .. import _reduce
 from .._specs import CEOptions, LMMeasure, SigmoidCE, SoftmaxCE
 from .._utils import Array, Namespace, moveaxis_back, moveaxis_last, size, upcast
-from .activations import lse_parts, sigmoid, softplus
+from .activations import lse, lse_parts, sigmoid, softcap, softplus
 
-__all__ = ["lm_measure", "sigmoid_ce", "softmax_ce", "softmax_ce_rows"]
+__all__ = ["ce_lse", "lm_measure", "sigmoid_ce", "softmax_ce", "softmax_ce_rows"]
 
 _INF = float("inf")
 _LOG_HALF = -0.6931471805599453
@@ -71,6 +71,9 @@ def softmax_ce_rows(
     cw, sw, o = class_weights, sample_weights, options
     eps, z = o.label_smoothing, o.z_loss
     c = int(x.shape[-1])
+    d_cap = None
+    if o.softcap is not None:  # the loss of the capped logits; chain rule at the end
+        x, d_cap = softcap(xp, x, o.softcap)
     # logsumexp = m + ls, kept apart so that (m - x) + ls loses nothing at |x| ~ 1e30;
     # both are 0 for a row with no distribution (all -inf); m is nan for a row with nan or +inf
     m, ls, _ = lse_parts(xp, x, -1)
@@ -131,6 +134,8 @@ def softmax_ce_rows(
             rowf * xp.expm1(xp.where(near, lq, xp.zeros_like(lq))) + (rowf - wt),
             rowf * xp.exp(lq) - wt,
         )
+    if d_cap is not None:
+        g = g * d_cap
     if sw is not None:
         g = g * sw[..., None]
     if valid is not None:
@@ -142,6 +147,9 @@ def sigmoid_ce(spec: SigmoidCE, want_grad: bool) -> tuple[Array, Grad]:
     """Value (reduced) and gradient with respect to the logits, in the compute dtype."""
     xp, eps, sw, pw = spec.xp, spec.label_smoothing, spec.sample_weights, spec.pos_weight
     x = upcast(xp, spec.logits, spec.compute_dtype)
+    d_cap = None
+    if spec.softcap is not None:
+        x, d_cap = softcap(xp, x, spec.softcap)
     y = spec.labels
     yp = y if eps == 0 else y * (1 - eps) + eps / 2
     a = yp if pw is None else pw * yp  # coefficient of softplus(-x) = -log σ(x)
@@ -166,6 +174,8 @@ def sigmoid_ce(spec: SigmoidCE, want_grad: bool) -> tuple[Array, Grad]:
     if not want_grad:
         return value, None
     g = (a + b) * sigmoid(xp, x) - a
+    if d_cap is not None:
+        g = g * d_cap
     if sw is not None:
         g = g * sw
     return value, _reduce.scale_gradient(xp, g, total, spec.reduction)
@@ -204,3 +214,48 @@ def lm_measure(spec: LMMeasure, ce: Array, grad: Grad) -> tuple[Array, Grad]:
 def _as_array(x: Array) -> Array:
     """A NumPy scalar as a 0-d array (every path returns 0-d arrays)."""
     return np.asarray(x) if isinstance(x, np.generic) else x
+
+
+def ce_lse(spec: SoftmaxCE) -> Array:
+    """The log-sum-exp of each example's (soft-capped) logits, the batch shape, compute dtype."""
+    xp = spec.xp
+    x = moveaxis_last(xp, upcast(xp, spec.logits, spec.compute_dtype), spec.axis)
+    if spec.options.softcap is not None:
+        x = softcap(xp, x, spec.options.softcap)[0]
+    return lse(xp, x, -1)[..., 0]
+
+
+def ce_aux(spec: SoftmaxCE, lse_rows: Array) -> tuple[Array, Array]:
+    """``(z-loss term, lse)`` of ``return_aux``: the z-loss part of the loss, weighted and
+    reduced as the loss is, and the per-example log-sum-exp ``lse_rows`` (compute dtype, the
+    batch shape) with 0 for ignored examples. O(N) work (O(NC) for dense labels with class
+    weights, for the mean's weights)."""
+    xp, o, cw, sw = spec.xp, spec.options, spec.class_weights, spec.sample_weights
+    valid = None
+    if o.sparse and o.ignore_index is not None:
+        valid = spec.labels != o.ignore_index
+    total = None
+    if spec.reduction == "mean":
+        if cw is None:
+            w = xp.ones_like(lse_rows)
+        elif o.sparse:
+            y = (
+                spec.labels
+                if valid is None
+                else xp.where(valid, spec.labels, xp.zeros_like(spec.labels))
+            )
+            if is_torch_namespace(xp) and y.dtype != xp.int64:
+                y = xp.astype(y, xp.int64)
+            w = xp.reshape(xp.take(cw, xp.reshape(y, (-1,))), y.shape)
+        else:
+            w = xp.sum(moveaxis_last(xp, spec.labels, spec.axis) * cw, axis=-1)
+        w = w if sw is None else w * sw
+        total = xp.sum(w if valid is None else xp.where(valid, w, xp.zeros_like(w)))
+    l0 = xp.where(lse_rows > -_INF, lse_rows, xp.zeros_like(lse_rows))
+    zt = o.z_loss * (l0 * l0)
+    if sw is not None:
+        zt = zt * sw
+    if valid is not None:
+        zt = xp.where(valid, zt, xp.zeros_like(zt))
+        lse_rows = xp.where(valid, lse_rows, xp.zeros_like(lse_rows))
+    return _reduce.reduce(xp, zt, total, spec.reduction), lse_rows

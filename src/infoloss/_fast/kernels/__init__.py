@@ -4,7 +4,7 @@ Layout: :mod:`._tunables` (fast-math flag sets, numba options, block sizes and t
 :mod:`._vecmath` (LLVM intrinsics and the exp/log1p polynomials), :mod:`._rows` (row primitives:
 max passes, blocked exp-and-sum, scaling), :mod:`._launch` (threading layer, serial twins,
 launches, scratch and gradient buffers), and one module per op family: :mod:`.softmax`,
-:mod:`.sparse_ce`, :mod:`.dense_ce`, :mod:`.sigmoid_ce`, :mod:`.entropy_kl`, :mod:`.js`. This package
+:mod:`.sparse_ce`, :mod:`.dense_ce`, :mod:`.sigmoid_ce`, :mod:`.entropy_kl`, :mod:`.js`, :mod:`.focal`. This package
 re-exports each family's NumPy wrapper.
 
 Every public function here takes 2-D ``(N, C)`` NumPy arrays (rows = examples, classes along the
@@ -72,6 +72,7 @@ from __future__ import annotations
 from ._launch import num_threads, threading_layer  # first: starts numba's thread pool
 from .dense_ce import softmax_ce
 from .entropy_kl import softmax_entropy_rows, softmax_kl_rows
+from .focal import sigmoid_focal, target_logs
 from .js import softmax_js_rows
 from .sigmoid_ce import sigmoid_ce
 from .softmax import log_softmax_rows, logsumexp_rows, softmax_rows
@@ -82,11 +83,13 @@ __all__ = [
     "logsumexp_rows",
     "num_threads",
     "sigmoid_ce",
+    "sigmoid_focal",
     "softmax_ce",
     "softmax_entropy_rows",
     "softmax_js_rows",
     "softmax_kl_rows",
     "softmax_rows",
     "sparse_softmax_ce",
+    "target_logs",
     "threading_layer",
 ]
