@@ -129,6 +129,21 @@ def test_namespace_math_reductions_and_indexing():
     ]:
         np.testing.assert_allclose(f(x).numpy(), g(a), rtol=1e-15)
     np.testing.assert_array_equal(XP.isnan(t64([np.nan, 1.0])).numpy(), [True, False])
+    special = t64([np.nan, np.inf, -np.inf, 1.0, -2.0])
+    np.testing.assert_array_equal(XP.isinf(special).numpy(), [False, True, True, False, False])
+    np.testing.assert_allclose(XP.tanh(x).numpy(), np.tanh(a), rtol=1e-15)
+    other = t64([1.0, np.nan, 0.0, np.inf, -3.0])
+    sp, op = (
+        np.array([np.nan, np.inf, -np.inf, 1.0, -2.0]),
+        np.array([1.0, np.nan, 0.0, np.inf, -3.0]),
+    )
+    np.testing.assert_array_equal(XP.maximum(special, other).numpy(), np.maximum(sp, op))
+    np.testing.assert_array_equal(XP.minimum(special, other).numpy(), np.minimum(sp, op))
+    np.testing.assert_array_equal(XP.maximum(special, 0.0).numpy(), np.maximum(sp, 0.0))
+    np.testing.assert_array_equal(XP.stack([x, x], axis=1).numpy(), np.stack([a, a], axis=1))
+    np.testing.assert_array_equal(XP.expand_dims(x, axis=-1).numpy(), a[..., None])
+    z = XP.zeros((2, 3), dtype=tf.float64)
+    assert z.dtype == tf.float64 and z.numpy().tolist() == [[0.0] * 3] * 2
 
 
 # --------------------------------------------------------------------------- array type in, out

@@ -113,6 +113,10 @@ class _TFNamespace:
         d = _dt(dtype) or tf.float32
         return tf.fill(shape, tf.constant(fill_value, dtype=d))
 
+    @staticmethod
+    def zeros(shape: Sequence[int], dtype: Any = None, device: Any = None) -> Array:
+        return tf.zeros(shape, dtype=_dt(dtype) or tf.float32)
+
     zeros_like = staticmethod(tf.zeros_like)
     ones_like = staticmethod(tf.ones_like)
 
@@ -130,7 +134,19 @@ class _TFNamespace:
     abs = staticmethod(tf.math.abs)
     floor = staticmethod(tf.math.floor)
     isnan = staticmethod(tf.math.is_nan)
+    isinf = staticmethod(tf.math.is_inf)
+    tanh = staticmethod(tf.math.tanh)
     pow = staticmethod(tf.math.pow)
+
+    @staticmethod
+    def maximum(x1: Array, x2: Any) -> Array:
+        """Elementwise maximum; nan where either is nan (the Array API's rule)."""
+        return _nan_or(tf.math.maximum, x1, x2)
+
+    @staticmethod
+    def minimum(x1: Array, x2: Any) -> Array:
+        """Elementwise minimum; nan where either is nan (the Array API's rule)."""
+        return _nan_or(tf.math.minimum, x1, x2)
 
     @staticmethod
     def log2(x: Array) -> Array:
@@ -196,6 +212,14 @@ class _TFNamespace:
         return tf.concat(list(arrays), axis=axis)
 
     @staticmethod
+    def stack(arrays: Sequence[Array], axis: int = 0) -> Array:
+        return tf.stack(list(arrays), axis=axis)
+
+    @staticmethod
+    def expand_dims(x: Array, axis: int = 0) -> Array:
+        return tf.expand_dims(x, axis)
+
+    @staticmethod
     def take(x: Array, indices: Array, axis: int | None = None) -> Array:
         if axis is None:
             x, axis = tf.reshape(x, (-1,)), 0
@@ -232,6 +256,18 @@ class _TFNamespace:
                 dyn = tf.broadcast_dynamic_shape(dyn, tf.shape(a))
             return [tf.broadcast_to(a, dyn) for a in arrays]
         return [a if a.shape == shape else tf.broadcast_to(a, shape) for a in arrays]
+
+
+def _nan_or(op: Any, x1: Array, x2: Any) -> Array:
+    """``op(x1, x2)`` with nan wherever ``x1`` or ``x2`` is nan (``tf.math.maximum`` and
+    ``minimum`` may return the other operand there)."""
+    x1 = tf.convert_to_tensor(x1)
+    x2 = tf.convert_to_tensor(x2, dtype=x1.dtype)
+    out = op(x1, x2)
+    if not x1.dtype.is_floating:
+        return out
+    nan = tf.math.is_nan(x1) | tf.math.is_nan(x2)
+    return tf.where(nan, tf.constant(float("nan"), x1.dtype), out)
 
 
 #: The namespace the generic code receives for TensorFlow tensors.
