@@ -332,7 +332,7 @@ def test_option_defaults():
     assert quick.shapes == _options.QUICK_SHAPES and "torch-autograd" not in quick.parts
     full = _options.options(parse(["--linear", "8,16,32;4,8,16", "--peers", "infoloss,jax"]))
     assert full.repeat == 7 and full.compile_time
-    assert full.parts == {"losses", "bounds", "linear"}
+    assert full.parts == {"losses", "linear"}  # no copy peer: no bounds part
     assert full.linear == ((8, 16, 32), (4, 8, 16))
     assert full.linear_variants == ("fused", "unfused", "jax")
     assert full.shapes == _options.DEFAULT_SHAPES
