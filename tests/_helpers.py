@@ -107,12 +107,16 @@ class Backend:
         return self.name in ("torch", "jax")
 
     def context(self) -> contextlib.AbstractContextManager[None]:
-        """The switch of this variant: ``generic_only()`` for numpy-generic / torch-generic, no
-        switch otherwise (array-api-strict and JAX take the generic code anyway)."""
-        if self.variant.endswith("-generic"):
-            from infoloss import _config
+        """The switch of this variant: ``generic_only()`` for numpy-generic / torch-generic,
+        ``always_fast()`` for numpy-fast / torch-fast (the kernels also on inputs below the
+        router's size threshold), none otherwise (array-api-strict and JAX take the generic code
+        anyway)."""
+        from infoloss import _config
 
+        if self.variant.endswith("-generic"):
             return _config.generic_only()
+        if self.fast:
+            return _config.always_fast()
         return contextlib.nullcontext()
 
     # -- the library -------------------------------------------------------------------------

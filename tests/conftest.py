@@ -12,6 +12,10 @@ say what it runs, so a test that must leave a variant out says so explicitly.
 (heavy parametrizations, or tests about one framework); the reason is required. ``path`` is the
 same fixture under its older name (tests/test_measures_edges.py reads it from
 ``request.node.callspec.params["path"]``).
+
+The whole session (its threads and child processes too) runs with ``INFOLOSS_FAST_MIN_ELEMENTS=0``
+unless it is set already: NumPy inputs of every size reach the kernels, as the tests were written
+for; tests/test_small_route.py checks the size threshold itself with the variable removed.
 """
 
 from __future__ import annotations
@@ -19,6 +23,9 @@ from __future__ import annotations
 import os
 
 import pytest
+
+os.environ.setdefault("INFOLOSS_FAST_MIN_ELEMENTS", "0")
+
 from _helpers import VARIANTS, Backend, installed
 
 if installed("jax"):

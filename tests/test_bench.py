@@ -112,6 +112,30 @@ def test_linear_part(tmp_path, capsys):
     assert res["rows"]["fused"]["loss"] == pytest.approx(res["rows"]["unfused"]["loss"], rel=1e-5)
 
 
+def test_bounds_part(tmp_path, capsys):
+    """Every kernel's time over a copy of its logits, per round, beside its bound (issue 17)."""
+    out = tmp_path / "b.json"
+    peers = "infoloss,copy,torch" if installed("torch") else "infoloss,copy"
+    rc = bench.main(["--quick", "--only", "bounds", "--peers", peers, "--json", str(out)])
+    stdout = capsys.readouterr().out
+    assert rc == 0
+    _no_targets(stdout)
+    res = json.loads(out.read_text())["bounds"]
+    assert res["shape"] == list(_options.QUICK_BOUNDS_SHAPE) and res["rounds"] == 5
+    from infoloss.bench import _bounds
+
+    assert [k for k, _ in _bounds.COPY_BOUNDS] == list(res["cases"])
+    for case, bound in _bounds.COPY_BOUNDS:
+        r = res["cases"][case]
+        assert len(r["ratios"]) == 5 and r["ms"] > 0 and r["bound"] == bound
+        assert re.search(
+            rf"^  {re.escape(case)} +\d+\.\d +{r['median_ratio']:.2f} +{bound:.1f}$", stdout, re.M
+        )
+    if installed("torch"):
+        assert res["sigmoid"]["torch_ms"] > 0
+        assert "PyTorch / infoloss (median)" in stdout
+
+
 # --------------------------------------------------------------------------- the contenders
 
 
@@ -298,7 +322,7 @@ def test_a_default_run_skips_what_is_not_installed(monkeypatch):
     opts = _options.options(_options.build_parser().parse_args([]))
     assert opts.peers == ("infoloss", "copy", "numpy")
     assert opts.skipped_peers == ("torch", "jax")
-    assert opts.parts == {"losses"}
+    assert opts.parts == {"losses", "bounds"}
 
 
 def test_option_defaults():
@@ -308,7 +332,7 @@ def test_option_defaults():
     assert quick.shapes == _options.QUICK_SHAPES and "torch-autograd" not in quick.parts
     full = _options.options(parse(["--linear", "8,16,32;4,8,16", "--peers", "infoloss,jax"]))
     assert full.repeat == 7 and full.compile_time
-    assert full.parts == {"losses", "linear"}
+    assert full.parts == {"losses", "linear"}  # no copy peer: no bounds part
     assert full.linear == ((8, 16, 32), (4, 8, 16))
     assert full.linear_variants == ("fused", "unfused", "jax")
     assert full.shapes == _options.DEFAULT_SHAPES

@@ -12,7 +12,8 @@ to one function here, which picks, in one visible ``if``/``elif``, between
    what CUDA, MPS and XLA devices run).
 
 Routes 1 and 2 need numba and are skipped under :func:`infoloss._config.generic_only` or with
-``INFOLOSS_DISABLE_FAST=1``. Nothing below this module decides the route again. The router
+``INFOLOSS_DISABLE_FAST=1``; route 2 also for NumPy problems below
+:data:`infoloss._config.FAST_MIN_ELEMENTS` elements (unless :func:`infoloss._config.always_fast`). Nothing below this module decides the route again. The router
 also finishes every call the same way: results are cast back to the caller's dtype and a
 gradient is copied into the caller's ``out`` buffer unless the kernel already wrote it there.
 """
@@ -77,7 +78,9 @@ def _kernels_available() -> bool:
 
 def fast_numpy(*arrays: Any, compute_dtype: Any = None) -> bool:
     """True when the fused kernels take these NumPy arrays (``None`` entries ignored): plain
-    ``np.ndarray`` s, the first one floating, computed in float32 or float64."""
+    ``np.ndarray`` s, the first one floating, computed in float32 or float64, and large enough
+    (:func:`infoloss._config.fast_size` of the first one's size: tiny problems take the generic
+    code, so that they never wait for a kernel to compile, and numba is not even imported)."""
     if not _config.fast_allowed():
         return False
     first = arrays[0]
@@ -85,6 +88,8 @@ def fast_numpy(*arrays: Any, compute_dtype: Any = None) -> bool:
         return False
     cd = np.dtype(compute_dtype) if compute_dtype is not None else first.dtype
     if cd not in _FAST_DTYPES:
+        return False
+    if not _config.fast_size(first.size):
         return False
     return _kernels_available()
 

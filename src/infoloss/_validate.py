@@ -316,12 +316,20 @@ CHUNK_BUDGET_BYTES = 64 * 2**20
 # product re-reads and re-writes all of d_weight (V × H), so at V = 131072 128-row chunks cost
 # 1.3x the unfused time and 256-row chunks 0.95–1.05x (measured, N = 2048, H = 1024).
 MIN_CHUNK = 256
+# ... but never more than a sixth of the rows (at least 64): the chunk's logits (a sixth of the
+# logits) and the d_weight block (at most a third of the chunk, see _fast/linear.py) stay within
+# 1/8 of the unfused logits + gradient from N = 1024 up (issue 17; at N = 2048, V = 32768 the
+# 64 MiB budget alone was a quarter of the logits).
+CHUNK_FRACTION = 6
+MIN_FRACTION_CHUNK = 64
 
 
 def chunk_rows(chunk_size: Any, n: int, v: int, itemsize: int, budget: int) -> int:
-    """Rows per chunk of :func:`infoloss.linear_cross_entropy`."""
+    """Rows per chunk of :func:`infoloss.linear_cross_entropy`: ``chunk_size``, or
+    ``min(max(256, budget // (V · itemsize)), max(64, N // 6))``, at most N."""
     if chunk_size is None:
         rows = max(MIN_CHUNK, budget // max(1, v * itemsize))
+        rows = min(rows, max(MIN_FRACTION_CHUNK, n // CHUNK_FRACTION))
     else:
         if (
             isinstance(chunk_size, (bool, np.bool_))

@@ -19,7 +19,8 @@ from ._validate import linear_ce_spec
 __all__ = ["CHUNK_BUDGET_BYTES", "linear_cross_entropy"]
 
 #: Memory budget of one chunk of logits (bytes) when ``chunk_size=None``: the chunk has
-#: ``max(256, CHUNK_BUDGET_BYTES // (V * itemsize))`` rows (at most N). Assign a new value to change it.
+#: ``min(max(256, CHUNK_BUDGET_BYTES // (V * itemsize)), max(64, N // 6))`` rows (at most N).
+#: Assign a new value to change it.
 CHUNK_BUDGET_BYTES = 64 * 2**20
 
 
@@ -75,7 +76,9 @@ def linear_cross_entropy(
         ``"none"`` returns the per-example losses, shape ``(...)``, at the same cost as ``"sum"``.
     chunk_size : int, optional
         Rows per chunk. ``None`` picks ``CHUNK_BUDGET_BYTES // (V · itemsize)`` rows (64 MiB of
-        logits by default, at least 256 rows: 128 MiB at V = 131072 float32).
+        logits by default, at least 256 rows: 128 MiB at V = 131072 float32), but at most an
+        sixth of the rows (at least 64), so that the working memory stays within 1/8 of
+        the unfused logits and their gradient.
     sample_weights : array, broadcastable to the labels' shape (...), optional
         Per-token weight :math:`s_i`, as in :func:`infoloss.sparse_softmax_cross_entropy`
         (``"mean"`` divides by :math:`\sum_i s_i w_{y_i}`).

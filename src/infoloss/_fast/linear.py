@@ -59,7 +59,10 @@ def linear_ce(
     if want_grad:
         dh = np.zeros((n, hdim), dtype=dtype)
         dw = np.zeros((v, hdim), dtype=dtype)
-        tmp = np.empty((min(_DW_BLOCK, v), hdim), dtype=dtype)
+        # the d_weight block: at most a third of the chunk's logits (so that the working memory
+        # scales with the chunk: 4/3 of it), at most _DW_BLOCK vocabulary rows
+        blk_rows = max(1, min(_DW_BLOCK, v, (buf.shape[0] * v) // (3 * max(hdim, 1))))
+        tmp = np.empty((blk_rows, hdim), dtype=dtype)
         db = None if b is None else np.zeros(v, dtype=np.float64)
         ones = np.ones(buf.shape[0], dtype=dtype)
     losses = np.empty(m_all, dtype=np.float64)
@@ -99,8 +102,8 @@ def linear_ce(
                 dh[rows[start:stop]] = g @ w
             # d_weight += g.T @ hk, a block of vocabulary rows at a time through one
             # preallocated block (no fresh pages per product)
-            for vs in range(0, v, _DW_BLOCK):
-                ve = min(vs + _DW_BLOCK, v)
+            for vs in range(0, v, blk_rows):
+                ve = min(vs + blk_rows, v)
                 blk = tmp[: ve - vs]
                 np.matmul(g[:, vs:ve].T, hk, out=blk)
                 np.add(dw[vs:ve], blk, out=dw[vs:ve])

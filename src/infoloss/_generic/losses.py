@@ -11,7 +11,7 @@ from array_api_compat import device, is_torch_namespace
 from .. import _reduce
 from .._specs import CEOptions, LMMeasure, SigmoidCE, SoftmaxCE
 from .._utils import Array, Namespace, moveaxis_back, moveaxis_last, size, upcast
-from .activations import lse, lse_parts, sigmoid, softcap, softplus
+from .activations import lse, lse_parts, softcap, softplus
 
 __all__ = ["ce_lse", "lm_measure", "sigmoid_ce", "softmax_ce", "softmax_ce_rows"]
 
@@ -173,7 +173,11 @@ def sigmoid_ce(spec: SigmoidCE, want_grad: bool) -> tuple[Array, Grad]:
     value = _reduce.reduce(xp, loss, total, spec.reduction)
     if not want_grad:
         return value, None
-    g = (a + b) * sigmoid(xp, x) - a
+    # (a + b) σ(x) − a, written as (b − a t)/(1 + t) (x > 0) or (b t − a)/(1 + t) with
+    # t = exp(−|x|), so that the rounding of σ ≈ 1 does not leak into a small result
+    pos = x > 0
+    t = xp.exp(xp.where(pos, -x, x))
+    g = xp.where(pos, b - a * t, b * t - a) / (1 + t)
     if d_cap is not None:
         g = g * d_cap
     if sw is not None:

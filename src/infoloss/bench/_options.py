@@ -17,8 +17,9 @@ from ._peers import PEERS, installed
 
 PROG = "infoloss bench"
 
-PARTS = ("losses", "torch-autograd", "linear")
-"""The parts of a run: the loss table, infoloss on torch tensors through autograd, and
+PARTS = ("losses", "bounds", "torch-autograd", "linear")
+"""The parts of a run: the loss table, the memory-bound rows (each kernel's time over a copy of
+its logits, beside its bound), infoloss on torch tensors through autograd, and
 :func:`infoloss.linear_cross_entropy` in child processes."""
 
 DEFAULT_SHAPES = ((4096, 32000), (1024, 131072), (65536, 10))
@@ -29,8 +30,16 @@ QUICK_SHAPES = ((256, 2000), (64, 8192), (4096, 10))
 QUICK_SIGMOID_SHAPES = ((256, 100),)
 QUICK_TORCH_AUTOGRAD = (256, 2000)
 QUICK_LINEAR = ((256, 64, 2048),)
+BOUNDS_SHAPE = (4096, 32000)
+QUICK_BOUNDS_SHAPE = (256, 2000)
 
-LINEAR_VARIANTS = {"fused": "infoloss", "unfused": "infoloss", "torch": "torch", "jax": "jax"}
+LINEAR_VARIANTS = {
+    "fused": "infoloss",
+    "unfused": "infoloss",
+    "torch": "torch",
+    "torch-chunked": "torch",
+    "jax": "jax",
+}
 """Each variant of the linear benchmark and the peer it belongs to."""
 
 
@@ -45,6 +54,7 @@ class Options:
     torch_autograd: tuple[int, int]
     linear: tuple[tuple[int, int, int], ...]
     linear_variants: tuple[str, ...]
+    bounds_shape: tuple[int, int]
     repeat: int
     budget_s: float
     compile_time: bool
@@ -74,8 +84,8 @@ def build_parser(prog: str = PROG, description: str | None = None) -> argparse.A
     p.add_argument(
         "--only",
         metavar="PART[,PART]",
-        help=f"run only these parts: {', '.join(PARTS)} (default: losses, plus torch-autograd "
-        "when PyTorch is installed and not --quick, plus linear with --linear)",
+        help=f"run only these parts: {', '.join(PARTS)} (default: losses, plus bounds and "
+        "torch-autograd (when PyTorch is installed) unless --quick, plus linear with --linear)",
     )
     p.add_argument(
         "--peers",
@@ -263,6 +273,8 @@ def options(args: argparse.Namespace) -> Options:
             parts.add("torch-autograd")
         elif args.torch_autograd is None and not args.quick and "torch" in peers:
             parts.add("torch-autograd")
+        if not args.quick and "infoloss" in peers and "copy" in peers:
+            parts.add("bounds")
     if "torch-autograd" in parts and not installed("torch"):
         raise UsageError("torch-autograd: PyTorch is not installed")
 
@@ -289,6 +301,10 @@ def options(args: argparse.Namespace) -> Options:
         for flag, shs, arrays in (("--shapes", shapes, 4), ("--sigmoid-shapes", sshapes, 5)):
             n, c = max(shs, key=lambda s: s[0] * s[1])
             _check_fits(flag, f"{n}x{c}", arrays * n * c * 4)
+    bounds_shape = QUICK_BOUNDS_SHAPE if args.quick else BOUNDS_SHAPE
+    if "bounds" in parts:
+        n, c = bounds_shape
+        _check_fits("--only bounds", f"{n}x{c}", 7 * n * c * 4)
     if "torch-autograd" in parts:
         n, c = torch_shape
         _check_fits("--torch-autograd", f"{n}x{c}", 3 * n * c * 4)
@@ -306,6 +322,7 @@ def options(args: argparse.Namespace) -> Options:
         torch_autograd=torch_shape,
         linear=linear,
         linear_variants=variants,
+        bounds_shape=bounds_shape,
         repeat=repeat,
         budget_s=float(args.budget),
         compile_time=not (args.no_compile_time or args.quick)

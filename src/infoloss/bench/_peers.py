@@ -48,12 +48,24 @@ def fast_path_available() -> bool:
 def generic_path() -> Iterator[None]:
     """Run the enclosed calls on infoloss's generic array-API code instead of the numba kernels.
 
-    The one place where the benchmark uses a private part of infoloss
-    (``infoloss._config.generic_only``); keep it that way until there is a public switch.
+    With :func:`fast_path`, the one place where the benchmark uses a private part of infoloss
+    (``infoloss._config.generic_only`` / ``always_fast``); keep it that way until there is a
+    public switch.
     """
     from infoloss import _config
 
     with _config.generic_only():
+        yield
+
+
+@contextmanager
+def fast_path() -> Iterator[None]:
+    """Run the enclosed calls on the numba kernels whatever the problem's size (below the
+    router's threshold, ``infoloss._config.FAST_MIN_ELEMENTS``, they would take the generic
+    code)."""
+    from infoloss import _config
+
+    with _config.always_fast():
         yield
 
 
@@ -71,21 +83,24 @@ def infoloss_rows(kind: str, x: np.ndarray, y: np.ndarray) -> Rows:
     buf = np.empty_like(x)
 
     def fwd() -> Any:
-        return f(x, y, reduction="mean")
+        with fast_path():
+            return f(x, y, reduction="mean")
 
     def fwdbwd() -> Any:
-        return vg(x, y, reduction="mean")
+        with fast_path():
+            return vg(x, y, reduction="mean")
 
     def fwdbwd_out() -> Any:
-        return vg(x, y, reduction="mean", out=buf)
+        with fast_path():
+            return vg(x, y, reduction="mean", out=buf)
 
     def generic_fwd() -> Any:
         with generic_path():
-            return fwd()
+            return f(x, y, reduction="mean")
 
     def generic_fwdbwd() -> Any:
         with generic_path():
-            return fwdbwd()
+            return vg(x, y, reduction="mean")
 
     rows: Rows = {}
     if fast_path_available():

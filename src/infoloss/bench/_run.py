@@ -16,7 +16,7 @@ import numpy as np
 
 from ._common import FAST, FAST_OUT, GENERIC, Fn
 from ._options import Options
-from ._peers import fast_path_available, rows_of
+from ._peers import fast_path, fast_path_available, rows_of
 
 Log = Callable[[str], None]
 
@@ -162,29 +162,57 @@ def format_ratios(records: list[dict[str, Any]]) -> str:
 # --------------------------------------------------------------------------- first calls
 
 _FIRST_CALL = """
-import time, numpy as np
+import sys, time, numpy as np
 t0 = time.perf_counter()
-import infoloss
-x = np.random.default_rng(0).standard_normal((64, 100)).astype(np.float32)
-y = np.zeros(64, np.int64)
+import infoloss as il
 t1 = time.perf_counter()
-infoloss.value_and_grad(infoloss.sparse_softmax_cross_entropy)(x, y, reduction="mean")
-infoloss.sparse_softmax_cross_entropy(x, y, reduction="mean")
-t2 = time.perf_counter()
+vg = il.value_and_grad
+rng = np.random.default_rng(0)
+x = rng.standard_normal((64, 100)).astype(np.float32)  # above the router's size threshold
+y = np.zeros(64, np.int64)
+p = np.exp(x[::-1]) / np.exp(x[::-1]).sum(axis=1, keepdims=True)
 yb = (x > 0).astype(np.float32)
-infoloss.value_and_grad(infoloss.sigmoid_cross_entropy)(x, yb, reduction="mean")
-infoloss.sigmoid_cross_entropy(x, yb, reduction="mean")
-t3 = time.perf_counter()
-print(t1 - t0, t2 - t1, t3 - t2)
+families = {
+    "sparse_ce": lambda: (vg(il.sparse_softmax_cross_entropy)(x, y, reduction="mean"),
+                          il.sparse_softmax_cross_entropy(x, y, reduction="mean")),
+    "dense_ce": lambda: (vg(il.softmax_cross_entropy)(x, p, reduction="mean"),
+                         il.softmax_cross_entropy(x, p, reduction="mean")),
+    "sigmoid_ce": lambda: (vg(il.sigmoid_cross_entropy)(x, yb, reduction="mean"),
+                           il.sigmoid_cross_entropy(x, yb, reduction="mean")),
+    "softmax": lambda: (il.softmax(x), il.log_softmax(x), il.logsumexp(x, axis=-1)),
+    "entropy_kl": lambda: (vg(il.softmax_entropy)(x), il.softmax_entropy(x),
+                           vg(il.softmax_kl_divergence)(x, x[::-1]),
+                           il.softmax_kl_divergence(x, x[::-1])),
+}
+res = {"import_s": t1 - t0}
+for name, f in families.items():
+    t = time.perf_counter()
+    f()
+    res[name + "_s"] = time.perf_counter() - t
+from infoloss.cli import _demo
+t = time.perf_counter()
+_demo.render(_demo.compute())
+res["demo_s"] = time.perf_counter() - t
+print(repr(res))
 """
+
+FAMILIES = ("sparse_ce", "dense_ce", "sigmoid_ce", "softmax", "entropy_kl")
+"""The kernel families whose first calls :func:`first_call_times` times (``_fast/kernels/``)."""
 
 
 def first_call_times() -> dict[str, Any]:
     """First-call times in fresh processes: with an empty numba cache (compilation), then with
-    the cache that run filled (what every later process pays)."""
+    the cache that run filled (what every later process pays). Per kernel family: the first
+    value and value-and-gradient calls at 64 × 100 float32 (serial kernels; the parallel ones
+    of large problems compile on their own first call); ``demo_s``: ``infoloss demo``'s
+    computation after them, ``demo_fresh_s``: the whole ``infoloss demo`` command in a fresh
+    process with an empty cache."""
+    import ast
+
     res: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as d:
         env = dict(os.environ, NUMBA_CACHE_DIR=d)
+        env.pop("INFOLOSS_FAST_MIN_ELEMENTS", None)
         for label in ("cold", "cached"):
             try:
                 out = subprocess.run(
@@ -194,15 +222,53 @@ def first_call_times() -> dict[str, Any]:
                     text=True,
                     timeout=900,
                     check=True,
-                ).stdout.split()
-                res[label] = {
-                    "import_s": float(out[0]),
-                    "sparse_ce_first_call_s": float(out[1]),
-                    "sigmoid_ce_first_call_s": float(out[2]),
-                }
-            except (subprocess.SubprocessError, OSError, ValueError, IndexError) as e:
+                ).stdout
+                res[label] = ast.literal_eval(out.strip().splitlines()[-1])
+            except subprocess.CalledProcessError as e:
+                res[label] = {"error": (e.stderr or "").strip().splitlines()[-1:] or [repr(e)]}
+                res[label]["error"] = res[label]["error"][0]
+            except (subprocess.SubprocessError, OSError, ValueError, IndexError, SyntaxError) as e:
                 res[label] = {"error": str(e).strip().splitlines()[0] if str(e) else repr(e)}
+    with tempfile.TemporaryDirectory() as d:
+        env = dict(os.environ, NUMBA_CACHE_DIR=d)
+        env.pop("INFOLOSS_FAST_MIN_ELEMENTS", None)
+        t0 = time.perf_counter()
+        try:
+            subprocess.run(
+                [sys.executable, "-m", "infoloss.cli", "demo"],
+                env=env,
+                capture_output=True,
+                timeout=900,
+                check=True,
+            )
+            res["demo_fresh_s"] = time.perf_counter() - t0
+        except (subprocess.SubprocessError, OSError) as e:
+            res["demo_fresh_s"] = {"error": str(e).strip().splitlines()[0] if str(e) else repr(e)}
     return res
+
+
+def format_first_calls(first: dict[str, Any]) -> list[str]:
+    """The lines of :func:`first_call_times`'s figures."""
+    lines = []
+    for label in ("cold", "cached"):
+        ci = first.get(label, {})
+        cache = "empty numba cache" if label == "cold" else "numba cache filled"
+        if "error" in ci:
+            lines.append(f"first call, {cache}: failed ({ci['error']})")
+            continue
+        fams = ", ".join(f"{f} {ci[f + '_s']:.2f} s" for f in FAMILIES if f + "_s" in ci)
+        lines.append(
+            f"first call, {cache}: import {ci.get('import_s', 0.0):.2f} s; per kernel "
+            f"family {fams}; then the demo's computation {ci.get('demo_s', 0.0):.2f} s"
+        )
+    demo = first.get("demo_fresh_s")
+    if isinstance(demo, float):
+        lines.append(
+            f"'infoloss demo' in a fresh process, empty numba cache: {demo:.2f} s (bound 3 s)"
+        )
+    elif isinstance(demo, dict):
+        lines.append(f"'infoloss demo' in a fresh process: failed ({demo['error']})")
+    return lines
 
 
 def first_call_here() -> float:
@@ -211,10 +277,11 @@ def first_call_here() -> float:
 
     x = np.zeros((8, 16), np.float32)
     t0 = time.perf_counter()
-    infoloss.value_and_grad(infoloss.sparse_softmax_cross_entropy)(x, np.zeros(8, np.int64))
-    infoloss.sparse_softmax_cross_entropy(x, np.zeros(8, np.int64), reduction="mean")
-    infoloss.value_and_grad(infoloss.sigmoid_cross_entropy)(x, x)
-    infoloss.sigmoid_cross_entropy(x, x, reduction="mean")
+    with fast_path():
+        infoloss.value_and_grad(infoloss.sparse_softmax_cross_entropy)(x, np.zeros(8, np.int64))
+        infoloss.sparse_softmax_cross_entropy(x, np.zeros(8, np.int64), reduction="mean")
+        infoloss.value_and_grad(infoloss.sigmoid_cross_entropy)(x, x)
+        infoloss.sigmoid_cross_entropy(x, x, reduction="mean")
     return time.perf_counter() - t0
 
 
@@ -285,16 +352,8 @@ def run(opts: Options, log: Log = print) -> dict[str, Any]:
         if opts.compile_time:
             log("first-call times in fresh processes (empty numba cache, then warm cache)...")
             first = first_call_times()
-            for label in ("cold", "cached"):
-                ci = first[label]
-                if "error" in ci:
-                    log(f"first call, {label} cache: failed ({ci['error']})")
-                else:
-                    log(
-                        f"first call, {label} cache: import {ci['import_s']:.2f} s, sparse CE "
-                        f"{ci['sparse_ce_first_call_s']:.2f} s, sigmoid CE "
-                        f"{ci['sigmoid_ce_first_call_s']:.2f} s"
-                    )
+            for line in format_first_calls(first):
+                log(line)
         if "infoloss" in opts.peers and env["fast_path"]:
             first["this_process_first_call_s"] = first_call_here()
             log(f"first fused calls in this process: {first['this_process_first_call_s']:.2f} s")
@@ -306,6 +365,15 @@ def run(opts: Options, log: Log = print) -> dict[str, Any]:
         ratios = format_ratios(records)
         if ratios:
             log(ratios)
+    if "bounds" in opts.parts:
+        from ._bounds import format_bounds, time_bounds
+
+        n, c = opts.bounds_shape
+        sig = (4096, 1000) if (n, c) == (4096, 32000) else (n, max(1, c // 20))
+        b = time_bounds(n, c, sig, max(opts.repeat, 5), "torch" in opts.peers)
+        result["bounds"] = b
+        log("")
+        log(format_bounds(b))
     if "torch-autograd" in opts.parts:
         from ._torch import format_torch_autograd, time_torch_autograd
 

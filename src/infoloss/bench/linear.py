@@ -7,12 +7,16 @@ Forward + backward of the mean sparse cross-entropy of ``hidden @ weight.T + bia
 - ``unfused``: the logits by ``@``, then ``value_and_grad(infoloss.sparse_softmax_cross_entropy)``
   and the three products of the backward,
 - ``torch``: ``F.cross_entropy(F.linear(...))`` and ``loss.backward()``,
+- ``torch-chunked``: ``F.linear_cross_entropy(..., options=LinearCrossEntropyOptions())``
+  (PyTorch's chunked implementation, its automatic chunking) and ``loss.backward()``,
 - ``jax``: ``jax.jit(jax.value_and_grad(...))`` of a log-sum-exp loss.
 
 Each variant runs in its own child process so that its peak resident memory can be measured
 (``VmHWM`` after resetting it with ``/proc/self/clear_refs``, Linux only); the NumPy variants also
 report the peak of ``tracemalloc``. Extra memory is counted above what the process held just
-before the call (inputs and compiled kernels included there).
+before the call (inputs and compiled kernels included there), less the gradients every variant
+returns (d_hidden, d_weight, d_bias): the working memory, compared with the unfused logits and
+their gradient.
 
 Run ``python -m infoloss.bench.linear`` (the same as ``infoloss bench --only linear``; default
 size 8192,1024,32768, ``--linear N,H,V[;N,H,V]`` for others, ``--peers`` to choose variants).

@@ -18,12 +18,13 @@ from ._vecmath import _exp64_neg, _fmaximum, _like, _vexp, _where
 
 @njit(**_JIT)
 def _ent_block(xr, b0, b1, m, grow, want_grad):
-    """One block of :func:`_ent_sum`: (Σ (e_j − [x_j = m]), Σ [x_j = m], Σ e_j (m − x_j))."""
+    """One block of :func:`_ent_sum`: (Σ (e_j − [x_j = m]), Σ [x_j = m], Σ e_j (m − x_j)), all
+    three in the row's dtype (every term of the last is ≥ 0: no cancellation; the caller adds
+    the blocks in float64)."""
     z0 = _like(0.0, m)
     t = z0
     k = z0
-    u = 0.0
-    mm = np.float64(m)
+    u = z0
     if want_grad:
         for j in range(b0, b1):
             v = xr[j]
@@ -34,7 +35,7 @@ def _ent_block(xr, b0, b1, m, grow, want_grad):
             k += top
             # e = 0 (also for x = −inf, where the gap is +inf) contributes 0; a select, not a
             # branch, so that the loop vectorizes
-            u += _where(e > z0, np.float64(e) * (mm - np.float64(v)), 0.0)
+            u += _where(e > z0, e * (m - v), z0)
     else:
         for j in range(b0, b1):
             v = xr[j]
@@ -42,7 +43,7 @@ def _ent_block(xr, b0, b1, m, grow, want_grad):
             top = _like(v == m, m)
             t += _sub_nr(e, top)
             k += top
-            u += _where(e > z0, np.float64(e) * (mm - np.float64(v)), 0.0)
+            u += _where(e > z0, e * (m - v), z0)
     return t, k, u
 
 
@@ -58,7 +59,7 @@ def _ent_sum(xr, grow, m, want_grad):
         t, k, ub = _ent_block(xr, b0, min(b0 + _BLK, n), m, grow, want_grad)
         s += t
         cnt += k
-        u += ub
+        u += np.float64(ub)
     return cnt + s, _d_plus(cnt, 1.0, s), u
 
 
@@ -74,12 +75,14 @@ def _k_entropy(xf, rs, n, c, want_grad, gs, h, g):
             ubar = u * inv
             h[i] = math.log1p(dm) + ubar  # lse − Σ q x = log S + Σ q (m − x): both ≥ 0
             if want_grad:  # dH/dx_j = −q_j (log q_j + H) = q_j ((m − x_j) − Ū)
-                mm = np.float64(m)
+                # in the row's dtype: the per-row factors are rounded to it once
                 z0 = _like(0.0, m)
+                inv_t = _like(inv * gs, m)
+                ubar_t = _like(ubar, m)
                 for j in range(c):
                     e = grow[j]
-                    gj = (np.float64(e) * inv) * ((mm - np.float64(xr[j])) - ubar) * gs
-                    grow[j] = _where(e > z0, _like(gj, m), z0)  # select: the loop vectorizes
+                    gj = (e * inv_t) * ((m - xr[j]) - ubar_t)
+                    grow[j] = _where(e > z0, gj, z0)  # select: the loop vectorizes
         elif m == -np.inf:  # no distribution: H = 0, zero gradient
             h[i] = 0.0
             if want_grad:
