@@ -617,3 +617,45 @@ def test_fused_sigmoid_focal_agrees_with_generic(dtype, reduction):
             (v1, g1), (v2, g2) = _both_paths(sigmoid_focal_loss, x, y, **opts)
             assert_close(v1, v2, **tol, scale="all" if reduction == "none" else None)
             assert_close(g1, g2, **tol, scale="all")
+
+
+# --------------------------------------------------------------------------- Keras's own losses
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0, 5.0])
+@pytest.mark.parametrize("balanced", [True, False])
+def test_sigmoid_focal_matches_keras_binary_focal(gamma, balanced):
+    """keras.losses.BinaryFocalCrossentropy(from_logits=True) is the per-example mean over the
+    last axis of sigmoid_focal_loss (alpha=None without class balancing)."""
+    keras = pytest.importorskip("keras")
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(6, 5)) * 3
+    y = (rng.random((6, 5)) < 0.4).astype(np.float64)
+    ref = keras.losses.BinaryFocalCrossentropy(
+        apply_class_balancing=balanced, alpha=0.25, gamma=gamma, from_logits=True, reduction=None
+    )(y, x)
+    got = sigmoid_focal_loss(x, y, alpha=0.25 if balanced else None, gamma=gamma)
+    np.testing.assert_allclose(np.asarray(got).mean(-1), keras.ops.convert_to_numpy(ref), rtol=1e-6)
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0, 5.0])
+def test_softmax_focal_matches_keras_categorical_focal(gamma):
+    """keras.losses.CategoricalFocalCrossentropy(from_logits=True, alpha=a) is
+    softmax_focal_loss with class_weights a (Keras clips probabilities to [1e-7, 1 − 1e-7]:
+    moderate logits, so that the clip never acts)."""
+    keras = pytest.importorskip("keras")
+    rng = np.random.default_rng(8)
+    x = rng.normal(size=(6, 5)) * 2
+    t = rng.dirichlet(np.ones(5), size=6)
+    alpha = np.array([0.1, 0.2, 0.3, 0.25, 0.15])
+    ref = keras.losses.CategoricalFocalCrossentropy(
+        alpha=alpha.tolist(), gamma=gamma, from_logits=True, reduction=None
+    )(t, x)
+    got = softmax_focal_loss(x, t, gamma=gamma, class_weights=alpha)
+    np.testing.assert_allclose(got, keras.ops.convert_to_numpy(ref), rtol=1e-6)
+    yi = rng.integers(0, 5, size=6)
+    got_sparse = sparse_softmax_focal_loss(x, yi, gamma=gamma, class_weights=alpha)
+    ref_sparse = keras.losses.CategoricalFocalCrossentropy(
+        alpha=alpha.tolist(), gamma=gamma, from_logits=True, reduction=None
+    )(np.eye(5)[yi], x)
+    np.testing.assert_allclose(got_sparse, keras.ops.convert_to_numpy(ref_sparse), rtol=1e-6)

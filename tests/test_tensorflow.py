@@ -493,3 +493,68 @@ def test_special_values_agree_with_the_numpy_path():
     nv, ng = il.value_and_grad(il.sigmoid_cross_entropy)(b, yb)
     assert_close(v, tf.constant(nv))
     assert_close(g, tf.constant(ng))
+
+
+# --------------------------------------------------------------------------- the rest of the family
+
+
+def _family_cases():
+    r = np.random.default_rng(16)
+    x = r.normal(size=(6, 5)) * 3
+    q = r.normal(size=(6, 5)) * 2
+    q[:, 0] = -np.inf  # a teacher's masked class
+    t = r.dirichlet(np.ones(5), size=6)
+    y = r.integers(0, 5, size=6)
+    b = (r.random((6, 5)) < 0.4).astype(np.float64)
+    nb = r.integers(1, 5, size=6).astype(np.float64)
+    return x, [
+        ("sigmoid_focal_loss", lambda X, m: il.sigmoid_focal_loss(X, m(b), reduction="mean")),
+        ("softmax_focal_loss", lambda X, m: il.softmax_focal_loss(X, m(t), gamma=2.0)),
+        (
+            "sparse_softmax_focal_loss",
+            lambda X, m: il.sparse_softmax_focal_loss(X, m(y), gamma=0.5, reduction="mean"),
+        ),
+        ("poly_cross_entropy", lambda X, m: il.poly_cross_entropy(X, m(t), epsilon=2.0)),
+        ("sparse_poly_cross_entropy", lambda X, m: il.sparse_poly_cross_entropy(X, m(y))),
+        (
+            "softmax_kl_divergence T",
+            lambda X, m: il.softmax_kl_divergence(
+                m(q), X, temperature=2.0, scale_by_temperature_squared=True, reduction="mean"
+            ),
+        ),
+        ("softmax_js_divergence", lambda X, m: il.softmax_js_divergence(m(q), X, beta=0.3)),
+        (
+            "softmax_cross_entropy T",
+            lambda X, m: il.softmax_cross_entropy(X, m(t), temperature=3.0, reduction="sum"),
+        ),
+        ("softcap", lambda X, m: il.sparse_softmax_cross_entropy(X, m(y), softcap=2.0)),
+        ("perplexity", lambda X, m: il.perplexity(X, m(y))),
+        ("bits_per_byte", lambda X, m: il.bits_per_byte(X, m(y), m(nb))),
+    ]
+
+
+_X, _FAMILY = _family_cases()
+
+
+@pytest.mark.parametrize("case", range(len(_FAMILY)), ids=[c[0] for c in _FAMILY])
+def test_loss_family_values_and_tape_gradients(case):
+    """The focal, poly, distillation, soft-capped and evaluation losses take TensorFlow tensors:
+    a tf.Tensor comes back with the NumPy path's value, and GradientTape's gradient (float64)
+    equals torch autograd through the same function on torch tensors (an independent autodiff)."""
+    torch = pytest.importorskip("torch")
+    _, fn = _FAMILY[case]
+    x_tf = t64(_X)
+    v, g = tape_grad(lambda X: tf.reduce_sum(fn(X, t64_or_int)), x_tf)
+    assert isinstance(v, tf.Tensor)
+    ref = fn(_X, np.asarray)
+    assert_close(np.asarray(float(v)), np.asarray(float(np.sum(ref))), rtol=1e-12)
+    xt = torch.tensor(_X, dtype=torch.float64, requires_grad=True)
+    vt = fn(xt, lambda a: torch.as_tensor(np.asarray(a))).sum()
+    (gt,) = torch.autograd.grad(vt, xt)
+    assert_close(g.numpy(), gt.numpy(), rtol=1e-10, atol=1e-12)
+    assert np.isfinite(g.numpy()).all()
+
+
+def t64_or_int(a):
+    a = np.asarray(a)
+    return tf.constant(a) if a.dtype.kind in "iu" else t64(a)

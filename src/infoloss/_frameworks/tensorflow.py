@@ -91,10 +91,12 @@ def sigmoid_ce(spec: SigmoidCE, want_grad: bool = False) -> tuple[Any, Any]:
 
 
 def softmax_measure(spec: SoftmaxMeasure, want_grad: bool = False) -> tuple[Any, Any]:
-    """softmax_entropy or softmax_kl_divergence: (value, gradient(s) or None)."""
+    """softmax_entropy, softmax_kl_divergence or softmax_js_divergence: (value, gradient(s) or
+    None)."""
     if want_grad:
         return generic_measures.softmax_measure(spec, True)
-    ax = None if spec.keepdims else spec.axis
+    # one incoming gradient per example unless kept dims or a reduction made it a scalar
+    ax = None if spec.keepdims or spec.reduction != "none" else spec.axis
     if spec.b is None:
 
         def compute(a: Any, grad: bool) -> tuple[Any, Any]:
