@@ -118,6 +118,40 @@ def _torch_adapter() -> Any:
     return adapter
 
 
+# --- issue 13: lean torch autograd on any device (analytic gradients in torch ops) ---------
+
+
+def lean_torch(logits: Any, *others: Any) -> bool:
+    """True when a call runs :mod:`infoloss._frameworks.torch_lean` (analytic gradients under
+    autograd, in torch ops, on any device): ``logits`` a plain (not subclassed, not
+    functorch-wrapped) strided floating torch tensor, every other argument ``None``, a non-array
+    value or a tensor that does not require grad, and no ``torch.compile`` tracing (which traces
+    the generic definition). Otherwise the generic definition runs and autograd differentiates it.
+    """
+    torch = sys.modules.get("torch")
+    if torch is None or not isinstance(logits, torch.Tensor):
+        return False
+    if not logits.dtype.is_floating_point or torch.compiler.is_compiling():
+        return False
+    for t in (logits, *others):
+        if isinstance(t, torch.Tensor):
+            if t is not logits and t.requires_grad:
+                return False
+            if type(t) is not torch.Tensor and type(t) is not torch.nn.Parameter:
+                return False
+            if t.layout is not torch.strided or torch._C._functorch.is_functorch_wrapped_tensor(t):
+                return False
+        elif t is not None and (hasattr(t, "__array_namespace__") or isinstance(t, np.ndarray)):
+            return False
+    return True
+
+
+def _lean_torch() -> Any:
+    from ._frameworks import torch_lean as adapter
+
+    return adapter
+
+
 # --------------------------------------------------------------------------- finishing
 
 
@@ -150,6 +184,10 @@ def softmax_ce(spec: SoftmaxCE, want_grad: bool = False, out: Any = None) -> tup
         from ._fast import losses as fast
 
         value, grad = fast.softmax_ce(spec, want_grad, out)
+    elif lean_torch(x, spec.labels, spec.class_weights, spec.sample_weights):
+        if not spec.options.sparse:
+            check_label_values(spec.xp, spec.labels, None)
+        return _lean_torch().softmax_ce(spec, want_grad)
     else:
         if not spec.options.sparse:  # the fused kernels check the label values in their sweep
             check_label_values(spec.xp, spec.labels, None)
@@ -168,6 +206,9 @@ def sigmoid_ce(spec: SigmoidCE, want_grad: bool = False, out: Any = None) -> tup
         from ._fast import losses as fast
 
         value, grad = fast.sigmoid_ce(spec, want_grad, out)
+    elif lean_torch(x, spec.labels, spec.pos_weight, spec.sample_weights):
+        check_label_values(spec.xp, spec.labels, 1.0)
+        return _lean_torch().sigmoid_ce(spec, want_grad)
     else:
         check_label_values(spec.xp, spec.labels, 1.0)
         value, grad = g_losses.sigmoid_ce(spec, want_grad)
@@ -190,6 +231,8 @@ def softmax_measure(spec: SoftmaxMeasure, want_grad: bool = False) -> tuple[Arra
         from ._fast import measures as fast
 
         return fast.softmax_measure(spec, want_grad)
+    elif lean_torch(spec.a, spec.b) and (spec.b is None or lean_torch(spec.b, spec.a)):
+        return _lean_torch().softmax_measure(spec, want_grad)
     return g_measures.softmax_measure(spec, want_grad)
 
 
