@@ -152,6 +152,23 @@ def _lean_torch() -> Any:
     return adapter
 
 
+# --- issue 13: JAX custom VJPs ----------------------------------------------------------------
+
+
+def jax_vjp(logits: Any, want_grad: bool) -> bool:
+    """True when a call runs :mod:`infoloss._frameworks.jax` (a ``jax.custom_vjp`` around the
+    definition): JAX arrays (validation has put every argument on one namespace), value only
+    (``value_and_grad`` computes both with the definition directly)."""
+    jax = sys.modules.get("jax")
+    return not want_grad and jax is not None and isinstance(logits, jax.Array)
+
+
+def _jax_adapter() -> Any:
+    from ._frameworks import jax as adapter
+
+    return adapter
+
+
 # --------------------------------------------------------------------------- finishing
 
 
@@ -188,6 +205,10 @@ def softmax_ce(spec: SoftmaxCE, want_grad: bool = False, out: Any = None) -> tup
         if not spec.options.sparse:
             check_label_values(spec.xp, spec.labels, None)
         return _lean_torch().softmax_ce(spec, want_grad)
+    elif jax_vjp(x, want_grad):
+        if not spec.options.sparse:
+            check_label_values(spec.xp, spec.labels, None)
+        return _jax_adapter().softmax_ce(spec), None
     else:
         if not spec.options.sparse:  # the fused kernels check the label values in their sweep
             check_label_values(spec.xp, spec.labels, None)
@@ -209,6 +230,9 @@ def sigmoid_ce(spec: SigmoidCE, want_grad: bool = False, out: Any = None) -> tup
     elif lean_torch(x, spec.labels, spec.pos_weight, spec.sample_weights):
         check_label_values(spec.xp, spec.labels, 1.0)
         return _lean_torch().sigmoid_ce(spec, want_grad)
+    elif jax_vjp(x, want_grad):
+        check_label_values(spec.xp, spec.labels, 1.0)
+        return _jax_adapter().sigmoid_ce(spec), None
     else:
         check_label_values(spec.xp, spec.labels, 1.0)
         value, grad = g_losses.sigmoid_ce(spec, want_grad)
@@ -233,6 +257,8 @@ def softmax_measure(spec: SoftmaxMeasure, want_grad: bool = False) -> tuple[Arra
         return fast.softmax_measure(spec, want_grad)
     elif lean_torch(spec.a, spec.b) and (spec.b is None or lean_torch(spec.b, spec.a)):
         return _lean_torch().softmax_measure(spec, want_grad)
+    elif jax_vjp(spec.a, want_grad):
+        return _jax_adapter().softmax_measure(spec), None
     return g_measures.softmax_measure(spec, want_grad)
 
 
