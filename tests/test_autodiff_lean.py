@@ -278,12 +278,12 @@ def test_torch_lean_class_axis_and_nd(axis):
                 ),
                 x,
             )
-        xm = x.movedim(axis, -1)
+
         v0, g0 = _torch_vg(
             lambda t: text_softmax_ce(
                 torch,
                 t.movedim(axis, -1),
-                _sparse_target(torch, y, xm.shape[-1], None).double(),
+                _sparse_target(torch, y, x.shape[axis], None).double(),
                 sparse=True,
                 eps=0.2,
                 red="none",
