@@ -277,6 +277,13 @@ def linear_ce(spec: LinearCE, want_grad: bool = False) -> tuple[Array, Any]:
         and (b is None or fast_torch(b))
     ):
         return _torch_adapter().linear_ce(spec, want_grad)
+    elif (
+        spec.reduction in ("sum", "mean")
+        and lean_torch(h, spec.labels, spec.class_weights)
+        and lean_torch(w)
+        and (b is None or lean_torch(b))
+    ):
+        return _lean_torch().linear_ce(spec, want_grad)
     elif fast_numpy(spec.hidden, spec.weight, spec.bias):
         from ._fast import linear as fast
 

@@ -37,11 +37,12 @@ from typing import Any
 import torch
 
 from .. import _reduce
+from .._generic import linear as g_linear
 from .._generic import losses as g_losses
 from .._generic import measures as g_measures
-from .._specs import CEOptions, SigmoidCE, SoftmaxCE, SoftmaxMeasure
+from .._specs import CEOptions, LinearCE, SigmoidCE, SoftmaxCE, SoftmaxMeasure
 
-__all__ = ["sigmoid_ce", "softmax_ce", "softmax_ce_rows", "softmax_measure"]
+__all__ = ["linear_ce", "sigmoid_ce", "softmax_ce", "softmax_ce_rows", "softmax_measure"]
 
 _INF = float("inf")
 
@@ -156,9 +157,15 @@ def softmax_ce_rows(
     options: CEOptions,
     reduction: str,
     want_grad: bool,
+    rows: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Reduced value and gradient of the reduction for ``(N, C)`` rows ``x`` (compute dtype),
-    ``y`` ``(N,)`` indices (sparse) or ``(N, C)`` masses; the gradient is one new buffer."""
+    ``y`` ``(N,)`` indices (sparse) or ``(N, C)`` masses; the gradient is one new buffer.
+
+    ``rows`` (sparse only): ``x`` is the caller's scratch and is turned into the gradient in
+    place (no second N × C buffer); ``rows(index)`` recomputes the original rows ``x[index]``
+    for the rare rows the definition must decide (the linear layer recomputes them from its
+    inputs)."""
     o, cw, sw = options, class_weights, sample_weights
     eps, z = o.label_smoothing, o.z_loss
     n, c = x.shape
@@ -166,14 +173,18 @@ def softmax_ce_rows(
     m = x.amax(-1) if c else x.new_zeros(n)
     special = ~torch.isfinite(m)  # nan, +inf or all -inf rows: the definition's values
     ms = torch.where(special, torch.zeros_like(m), m)
-    buf = x - ms[:, None]  # x - m, then exp(x - m), then the gradient
-    wsum = float(c) if cw is None else cw.sum()
-    valid = None
+    x_y: Any = None
+    valid: Any = None
     if o.sparse:
         valid = (y != o.ignore_index) if o.ignore_index is not None else None
         idx = y if valid is None else torch.where(valid, y, torch.zeros_like(y))
         idx = idx.long()
         x_y = x.gather(1, idx[:, None])[:, 0]
+    # x - m, then exp(x - m), then the gradient
+    buf = x.sub_(ms[:, None]) if rows is not None else x - ms[:, None]
+    orig = (lambda i: x[i]) if rows is None else rows
+    wsum = float(c) if cw is None else cw.sum()
+    if o.sparse:
         cw_y = None if cw is None else cw[idx]
         sd: Any = None
         if eps > 0:  # Σ_c w_c (x_c - m)
@@ -220,7 +231,7 @@ def softmax_ce_rows(
     if bi.numel():
         lb, _, gb = g_losses.softmax_ce_rows(
             _xp(),
-            x[bi],
+            orig(bi),
             y[bi],
             class_weights=cw,
             sample_weights=None if sw is None else sw[bi],
@@ -259,7 +270,7 @@ def softmax_ce_rows(
             else:
                 g.addcmul_(rs[:, None], cw[None, :], value=-eps / c)
         if ti.numel():  # the mode of a confident row: rowf·expm1(log q) + (rowf − w t)
-            j = x[ti].argmax(-1)
+            j = orig(ti).argmax(-1)
             wt = (1 - eps) * t[ti, j] + (eps / c) * (1.0 if cw is None else cw[j])
             lsj = ls[ti]
             gj = rowf[ti] * torch.expm1(-lsj) + (rowf[ti] - wt)
@@ -365,3 +376,99 @@ def softmax_measure(spec: SoftmaxMeasure, want_grad: bool = False) -> tuple[Any,
 
     ax = None if spec.keepdims else spec.axis
     return _apply(_Run(compute, generic, ax), inputs, want_grad)
+
+
+# --------------------------------------------------------------------------- linear layer
+
+
+def _linear_sweep(
+    spec: LinearCE, hidden: Any, weight: Any, bias: Any, need: tuple[bool, ...]
+) -> tuple[torch.Tensor, tuple[Any, ...]]:
+    """The loss and the three gradients in one chunked sweep (as the fused CPU path does): each
+    chunk's logits are turned into their gradient in place, then ``d_hidden`` for the chunk and
+    the ``d_weight``/``d_bias`` accumulations follow; one chunk of logits exists at a time."""
+    cd = spec.hidden.dtype
+    h = hidden.detach().reshape(spec.hidden.shape).to(cd)
+    w = weight.detach().to(cd)
+    b = None if bias is None else bias.detach().to(cd)
+    y, cw, o = spec.labels, spec.class_weights, spec.options
+    n, chunk = int(h.shape[0]), spec.chunk_rows
+    mean = spec.reduction == "mean"
+    total = g_linear.weight_total(_xp(), y, cw, o.ignore_index, cd) if mean else None
+    scale = None if total is None else torch.where(total == 0, torch.zeros_like(total), 1 / total)
+    want = any(need)
+    dh = torch.empty_like(h) if want and need[0] else None
+    dw = torch.zeros_like(w) if want and need[1] else None
+    db = torch.zeros_like(b) if want and b is not None and need[2] else None
+    wt = w.T
+    loss = h.new_zeros(())
+    for start in range(0, n, chunk):
+        hk, yk = h[start : start + chunk], y[start : start + chunk]
+        logits = hk @ wt if b is None else torch.addmm(b, hk, wt)
+
+        def rows(i: torch.Tensor, hk: Any = hk) -> torch.Tensor:
+            return hk[i] @ wt if b is None else torch.addmm(b, hk[i], wt)
+
+        value_k, g = softmax_ce_rows(
+            logits,
+            yk,
+            class_weights=cw,
+            sample_weights=None,
+            options=o,
+            reduction="sum",
+            want_grad=want,
+            rows=rows,
+        )
+        loss = loss + value_k
+        if g is None:
+            continue
+        if scale is not None:
+            g.mul_(scale)
+        if dh is not None:
+            torch.matmul(g, w, out=dh[start : start + chunk])
+        if dw is not None:
+            dw.addmm_(g.T, hk)
+        if db is not None:
+            db.add_(g.sum(0))
+        del g, logits
+    value = loss if scale is None else loss * scale
+    grads = (
+        None if dh is None else dh.reshape(spec.hidden_shape).to(spec.dtypes[0]),
+        None if dw is None else dw.to(spec.dtypes[1]),
+        None if db is None else db.to(spec.dtypes[2]),
+    )
+    return value.to(spec.dtypes[0]), grads
+
+
+def linear_ce(spec: LinearCE, want_grad: bool = False) -> tuple[Any, Any]:
+    """``linear_cross_entropy`` ("sum"/"mean") of torch tensors on any device: the chunked sweep
+    computes the loss and the gradients in the forward; the backward scales them."""
+    originals = tuple(t for t in spec.originals if t is not None)
+    has_bias = spec.originals[2] is not None
+
+    def split(ts: tuple[Any, ...]) -> tuple[Any, Any, Any]:
+        return ts[0], ts[1], ts[2] if has_bias else None
+
+    def compute(want: tuple[bool, ...]) -> tuple[torch.Tensor, tuple[Any, ...]]:
+        need = (*want, False) if not has_bias else want
+        value, grads = _linear_sweep(spec, *split(originals), need)
+        return value, grads[: len(originals)]
+
+    def generic(*ts: torch.Tensor) -> tuple[Any, ...]:
+        h, w, b = split(ts)
+        s = dataclasses.replace(
+            spec,
+            hidden=h.reshape(spec.hidden.shape).to(spec.hidden.dtype),
+            weight=w.to(spec.weight.dtype),
+            bias=None if b is None else b.to(spec.hidden.dtype),
+        )
+        _, grads = g_linear.linear_ce(s, True)
+        assert grads is not None
+        dh, dw, db = grads
+        return (dh.reshape(spec.hidden_shape), dw, db)[: len(ts)]
+
+    value, grads = _apply(_Run(compute, generic, None), originals, want_grad)
+    if grads is not None:
+        grads = grads if isinstance(grads, tuple) else (grads,)
+        grads = (*grads, None) if not has_bias else grads
+    return value, grads
