@@ -207,9 +207,11 @@ def _jax(device: str, quick: bool, repeat: int, log: Callable[[str], None]) -> d
             compiled[k] = cf
             ma = cf.memory_analysis()
             temps[k] = None if ma is None else ma.temp_size_in_bytes
-    calls: dict[str, Callable[[], Any]] = {
-        k: (lambda cf=cf: jax.block_until_ready(cf(x, y))) for k, cf in compiled.items()
-    }
+
+    def call(cf: Any) -> Callable[[], Any]:
+        return lambda: jax.block_until_ready(cf(x, y))
+
+    calls = {k: call(cf) for k, cf in compiled.items()}
     t = _best(calls, repeat, lambda: None)
     ref = next(iter(fns))
     log(f"jit(value_and_grad) sparse CE {n}x{c} float32, smoothing 0.1, device {dev}")
