@@ -728,3 +728,50 @@ def test_torch_lean_linear_peak_memory_in_a_child_process():
     grads = (1024 * 64 + 32000 * 64) * 4
     unfused = 2 * 1024 * 32000 * 4
     assert peak - grads <= unfused / 8, (peak, grads, unfused)
+
+
+@jax_cases
+@pytest.mark.filterwarnings("ignore:Explicitly requested dtype")
+@pytest.mark.parametrize("red", ["sum", "mean"])
+def test_jax_linear_custom_vjp_equals_grad_of_the_unfused_textbook(red):
+    """``linear_cross_entropy`` under ``jax.jit(jax.grad)``: the scan over chunks computing the
+    three gradients in the forward sweep; class weights differentiated fall back to the
+    definition's VJP."""
+    import jax
+
+    jnp = jax.numpy
+    rng = np.random.default_rng(8)
+    h, w, b = (jnp.asarray(rng.standard_normal(s)) for s in ((37, 8), (11, 8), (11,)))
+    y = rng.integers(0, 11, 37)
+    y[::5] = IGN
+    y = jnp.asarray(y)
+    cw = jnp.asarray(rng.random(11) + 0.5)
+    valid = y != IGN
+
+    def mine(h, w, b, cw):
+        return infoloss.linear_cross_entropy(
+            h,
+            w,
+            y,
+            bias=b,
+            class_weights=cw,
+            ignore_index=IGN,
+            label_smoothing=0.1,
+            z_loss=0.01,
+            reduction=red,
+            chunk_size=8,
+        )
+
+    def text(h, w, b, cw):
+        t = _sparse_target(jnp, y, 11, valid)
+        return text_softmax_ce(
+            jnp, h @ w.T + b, t, sparse=True, cw=cw, eps=0.1, z=0.01, red=red, valid=valid
+        )
+
+    assert "custom_vjp" in str(jax.make_jaxpr(mine)(h, w, b, cw))
+    for argnums in ((0, 1, 2), (0, 1, 2, 3)):
+        v, g = jax.jit(jax.value_and_grad(mine, argnums=argnums))(h, w, b, cw)
+        v0, g0 = jax.value_and_grad(text, argnums=argnums)(h, w, b, cw)
+        assert_close(v, v0, **TOL)
+        for a, e in zip(g, g0, strict=True):
+            assert_close(a, e, **TOL)

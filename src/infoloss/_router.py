@@ -284,6 +284,8 @@ def linear_ce(spec: LinearCE, want_grad: bool = False) -> tuple[Array, Any]:
         and (b is None or lean_torch(b))
     ):
         return _lean_torch().linear_ce(spec, want_grad)
+    elif spec.reduction in ("sum", "mean") and jax_vjp(spec.hidden, want_grad):
+        return finish_linear(spec, _jax_adapter().linear_ce(spec), None)
     elif fast_numpy(spec.hidden, spec.weight, spec.bias):
         from ._fast import linear as fast
 

@@ -28,12 +28,13 @@ import jax
 from jax.custom_derivatives import CustomVJPPrimal, SymbolicZero
 
 from .. import _reduce
+from .._generic import linear as g_linear
 from .._generic import losses as g_losses
 from .._generic import measures as g_measures
-from .._specs import SigmoidCE, SoftmaxCE, SoftmaxMeasure
+from .._specs import LinearCE, SigmoidCE, SoftmaxCE, SoftmaxMeasure
 from .._utils import moveaxis_back, moveaxis_last, upcast
 
-__all__ = ["sigmoid_ce", "softmax_ce", "softmax_measure"]
+__all__ = ["linear_ce", "sigmoid_ce", "softmax_ce", "softmax_measure"]
 
 
 def _unwrap(args: tuple[Any, ...]) -> tuple[tuple[Any, ...], tuple[bool, ...]]:
@@ -236,3 +237,96 @@ _measure.defvjp(_measure_fwd, _measure_bwd, symbolic_zeros=True)
 def softmax_measure(spec: SoftmaxMeasure) -> Any:
     """softmax_entropy / softmax_kl_divergence of JAX arrays through the custom VJP."""
     return _measure(_measure_spec(spec, None, None), spec.a, spec.b)
+
+
+# --------------------------------------------------------------------------- linear layer
+
+
+def _lin_spec(st: LinearCE, h: Any, w: Any, b: Any, y: Any, cw: Any) -> LinearCE:
+    return dataclasses.replace(st, hidden=h, weight=w, bias=b, labels=y, class_weights=cw)
+
+
+def _lin_value(st: LinearCE, *args: Any) -> Any:
+    return g_linear.linear_ce(_lin_spec(st, *args), False)[0]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _lin(st: LinearCE, h: Any, w: Any, b: Any, y: Any, cw: Any) -> Any:
+    return _lin_value(st, h, w, b, y, cw)
+
+
+def _lin_fwd(st: LinearCE, *args: Any) -> tuple[Any, Any]:
+    vals, pert = _unwrap(args)
+    if any(pert[3:]):  # class weights differentiated: the definition's VJP
+        value, vjp = jax.vjp(lambda *a: _lin_value(st, *a), *vals)
+        return value, (vjp,)
+    value, grads = _lin_sweep(_lin_spec(st, *vals))
+    return value, (grads,)
+
+
+def _lin_sweep(spec: LinearCE) -> tuple[Any, tuple[Any, Any, Any]]:
+    """The loss and the three gradients in one ``lax.scan`` over chunks of rows (Liger-style):
+    the scan makes XLA hold one chunk of logits at a time (an unrolled loop lets it keep them
+    all). Rows are padded to a whole number of chunks; padded rows have sample weight 0."""
+    jnp = jax.numpy
+    xp = spec.xp
+    h, w, b, y, cw, o = (
+        spec.hidden,
+        spec.weight,
+        spec.bias,
+        spec.labels,
+        spec.class_weights,
+        spec.options,
+    )
+    n, hd = h.shape
+    chunk = min(spec.chunk_rows, max(n, 1))
+    k = -(-n // chunk)
+    pad = k * chunk - n
+    mean = spec.reduction == "mean"
+    total = g_linear.weight_total(xp, y, cw, o.ignore_index, h.dtype) if mean else None
+    scale = (
+        1.0 if total is None else jnp.where(total == 0, 0.0, 1 / jnp.where(total == 0, 1.0, total))
+    )
+    hp = jnp.pad(h, ((0, pad), (0, 0))).reshape(k, chunk, hd)
+    yp = jnp.pad(y, (0, pad)).reshape(k, chunk)
+    mp = jnp.pad(jnp.ones((n,), h.dtype), (0, pad)).reshape(k, chunk)
+
+    wt: Any = w
+
+    def body(carry: Any, xs: Any) -> Any:
+        dw, db, loss = carry
+        hk, yk, mk = xs
+        logits = hk @ wt.T if b is None else hk @ wt.T + b
+        rows: Any = g_losses.softmax_ce_rows(
+            xp, logits, yk, class_weights=cw, sample_weights=mk, options=o, want_grad=True
+        )
+        loss_k, g = rows[0], rows[2] * scale
+        dw = dw + g.T @ hk
+        db = None if db is None else db + jnp.sum(g, axis=0)
+        return (dw, db, loss + jnp.sum(loss_k)), g @ wt
+
+    init = (jnp.zeros_like(w), None if b is None else jnp.zeros_like(b), jnp.zeros((), h.dtype))
+    (dw, db, loss), dh = jax.lax.scan(body, init, (hp, yp, mp))
+    dh = dh.reshape(k * chunk, hd)[:n]
+    return loss * scale, (dh, dw, db)
+
+
+def _lin_bwd(st: LinearCE, res: Any, ct: Any) -> tuple[Any, ...]:
+    if _is_zero(ct):
+        return (None,) * 5
+    if not isinstance(res[0], tuple):
+        return tuple(res[0](ct))
+    dh, dw, db = res[0]
+    return (dh * ct, dw * ct, None if db is None else db * ct, None, None)
+
+
+_lin.defvjp(_lin_fwd, _lin_bwd, symbolic_zeros=True)
+
+
+def linear_ce(spec: LinearCE) -> Any:
+    """``linear_cross_entropy`` ("sum"/"mean") of JAX arrays through the custom VJP: the value
+    (flattened rows, compute dtype), differentiable with respect to hidden, weight and bias."""
+    st = dataclasses.replace(
+        _lin_spec(spec, None, None, None, None, None), originals=(None, None, None)
+    )
+    return _lin(st, spec.hidden, spec.weight, spec.bias, spec.labels, spec.class_weights)

@@ -55,7 +55,7 @@ _CHILD_TORCH = textwrap.dedent(
                     x, y, label_smoothing=0.1, reduction="mean").backward()
     else:
         hid = torch.randn(n, h, device=dev).requires_grad_()
-        w = (torch.randn(c, h, device=dev) / h ** 0.5).requires_grad_()
+        w = torch.randn(c, h, device=dev).div_(h ** 0.5).requires_grad_()
         args = (hid, w)
         def step():
             if who == "torch":
