@@ -6,8 +6,12 @@ to one function here, which picks, in one visible ``if``/``elif``, between
 1. a framework adapter — :mod:`infoloss._frameworks.torch`: CPU torch tensors run the fused
    kernels inside a ``torch.autograd.Function`` (zero-copy NumPy views);
 2. the fused NumPy kernels — :mod:`infoloss._fast` (NumPy float16/bfloat16/float32/float64);
-3. the generic definition — :mod:`infoloss._generic` (any Array API library, any device;
-   what CUDA, MPS and XLA devices run).
+3. the lean framework adapters (issue 13) — :mod:`infoloss._frameworks.torch_lean` (torch
+   tensors on any device, and CPU with the fast path off: analytic gradients in torch ops inside
+   an autograd Function) and :mod:`infoloss._frameworks.jax` (JAX arrays: ``jax.custom_vjp``
+   around the definition);
+4. the generic definition — :mod:`infoloss._generic` (any Array API library, any device;
+   ``torch.func`` transforms, ``torch.compile`` tracing, labels or weights requiring grad).
 
 Routes 1 and 2 need numba and are skipped under :func:`infoloss._config.generic_only` or with
 ``INFOLOSS_DISABLE_FAST=1``. Nothing below this module decides the route again. The router
