@@ -8,8 +8,12 @@ to one function here, which picks, in one visible ``if``/``elif``, between
    :mod:`infoloss._frameworks.tensorflow`: TensorFlow tensors run the generic definitions
    under a ``tf.custom_gradient`` (eagerly, in ``tf.function`` and under XLA alike);
 2. the fused NumPy kernels — :mod:`infoloss._fast` (NumPy float16/bfloat16/float32/float64);
-3. the generic definition — :mod:`infoloss._generic` (any Array API library, any device;
-   what CUDA, MPS and XLA devices run).
+3. the lean framework adapters (issue 13) — :mod:`infoloss._frameworks.torch_lean` (torch
+   tensors on any device, and CPU with the fast path off: analytic gradients in torch ops inside
+   an autograd Function) and :mod:`infoloss._frameworks.jax` (JAX arrays: ``jax.custom_vjp``
+   around the definition);
+4. the generic definition — :mod:`infoloss._generic` (any Array API library, any device;
+   ``torch.func`` transforms, ``torch.compile`` tracing, labels or weights requiring grad).
 
 Routes 1 and 2 need numba and are skipped under :func:`infoloss._config.generic_only` or with
 ``INFOLOSS_DISABLE_FAST=1``; route 2 also for NumPy problems below
@@ -158,6 +162,57 @@ def _torch_adapter() -> Any:
     return adapter
 
 
+# --- issue 13: lean torch autograd on any device (analytic gradients in torch ops) ---------
+
+
+def lean_torch(logits: Any, *others: Any) -> bool:
+    """True when a call runs :mod:`infoloss._frameworks.torch_lean` (analytic gradients under
+    autograd, in torch ops, on any device): ``logits`` a plain (not subclassed, not
+    functorch-wrapped) strided floating torch tensor, every other argument ``None``, a non-array
+    value or a tensor that does not require grad, and no ``torch.compile`` tracing (which traces
+    the generic definition). Otherwise the generic definition runs and autograd differentiates it.
+    """
+    torch = sys.modules.get("torch")
+    if torch is None or not isinstance(logits, torch.Tensor):
+        return False
+    if not logits.dtype.is_floating_point or torch.compiler.is_compiling():
+        return False
+    for t in (logits, *others):
+        if isinstance(t, torch.Tensor):
+            if t is not logits and t.requires_grad:
+                return False
+            if type(t) is not torch.Tensor and type(t) is not torch.nn.Parameter:
+                return False
+            if t.layout is not torch.strided or torch._C._functorch.is_functorch_wrapped_tensor(t):
+                return False
+        elif t is not None and (hasattr(t, "__array_namespace__") or isinstance(t, np.ndarray)):
+            return False
+    return True
+
+
+def _lean_torch() -> Any:
+    from ._frameworks import torch_lean as adapter
+
+    return adapter
+
+
+# --- issue 13: JAX custom VJPs ----------------------------------------------------------------
+
+
+def jax_vjp(logits: Any, want_grad: bool) -> bool:
+    """True when a call runs :mod:`infoloss._frameworks.jax` (a ``jax.custom_vjp`` around the
+    definition): JAX arrays (validation has put every argument on one namespace), value only
+    (``value_and_grad`` computes both with the definition directly)."""
+    jax = sys.modules.get("jax")
+    return not want_grad and jax is not None and isinstance(logits, jax.Array)
+
+
+def _jax_adapter() -> Any:
+    from ._frameworks import jax as adapter
+
+    return adapter
+
+
 # --------------------------------------------------------------------------- finishing
 
 
@@ -194,6 +249,16 @@ def softmax_ce(spec: SoftmaxCE, want_grad: bool = False, out: Any = None) -> tup
         from ._fast import losses as fast
 
         value, grad = fast.softmax_ce(spec, want_grad, out)
+    elif spec.options.softcap is None and lean_torch(
+        x, spec.labels, spec.class_weights, spec.sample_weights
+    ):
+        if not spec.options.sparse:
+            check_label_values(spec.xp, spec.labels, None)
+        return _lean_torch().softmax_ce(spec, want_grad)
+    elif spec.options.softcap is None and jax_vjp(x, want_grad):
+        if not spec.options.sparse:
+            check_label_values(spec.xp, spec.labels, None)
+        return _jax_adapter().softmax_ce(spec), None
     else:
         if not spec.options.sparse:  # the fused kernels check the label values in their sweep
             check_label_values(spec.xp, spec.labels, None)
@@ -229,6 +294,12 @@ def sigmoid_ce(spec: SigmoidCE, want_grad: bool = False, out: Any = None) -> tup
         from ._fast import losses as fast
 
         value, grad = fast.sigmoid_ce(spec, want_grad, out)
+    elif lean_torch(x, spec.labels, spec.pos_weight, spec.sample_weights):
+        check_label_values(spec.xp, spec.labels, 1.0)
+        return _lean_torch().sigmoid_ce(spec, want_grad)
+    elif jax_vjp(x, want_grad):
+        check_label_values(spec.xp, spec.labels, 1.0)
+        return _jax_adapter().sigmoid_ce(spec), None
     else:
         check_label_values(spec.xp, spec.labels, 1.0)
         value, grad = g_losses.sigmoid_ce(spec, want_grad)
@@ -298,6 +369,12 @@ def softmax_measure(spec: SoftmaxMeasure, want_grad: bool = False) -> tuple[Arra
         from ._fast import measures as fast
 
         return fast.softmax_measure(spec, want_grad)
+    elif lean_torch(spec.a, spec.b) and (spec.b is None or lean_torch(spec.b, spec.a)):
+        return _lean_torch().softmax_measure(spec, want_grad)
+    elif spec.sample_weights is None and spec.mask is None and jax_vjp(spec.a, want_grad):
+        # (the weights and mask would be static arguments of the custom VJP: they go through
+        # JAX's own autodiff of the definition instead)
+        return _jax_adapter().softmax_measure(spec), None
     return g_measures.softmax_measure(spec, want_grad)
 
 
@@ -322,6 +399,12 @@ def lm_measure(spec: LMMeasure, want_grad: bool = False) -> tuple[Array, Any]:
     return g_losses.lm_measure(spec, value, grad)
 
 
+def _lean_linear_options(spec: LinearCE) -> bool:
+    """The lean torch and JAX linear layers cover the options of issue 13; per-token weights,
+    soft-capping and ``return_aux`` take the generic definition (autodiff) instead."""
+    return spec.sample_weights is None and spec.options.softcap is None and not spec.want_lse
+
+
 def linear_ce(spec: LinearCE, want_grad: bool = False) -> tuple[Array, Any]:
     """Linear layer + sparse softmax cross-entropy: (value, (d_hidden, d_weight, d_bias) or None)."""
     h, w, b = spec.originals
@@ -335,6 +418,20 @@ def linear_ce(spec: LinearCE, want_grad: bool = False) -> tuple[Array, Any]:
         return _linear_aux(spec, value, lse_rows), grads
     elif tensorflow(spec.xp):
         value, grads, lse_rows = _tf_adapter().linear_ce(spec, want_grad)
+    elif (
+        spec.reduction in ("sum", "mean")
+        and _lean_linear_options(spec)
+        and lean_torch(h, spec.labels, spec.class_weights)
+        and lean_torch(w)
+        and (b is None or lean_torch(b))
+    ):
+        return _lean_torch().linear_ce(spec, want_grad)
+    elif (
+        spec.reduction in ("sum", "mean")
+        and _lean_linear_options(spec)
+        and jax_vjp(spec.hidden, want_grad)
+    ):
+        return finish_linear(spec, _jax_adapter().linear_ce(spec), None)
     elif fast_numpy(spec.hidden, spec.weight, spec.bias, spec.sample_weights):
         from ._fast import linear as fast
 

@@ -105,9 +105,11 @@ def linear_cross_entropy(
     (and ``d_weight`` accumulated) in float32 and returned in their own dtype.
 
     On NumPy the chunk buffer is allocated once and filled by ``matmul(..., out=)``;
-    ``d_weight`` is accumulated in blocks of 4096 vocabulary rows (a ``4096 × H`` temporary). On other backends the generic array-API code runs the same
-    chunked loop; it stays differentiable by PyTorch autograd and ``jax.grad`` (which then keep
-    each chunk's logits for their backward pass, so the memory saving needs ``value_and_grad``).
+    ``d_weight`` is accumulated in blocks of 4096 vocabulary rows (a ``4096 × H`` temporary). Torch tensors on other devices (and CPU with the fast path off)
+    and JAX arrays (a ``lax.scan`` in a custom VJP) compute the three gradients in the forward
+    sweep too, so ``loss.backward()`` and ``jax.grad`` keep one chunk of logits at a time for
+    ``"sum"``/``"mean"``; ``"none"`` and other backends run the generic chunked loop, which
+    autograd and ``jax.grad`` differentiate (keeping each chunk's logits for their backward).
 
     Examples
     --------

@@ -5,7 +5,8 @@ mirror PyTorch's, so switching is a one-line change (``docs/torch.md`` lists the
 They call :func:`infoloss.softmax_cross_entropy`, :func:`infoloss.sparse_softmax_cross_entropy`
 and :func:`infoloss.sigmoid_cross_entropy`, which accept torch tensors anyway: CPU tensors run the
 fused kernels under autograd (the adapter :mod:`infoloss._frameworks.torch`), every other device
-the generic code. :func:`uses_fast_path` tells which.
+a lean autograd Function with the analytic gradient (:mod:`infoloss._frameworks.torch_lean`).
+:func:`uses_fast_path` tells whether the fused kernels run.
 """
 
 from __future__ import annotations

@@ -6,8 +6,9 @@ Its forward computes the value and, only when the logits require grad (and grad 
 gradient in the same sweep over the logits; its backward returns that gradient scaled by the
 incoming one. A double backward (``create_graph=True``) differentiates the generic torch code
 instead. :mod:`infoloss._router` decides when this runs (:func:`infoloss._router.fast_torch`);
-everything else (CUDA, other devices, tensor subclasses, ``torch.func`` transforms, weights or
-soft labels that require grad) runs the generic code unchanged.
+other devices and CPU with the fast path off run :mod:`infoloss._frameworks.torch_lean`; tensor
+subclasses, ``torch.func`` transforms and weights or soft labels that require grad run the generic
+code unchanged.
 
 Copies: a C-contiguous tensor is read in place; a non-contiguous tensor, or a class axis that is
 not the last one, costs one contiguous copy of the logits (the gradient is then returned in the

@@ -63,10 +63,13 @@ def softmax_ce_rows(
     sample_weights: Array | None,
     options: CEOptions,
     want_grad: bool,
+    parts: tuple[Array, Array] | None = None,
 ) -> tuple[Array, Array, Grad]:
     """Per-example losses, their weights in a mean, and the gradient of their sum.
 
     ``x`` is ``(..., C)`` (classes last), ``y`` ``(...)`` indices or ``(..., C)`` masses.
+    ``parts`` are ``lse_parts(xp, x, -1)[:2]`` when the caller has them already (a custom VJP
+    keeps them from its forward pass, so the backward needs no reduction over the classes).
     """
     cw, sw, o = class_weights, sample_weights, options
     eps, z = o.label_smoothing, o.z_loss
@@ -76,7 +79,7 @@ def softmax_ce_rows(
         x, d_cap = softcap(xp, x, o.softcap)
     # logsumexp = m + ls, kept apart so that (m - x) + ls loses nothing at |x| ~ 1e30;
     # both are 0 for a row with no distribution (all -inf); m is nan for a row with nan or +inf
-    m, ls, _ = lse_parts(xp, x, -1)
+    m, ls = lse_parts(xp, x, -1)[:2] if parts is None else parts
     m0, ls0 = m[..., 0], ls[..., 0]
     valid = None
     if o.sparse:

@@ -31,7 +31,12 @@ def run_command(argv: list[str], prog: str, doc: str | None) -> int:
             parser.error(str(e))
     except SystemExit as e:  # --help and usage errors (already printed)
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
-    result = run(opts)
+    if args.framework is not None:
+        from ._framework import run_framework
+
+        result = run_framework(args.framework, args.device, args.quick, args.repeat)
+    else:
+        result = run(opts)
     if opts.json_path is not None:
         try:
             write_json(opts.json_path, result)

@@ -125,6 +125,13 @@ def build_parser(prog: str = PROG, description: str | None = None) -> argparse.A
         help="also benchmark linear_cross_entropy at these sizes, each variant in a child "
         "process (slow: minutes), e.g. '8192,1024,32768;2048,1024,131072'",
     )
+    p.add_argument(
+        "--framework",
+        choices=("torch", "jax"),
+        help="time the framework paths under autodiff instead (fwd+bwd against F.cross_entropy / "
+        "F.linear_cross_entropy or optax; INFOLOSS_DISABLE_FAST=1 times the generic code on CPU)",
+    )
+    p.add_argument("--device", help="device of --framework (cpu, cuda, ...; default cpu)")
     p.add_argument("--json", metavar="PATH", help="write the raw figures to this file")
     return p
 
