@@ -213,6 +213,18 @@ def _jax_adapter() -> Any:
     return adapter
 
 
+def _jax_or_definition(run: Any, definition: Any) -> Any:
+    """``run()`` (the custom-VJP adapter), or ``definition()`` where JAX cannot run a custom VJP
+    with symbolic zeros: an eager ``shard_map`` body raises ``NotImplementedError`` at the call
+    (under ``jit`` and ``grad`` the adapter works inside ``shard_map``)."""
+    try:
+        return run()
+    except NotImplementedError as e:
+        if "shard_map" not in str(e):
+            raise
+        return definition()
+
+
 # --------------------------------------------------------------------------- finishing
 
 
@@ -258,7 +270,10 @@ def softmax_ce(spec: SoftmaxCE, want_grad: bool = False, out: Any = None) -> tup
     elif spec.options.softcap is None and jax_vjp(x, want_grad):
         if not spec.options.sparse:
             check_label_values(spec.xp, spec.labels, None)
-        return _jax_adapter().softmax_ce(spec), None
+        return _jax_or_definition(
+            lambda: (_jax_adapter().softmax_ce(spec), None),
+            lambda: _finish(spec.xp, *g_losses.softmax_ce(spec, False), x.dtype, None),
+        )
     else:
         if not spec.options.sparse:  # the fused kernels check the label values in their sweep
             check_label_values(spec.xp, spec.labels, None)
@@ -299,7 +314,10 @@ def sigmoid_ce(spec: SigmoidCE, want_grad: bool = False, out: Any = None) -> tup
         return _lean_torch().sigmoid_ce(spec, want_grad)
     elif jax_vjp(x, want_grad):
         check_label_values(spec.xp, spec.labels, 1.0)
-        return _jax_adapter().sigmoid_ce(spec), None
+        return _jax_or_definition(
+            lambda: (_jax_adapter().sigmoid_ce(spec), None),
+            lambda: _finish(spec.xp, *g_losses.sigmoid_ce(spec, False), x.dtype, None),
+        )
     else:
         check_label_values(spec.xp, spec.labels, 1.0)
         value, grad = g_losses.sigmoid_ce(spec, want_grad)
@@ -374,7 +392,10 @@ def softmax_measure(spec: SoftmaxMeasure, want_grad: bool = False) -> tuple[Arra
     elif spec.sample_weights is None and spec.mask is None and jax_vjp(spec.a, want_grad):
         # (the weights and mask would be static arguments of the custom VJP: they go through
         # JAX's own autodiff of the definition instead)
-        return _jax_adapter().softmax_measure(spec), None
+        return _jax_or_definition(
+            lambda: (_jax_adapter().softmax_measure(spec), None),
+            lambda: g_measures.softmax_measure(spec, False),
+        )
     return g_measures.softmax_measure(spec, want_grad)
 
 
@@ -431,7 +452,10 @@ def linear_ce(spec: LinearCE, want_grad: bool = False) -> tuple[Array, Any]:
         and _lean_linear_options(spec)
         and jax_vjp(spec.hidden, want_grad)
     ):
-        return finish_linear(spec, _jax_adapter().linear_ce(spec), None)
+        return _jax_or_definition(
+            lambda: finish_linear(spec, _jax_adapter().linear_ce(spec), None),
+            lambda: finish_linear(spec, *g_linear.linear_ce(spec, False)[:2]),
+        )
     elif fast_numpy(spec.hidden, spec.weight, spec.bias, spec.sample_weights):
         from ._fast import linear as fast
 
