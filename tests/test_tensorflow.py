@@ -99,6 +99,10 @@ def test_namespace_math_reductions_and_indexing():
         np.testing.assert_array_equal(got.numpy(), want)
     np.testing.assert_array_equal(XP.moveaxis(x, 0, -1).numpy(), np.moveaxis(a, 0, -1))
     np.testing.assert_array_equal(XP.moveaxis(x, -1, 1).numpy(), np.moveaxis(a, -1, 1))
+    for src, dst in [((0, 1), (-2, -1)), ((2, 0), (0, 1)), ((1, 2), (-2, -1)), ((0, 2), (2, 0))]:
+        np.testing.assert_array_equal(
+            XP.moveaxis(x, src, dst).numpy(), np.moveaxis(a, src, dst), err_msg=str((src, dst))
+        )
     np.testing.assert_array_equal(XP.matrix_transpose(x).numpy(), np.swapaxes(a, -1, -2))
     np.testing.assert_array_equal(XP.squeeze(x[:, :1], axis=1).numpy(), a[:, 0])
     np.testing.assert_array_equal(XP.concat([x, x], axis=0).numpy(), np.concatenate([a, a]))
@@ -530,6 +534,14 @@ def _family_cases():
         ("softcap", lambda X, m: il.sparse_softmax_cross_entropy(X, m(y), softcap=2.0)),
         ("perplexity", lambda X, m: il.perplexity(X, m(y))),
         ("bits_per_byte", lambda X, m: il.bits_per_byte(X, m(y), m(nb))),
+        (
+            "mutual_information",
+            lambda X, m: il.mutual_information(m(t / 6.0)) + 0.0 * X[0, 0],
+        ),
+        (
+            "conditional_entropy",
+            lambda X, m: il.conditional_entropy(m(t / 6.0), given=1) + 0.0 * X[0, 0],
+        ),
     ]
 
 
@@ -553,6 +565,15 @@ def test_loss_family_values_and_tape_gradients(case):
     (gt,) = torch.autograd.grad(vt, xt)
     assert_close(g.numpy(), gt.numpy(), rtol=1e-10, atol=1e-12)
     assert np.isfinite(g.numpy()).all()
+
+
+def test_meter_takes_tf_tensors():
+    x, y = t64(RNG.normal(size=(5, 4))), tf.constant(RNG.integers(0, 4, size=5))
+    m = il.CrossEntropyMeter()
+    m.update(x, y)
+    ref = il.CrossEntropyMeter()
+    ref.update(x.numpy(), y.numpy())
+    assert_close(np.asarray(m.perplexity), np.asarray(ref.perplexity), rtol=1e-12)
 
 
 def t64_or_int(a):

@@ -197,10 +197,17 @@ class _TFNamespace:
         return tf.squeeze(x, axis=axis)
 
     @staticmethod
-    def moveaxis(x: Array, source: int, destination: int) -> Array:
+    def moveaxis(x: Array, source: Any, destination: Any) -> Array:
+        """As ``numpy.moveaxis``: ``source`` and ``destination`` are ints or equal-length tuples."""
         nd = x.shape.rank
-        perm = [k for k in range(nd) if k != source % nd]
-        perm.insert(destination % nd, source % nd)
+        src = [s % nd for s in (source if isinstance(source, (tuple, list)) else (source,))]
+        dst = [
+            d % nd
+            for d in (destination if isinstance(destination, (tuple, list)) else (destination,))
+        ]
+        perm = [k for k in range(nd) if k not in src]
+        for d, s in sorted(zip(dst, src, strict=True)):
+            perm.insert(d, s)
         return tf.transpose(x, perm)
 
     @staticmethod

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from . import _router
-from ._utils import Array, quiet_overflow
+from ._utils import Array, quiet_overflow, size
 from ._validate import lm_spec
 from .errors import InfolossError
 
@@ -264,7 +264,9 @@ class CrossEntropyMeter:
             w = xp.ones(tuple(ce.labels.shape), dtype=ce.compute_dtype)
         if valid is not None:
             w = xp.where(valid, w, xp.zeros_like(w))
-        count = int(ce.labels.size) if valid is None else int(xp.sum(xp.astype(valid, xp.int64)))
+        count = (
+            int(size(ce.labels) or 0) if valid is None else int(xp.sum(xp.astype(valid, xp.int64)))
+        )
         self.loss_sum += _detached(loss)
         self.weight += _detached(xp.sum(w))
         if spec.num_bytes is not None:
