@@ -532,6 +532,18 @@ def run_doc_recipes(rank: int, world: int, port: int) -> dict[str, Any]:
     return {"blocks": len(blocks)}
 
 
+def _wait_for_peers(out: str, world: int, timeout: float) -> None:
+    """Wait until every other rank has written its results file (``rank<k>.json`` beside
+    ``out``), so that rank 0 does not exit while another rank still talks to its store."""
+    folder = os.path.dirname(out)
+    deadline = time.monotonic() + timeout
+    peers = [os.path.join(folder, f"rank{k}.json") for k in range(1, world)]
+    while time.monotonic() < deadline:
+        if all(os.path.exists(p) and os.path.getsize(p) > 0 for p in peers):
+            return
+        time.sleep(0.05)
+
+
 def main(argv: list[str]) -> None:
     rank, world, port, out = int(argv[0]), int(argv[1]), int(argv[2]), argv[3]
     import torch.distributed as dist
@@ -541,6 +553,8 @@ def main(argv: list[str]) -> None:
     if argv[4:] == ["docs"]:
         with open(out, "w") as f:
             json.dump({"docs": run_doc_recipes(rank, world, port)}, f)
+        if rank == 0:  # the recipes' rendezvous store lives in rank 0: up until all are done
+            _wait_for_peers(out, world, timeout=120.0)
         return
     dist.init_process_group("gloo", rank=rank, world_size=world, timeout=timedelta(seconds=120))
     results: dict[str, Any] = {}
