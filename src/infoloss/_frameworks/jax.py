@@ -71,17 +71,30 @@ def _ce_rows(spec: SoftmaxCE) -> tuple[Any, Any]:
 
 
 def _parts(x: Any) -> tuple[Any, Any]:
-    """``lse_parts(x, -1)[:2]`` in two reductions instead of three: ``(k − 1) + r`` (the sum of the
-    exponentials without one maximum) as the sum over all classes but the first maximum, so that
-    the count ``k`` of maxima needs no reduction of its own. Same special values (an all ``-inf``
-    row gives 0, a row with nan or ``+inf`` nan)."""
+    """``lse_parts(x, -1)[:2]`` with the same special values (an all ``-inf`` row gives 0, a row
+    with nan or ``+inf`` nan), in the form XLA's CPU backend runs fastest.
+
+    XLA vectorizes a row reduction of plain arithmetic, but not one holding a select, an
+    ``argmax``, or two reductions fused into one loop (measured at 2048 × 32000 float32: the
+    ``argmax`` form ran 5× slower than the two reductions here). So:
+
+    - ``r = Σ exp(d)·min(1, −2d)``, ``d = x − m``: the maxima (``d = 0``) are left out by
+      arithmetic, and every term with ``d ≤ −1/2`` counts in full;
+    - ``s = Σ exp(d)``, kept from fusing with ``r`` by an optimization barrier;
+    - ``log s = log1p(r)`` where ``s < 1.5``, ``log(s)`` elsewhere. Below 1.5 there is one
+      maximum and every other term is below 1/2, so ``d < −log 2`` there and ``r`` is exactly
+      their sum: ``log1p`` keeps its relative accuracy (a confident row's small loss). At 1.5 and
+      above (two or more maxima, or terms near the maximum, which ``r`` may count in part)
+      ``log s ≥ log 1.5`` is accurate as it is.
+    """
     jnp = jax.numpy
-    idx = jnp.argmax(x, axis=-1, keepdims=True)
-    m = jnp.take_along_axis(x, idx, axis=-1)
+    m = jnp.max(x, axis=-1, keepdims=True)
     m = jnp.where(m == -jnp.inf, jnp.zeros_like(m), jnp.where(m == jnp.inf, jnp.nan, m))
-    first = jax.lax.broadcasted_iota(idx.dtype, x.shape, x.ndim - 1) == idx
-    rest = jnp.sum(jnp.where(first, jnp.zeros_like(x), jnp.exp(x - m)), axis=-1, keepdims=True)
-    return m, jnp.log1p(rest)
+    d = x - m
+    rest = jnp.sum(jnp.exp(d) * jnp.minimum(1, -2 * d), axis=-1, keepdims=True)
+    rest, x, m = jax.lax.optimization_barrier((rest, x, m))
+    s = jnp.sum(jnp.exp(x - m), axis=-1, keepdims=True)
+    return m, jnp.where(s < 1.5, jnp.log1p(rest), jnp.log(s))
 
 
 def _ce_value(st: SoftmaxCE, *args: Any) -> tuple[Any, Any]:
