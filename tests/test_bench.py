@@ -112,6 +112,39 @@ def test_linear_part(tmp_path, capsys):
     assert res["rows"]["fused"]["loss"] == pytest.approx(res["rows"]["unfused"]["loss"], rel=1e-5)
 
 
+@pytest.mark.parametrize("framework", ["torch", "jax"])
+def test_framework_part(framework, tmp_path, capsys):
+    """``--framework``: fwd+bwd under the framework's autodiff beside its own loss, with memory;
+    infoloss's linear layer keeps less than the unfused logits and gradient."""
+    pytest.importorskip(framework)
+    if framework == "jax":
+        pytest.importorskip("optax")
+    out = tmp_path / "f.json"
+    argv = ["--framework", framework, "--quick", "--repeat", "1", "--linear", "256,32,2000"]
+    assert bench.main([*argv, "--json", str(out)]) == 0
+    stdout = capsys.readouterr().out
+    assert "sparse CE" in stdout and "linear_cross_entropy fwd+bwd N=256 H=32 V=2000" in stdout
+    _no_targets(stdout)
+    r = json.loads(out.read_text())[framework]
+    peer = "torch" if framework == "torch" else "optax"
+    assert set(r["ce"]["time"]) == {peer, "infoloss"}
+    assert all(t > 0 for t in r["ce"]["time"].values())
+    (lin,) = r["linear"]
+    assert lin["shape"] == [256, 32, 2000]
+    unfused = "torch" if framework == "torch" else "unfused (jnp)"
+    assert all(t > 0 for t in lin["time"].values())
+    if framework == "torch":  # peak RSS above inputs and returned gradients, in child processes
+        extra = {k: p - lin["gradients"] for k, p in lin["peak"].items()}
+        assert extra[unfused] >= 2 * 256 * 2000 * 4 * 0.9  # its logits and their gradient
+        assert extra["infoloss"] < extra[unfused] / 4
+    else:  # XLA's temporaries
+        temp = r["ce"]["temp"]
+        if None not in temp.values():
+            assert temp["infoloss"] < temp["optax"]
+        if None not in lin["temp"].values():
+            assert lin["temp"]["infoloss"] < lin["temp"][unfused] / 2
+
+
 def test_bounds_part(tmp_path, capsys):
     """Every kernel's time over a copy of its logits, per round, beside its bound (issue 17)."""
     out = tmp_path / "b.json"

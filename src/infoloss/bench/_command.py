@@ -34,7 +34,8 @@ def run_command(argv: list[str], prog: str, doc: str | None) -> int:
     if args.framework is not None:
         from ._framework import run_framework
 
-        result = run_framework(args.framework, args.device, args.quick, args.repeat)
+        linear = opts.linear if args.linear is not None else None
+        result = run_framework(args.framework, args.device, args.quick, args.repeat, linear)
     else:
         result = run(opts)
     if opts.json_path is not None:
