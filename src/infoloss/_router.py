@@ -13,7 +13,11 @@ to one function here, which picks, in one visible ``if``/``elif``, between
    an autograd Function) and :mod:`infoloss._frameworks.jax` (JAX arrays: ``jax.custom_vjp``
    around the definition);
 4. the generic definition — :mod:`infoloss._generic` (any Array API library, any device;
-   ``torch.func`` transforms, ``torch.compile`` tracing, labels or weights requiring grad).
+   ``torch.func`` transforms, labels or weights requiring grad).
+
+While ``torch.compile`` traces, the torch calls that a custom op covers go first to
+:mod:`infoloss._frameworks.torch_ops` (:func:`compiled_torch`): one ``torch.library`` op per call,
+no graph break, the fused kernels or the lean code running inside it.
 
 Routes 1 and 2 need numba and are skipped under :func:`infoloss._config.generic_only` or with
 ``INFOLOSS_DISABLE_FAST=1``; route 2 also for NumPy problems below
@@ -104,12 +108,11 @@ def fast_torch(logits: Any, *others: Any) -> bool:
     ``logits`` must be a plain (not subclassed, not functorch-wrapped) strided CPU torch tensor
     of a floating dtype (float16/bfloat16 are computed in float32); every other argument must be
     ``None``, a non-array value or such a CPU tensor that does not require grad (so autograd
-    needs no gradient with respect to it). While ``torch.compile`` traces, only the static
-    properties (type, device, dtype, requires_grad) are checked: the call then becomes a graph
-    break that runs the fused path eagerly (the adapter is ``torch.compiler.disable`` d).
+    needs no gradient with respect to it). While ``torch.compile`` traces (the calls that no
+    custom op covers, :func:`compiled_torch`), only the static properties (type, device, dtype,
+    requires_grad) are checked: the call then becomes a graph break that runs the fused path
+    eagerly (the adapter is ``torch.compiler.disable`` d).
     """
-    if not _config.fast_allowed():
-        return False
     torch = sys.modules.get("torch")
     if torch is None or not isinstance(logits, torch.Tensor):
         return False
@@ -128,6 +131,8 @@ def fast_torch(logits: Any, *others: Any) -> bool:
                 return False
         elif hasattr(t, "__array_namespace__") or isinstance(t, np.ndarray):
             return False  # another array library: validation reports the mix
+    if not _config.fast_allowed():  # (after the static checks: dynamo cannot read it)
+        return False
     if not torch.compiler.is_compiling():
         for t in (logits, *others):
             if isinstance(t, torch.Tensor) and not _plain_cpu_tensor(torch, t):

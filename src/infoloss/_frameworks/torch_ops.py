@@ -143,6 +143,12 @@ def _want(t: Any, want_grad: bool) -> bool:
     return t is not None and (want_grad or (torch.is_grad_enabled() and t.requires_grad))
 
 
+def _differentiable(g: Any, like: torch.Tensor) -> torch.Tensor:
+    """The definition's gradient (computed with autograd recording) in the input's dtype."""
+    assert g is not None
+    return g.to(like.dtype)
+
+
 def _out(g: torch.Tensor) -> Any:
     return None if g.numel() == 0 and g.ndim == 1 else g
 
@@ -178,7 +184,9 @@ def _batch(x: Any, axis: int) -> tuple[int, ...]:
 def _ce_impl(*args: Any) -> tuple[torch.Tensor, torch.Tensor]:
     spec = _ce_spec(args)
     x, want, o, ax = spec.logits, args[-1], spec.options, spec.axis
-    if not o.sparse:
+    if o.sparse:
+        _check_range(spec.labels, int(x.shape[ax]), o.ignore_index)
+    else:
         check_label_values(_XP, spec.labels, None)
     if _fused(x, spec.labels):
         a = _fused_adapter()
@@ -188,8 +196,6 @@ def _ce_impl(*args: Any) -> tuple[torch.Tensor, torch.Tensor]:
         )
         value, g = a._tensor(value), (None if g is None else a._tensor(g))
     else:
-        if o.sparse:
-            _check_range(spec.labels, int(x.shape[ax]), o.ignore_index)
         if o.softcap is None:
             value, (g,) = torch_lean._ce_compute(spec, x)((want,))
         else:
@@ -217,7 +223,7 @@ def _ce_backward(ctx: Any, gv: torch.Tensor, _: Any) -> tuple[Any, ...]:
     gvb = _grad_scale(gv, axis if reduction == "none" else None)
     if torch.is_grad_enabled():  # create_graph=True: the definition's gradient, differentiable
         spec = _ce_spec((*tensors, *ctx.args))
-        g = g_losses.softmax_ce(spec, True)[1].to(tensors[0].dtype)
+        g = _differentiable(g_losses.softmax_ce(spec, True)[1], tensors[0])
     return (g * gvb, *([None] * 12))
 
 
@@ -303,7 +309,7 @@ def _sigmoid_backward(ctx: Any, gv: torch.Tensor, _: Any) -> tuple[Any, ...]:
     g, *tensors = ctx.saved_tensors
     if torch.is_grad_enabled():  # create_graph=True: the definition's gradient, differentiable
         spec = _sigmoid_spec((*tensors, *ctx.args))
-        g = g_losses.sigmoid_ce(spec, True)[1].to(tensors[0].dtype)
+        g = _differentiable(g_losses.sigmoid_ce(spec, True)[1], tensors[0])
     return (g * gv, *([None] * 7))
 
 
@@ -374,7 +380,7 @@ def _measure_impl(*args: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]
     spec = _measure_spec(args)
     a, b, axis, want = spec.a, spec.b, spec.axis, args[13:]
     value, g = g_measures.softmax_measure(spec, any(want))
-    grads = (g,) if b is None else tuple(g) if g is not None else (None, None)  # type: ignore[arg-type]
+    grads: Any = (g,) if b is None else (None, None) if g is None else g
     value = _fit(value, a, _measure_shape(a, b, axis, spec.keepdims, spec.reduction), spec.dtype)
     out = [_none(a), _none(a)]
     for i, (t, gi) in enumerate(zip((a, b), grads, strict=False)):
@@ -404,8 +410,8 @@ def _measure_backward(ctx: Any, gv: torch.Tensor, *_: Any) -> tuple[Any, ...]:
     gvb = _grad_scale(gv, None if kd or reduction != "none" else axis)
     grads: list[Any] = [da, db]
     if torch.is_grad_enabled():  # create_graph=True: the definition's gradient, differentiable
-        g = g_measures.softmax_measure(_measure_spec(args), True)[1]
-        grads = [g, None] if tensors[1] is None else list(g)  # type: ignore[arg-type]
+        g: Any = g_measures.softmax_measure(_measure_spec(args), True)[1]
+        grads = [g, None] if tensors[1] is None else list(g)
     res = [
         None if not need or gi is None else (gi * gvb).to(t.dtype)
         for gi, need, t in zip(grads, ctx.needs_input_grad[:2], tensors[:2], strict=True)
@@ -525,9 +531,9 @@ def _linear_backward(ctx: Any, gv: torch.Tensor, *_: Any) -> tuple[Any, ...]:
     saved = ctx.saved_tensors
     grads, tensors = list(saved[:3]), saved[3:]
     if torch.is_grad_enabled():  # create_graph=True: the definition's gradient, differentiable
-        _, g, _ = g_linear.linear_ce(_linear_spec((*tensors, *ctx.args)), True)
-        assert g is not None
-        grads = list(g)
+        _v, dg, _l = g_linear.linear_ce(_linear_spec((*tensors, *ctx.args)), True)
+        assert dg is not None
+        grads = list(dg)
     res = [
         None if not need or g is None else (g * gv).to(t.dtype)
         for g, need, t in zip(grads, ctx.needs_input_grad[:3], tensors[:3], strict=True)
