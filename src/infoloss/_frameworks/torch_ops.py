@@ -42,6 +42,7 @@ from .._generic import losses as g_losses
 from .._generic import measures as g_measures
 from .._specs import CEOptions, LinearCE, SigmoidCE, SoftmaxCE, SoftmaxMeasure
 from .._utils import check_data, check_label_values
+from ..errors import InfolossError
 from . import torch_lean
 
 __all__ = ["linear_ce", "sigmoid_ce", "softmax_ce", "softmax_measure"]
@@ -143,6 +144,16 @@ def _want(t: Any, want_grad: bool) -> bool:
     return t is not None and (want_grad or (torch.is_grad_enabled() and t.requires_grad))
 
 
+def _saved(g: Any, t: torch.Tensor) -> Any:
+    """The saved gradient of input ``t``; the op must have been asked for it."""
+    if g is not None and g.ndim == 1 and g.shape[0] == 0 and t.shape != g.shape:
+        raise InfolossError(
+            "an infoloss custom op was called without asking for the gradient of an input "
+            "that requires grad (pass its want_grad/grad_* flag as True)"
+        )
+    return g
+
+
 def _differentiable(g: Any, like: torch.Tensor) -> torch.Tensor:
     """The definition's gradient (computed with autograd recording) in the input's dtype."""
     assert g is not None
@@ -224,7 +235,7 @@ def _ce_backward(ctx: Any, gv: torch.Tensor, _: Any) -> tuple[Any, ...]:
     if torch.is_grad_enabled():  # create_graph=True: the definition's gradient, differentiable
         spec = _ce_spec((*tensors, *ctx.args))
         g = _differentiable(g_losses.softmax_ce(spec, True)[1], tensors[0])
-    return (g * gvb, *([None] * 12))
+    return (_saved(g, tensors[0]) * gvb, *([None] * 12))
 
 
 _softmax_ce_op = torch.library.custom_op(
@@ -310,7 +321,7 @@ def _sigmoid_backward(ctx: Any, gv: torch.Tensor, _: Any) -> tuple[Any, ...]:
     if torch.is_grad_enabled():  # create_graph=True: the definition's gradient, differentiable
         spec = _sigmoid_spec((*tensors, *ctx.args))
         g = _differentiable(g_losses.sigmoid_ce(spec, True)[1], tensors[0])
-    return (g * gv, *([None] * 7))
+    return (_saved(g, tensors[0]) * gv, *([None] * 7))
 
 
 _sigmoid_ce_op = torch.library.custom_op(
@@ -413,7 +424,7 @@ def _measure_backward(ctx: Any, gv: torch.Tensor, *_: Any) -> tuple[Any, ...]:
         g: Any = g_measures.softmax_measure(_measure_spec(args), True)[1]
         grads = [g, None] if tensors[1] is None else list(g)
     res = [
-        None if not need or gi is None else (gi * gvb).to(t.dtype)
+        None if not need or gi is None else (_saved(gi, t) * gvb).to(t.dtype)
         for gi, need, t in zip(grads, ctx.needs_input_grad[:2], tensors[:2], strict=True)
     ]
     return (*res, *([None] * 13))
@@ -535,7 +546,7 @@ def _linear_backward(ctx: Any, gv: torch.Tensor, *_: Any) -> tuple[Any, ...]:
         assert dg is not None
         grads = list(dg)
     res = [
-        None if not need or g is None else (g * gv).to(t.dtype)
+        None if not need or g is None else (_saved(g, t) * gv).to(t.dtype)
         for g, need, t in zip(grads, ctx.needs_input_grad[:3], tensors[:3], strict=True)
     ]
     return (*res, *([None] * 13))
