@@ -17,16 +17,17 @@ from __future__ import annotations
 
 import pytest
 
-torch = pytest.importorskip("torch")
+pytest.importorskip("torch")
 
-import torch._dynamo  # noqa: E402
-from _helpers import assert_close  # noqa: E402
-from torch.library import opcheck  # noqa: E402
+import torch
+import torch._dynamo
+from _helpers import assert_close
+from torch.library import opcheck
 
-import infoloss  # noqa: E402
-import infoloss.torch  # noqa: E402
-from infoloss import _config  # noqa: E402
-from infoloss._frameworks import torch_ops  # noqa: E402, F401  (registers the ops)
+import infoloss
+import infoloss.torch
+from infoloss import _config
+from infoloss._frameworks import torch_ops  # noqa: F401  (registers the ops)
 
 pytestmark = [
     # inductor's import of torch.utils.mkldnn uses torch.jit.script_method
