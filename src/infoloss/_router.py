@@ -293,9 +293,7 @@ def softmax_ce(spec: SoftmaxCE, want_grad: bool = False, out: Any = None) -> tup
         from ._fast import losses as fast
 
         value, grad = fast.softmax_ce(spec, want_grad, out)
-    elif spec.options.softcap is None and lean_torch(
-        x, spec.labels, spec.class_weights, spec.sample_weights
-    ):
+    elif lean_torch(x, spec.labels, spec.class_weights, spec.sample_weights):
         if not spec.options.sparse:
             check_label_values(spec.xp, spec.labels, None)
         return _lean_torch().softmax_ce(spec, want_grad)
@@ -459,8 +457,9 @@ def lm_measure(spec: LMMeasure, want_grad: bool = False) -> tuple[Array, Any]:
 
 
 def _lean_linear_options(spec: LinearCE) -> bool:
-    """The lean torch and JAX linear layers cover the options of issue 13; per-token weights,
-    soft-capping and ``return_aux`` take the generic definition (autodiff) instead."""
+    """The JAX linear layer covers the options of issue 13; per-token weights, soft-capping and
+    ``return_aux`` take the generic definition (autodiff) instead (the lean torch layer covers
+    all but ``return_aux``)."""
     return spec.sample_weights is None and spec.options.softcap is None and not spec.want_lse
 
 
@@ -487,8 +486,8 @@ def linear_ce(spec: LinearCE, want_grad: bool = False) -> tuple[Array, Any]:
         value, grads, lse_rows = _tf_adapter().linear_ce(spec, want_grad)
     elif (
         spec.reduction in ("sum", "mean")
-        and _lean_linear_options(spec)
-        and lean_torch(h, spec.labels, spec.class_weights)
+        and not spec.want_lse
+        and lean_torch(h, spec.labels, spec.class_weights, spec.sample_weights)
         and lean_torch(w)
         and (b is None or lean_torch(b))
     ):

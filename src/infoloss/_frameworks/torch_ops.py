@@ -12,9 +12,7 @@ instead of a graph break (``fullgraph=True`` works):
   tensors with the fast path allowed (:func:`infoloss._config.fast_allowed`, read at each call,
   and numba importable) the fused numba kernels (through zero-copy NumPy views, as
   :mod:`infoloss._frameworks.torch` does), otherwise the lean torch code of
-  :mod:`infoloss._frameworks.torch_lean` (any device), or, for the options the lean code does
-  not cover (soft-capping of the softmax and linear cross-entropies, per-token weights of the
-  linear layer), the definition's analytic value and gradient. The checks that read data (label
+  :mod:`infoloss._frameworks.torch_lean` (any device). The checks that read data (label
   range, label values) run there too, raising the same :class:`~infoloss.InfolossError`;
 - its **fake implementation** gives shapes, dtypes and strides only (no data access);
 - its **autograd** formula: the forward returns the value and, when it is needed (an input
@@ -207,10 +205,7 @@ def _ce_impl(*args: Any) -> tuple[torch.Tensor, torch.Tensor]:
         )
         value, g = a._tensor(value), (None if g is None else a._tensor(g))
     else:
-        if o.softcap is None:
-            value, (g,) = torch_lean._ce_compute(spec, x)((want,))
-        else:
-            value, g = g_losses.softmax_ce(spec, want)
+        value, (g,) = torch_lean._ce_compute(spec, x)((want,))
     batch = _batch(x, ax) if spec.reduction == "none" else ()
     value = _fit(value, x, batch, x.dtype)
     return value, (_none(x) if g is None else _fit(g, x, x.shape, x.dtype, ax))
@@ -510,11 +505,8 @@ def _linear_impl(*args: Any) -> tuple[torch.Tensor, ...]:
             if grads is None
             else tuple(None if g is None else a._tensor(g) for g in grads)
         )
-    elif spec.sample_weights is None and spec.options.softcap is None:
-        value, grads = torch_lean._linear_sweep(spec, h, w, b, need)
     else:
-        value, grads, _ = g_linear.linear_ce(spec, want)
-        grads = (None,) * 3 if grads is None else grads
+        value, grads = torch_lean._linear_sweep(spec, h, w, b, need)
     out = [
         _fit(g, t, t.shape, t.dtype) if n and g is not None else _none(h)
         for g, t, n in zip(grads, (h, w, b), need, strict=True)
