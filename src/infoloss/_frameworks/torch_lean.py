@@ -19,6 +19,8 @@ the lean formula does not cover exactly are recomputed by the definition on the 
 (:func:`infoloss._generic.losses.softmax_ce_rows`): a non-finite per-row loss (nan, ``+inf``,
 masked targets, all ``-inf`` rows). Confident rows (``Σ exp(x − m) < 2``) take the definition's
 ``log1p`` of the sum without the maximum, so small losses keep their relative accuracy.
+With soft-capping the passes run on ``c·tanh(x/c)`` and the gradient is multiplied by
+``1 / cosh²(x/c)`` (the chain rule); the linear layer takes per-token sample weights as well.
 
 The sigmoid cross-entropy and the two softmax measures compute value and gradient with the
 generic definition under ``no_grad`` and keep only the gradient.
