@@ -278,6 +278,21 @@ def test_fused_kernels_run_inside_the_compiled_graph(monkeypatch):
     assert_close(x.grad, g, **TOL[torch.float32])
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["f16", "bf16"])
+def test_half_precision_compiled(dtype):
+    """float16/bfloat16 logits: computed in float32 inside the op, value and gradient returned in
+    the logits' dtype, as eager."""
+    x, y = _x(dtype=dtype), _y()
+    fn = lambda t: L.sparse_softmax_cross_entropy(t, y, label_smoothing=0.1, reduction="mean")  # noqa: E731
+    cfn, _ = _compiled(fn)
+    for switch in (_config.always_fast, _config.generic_only):
+        with switch():
+            v, grads = _value_and_grads(fn, [x])
+            vc, grads_c = _value_and_grads(cfn, [x])
+        assert_close(vc, v, rtol=0, atol=0)
+        assert_close(grads_c[0], grads[0], rtol=0, atol=0)
+
+
 def test_value_and_grad_compiled():
     x, y = _x(rg=False), _y(ignore=True)
     vg = infoloss.value_and_grad(infoloss.sparse_softmax_cross_entropy)

@@ -17,8 +17,9 @@ instead of a graph break (``fullgraph=True`` works):
 - its **fake implementation** gives shapes, dtypes and strides only (no data access);
 - its **autograd** formula: the forward returns the value and, when it is needed (an input
   requires grad, or ``value_and_grad``), the analytic gradient computed in the same sweep (an
-  empty tensor otherwise); the backward is one multiplication of that gradient by the incoming
-  one. The gradient output is non-differentiable.
+  empty tensor otherwise; in the compute dtype, float32 for float16/bfloat16 logits, as the eager
+  adapters keep it); the backward is one multiplication of that gradient by the incoming one
+  (and a cast for half-precision logits). The gradient output is non-differentiable.
 
 Double backward: with ``create_graph=True`` in eager mode the backward differentiates the
 generic definition again (as the eager adapters do); inside a compiled graph PyTorch's
@@ -153,9 +154,9 @@ def _saved(g: Any, t: torch.Tensor) -> Any:
 
 
 def _differentiable(g: Any, like: torch.Tensor) -> torch.Tensor:
-    """The definition's gradient (computed with autograd recording) in the input's dtype."""
+    """The definition's gradient (computed with autograd recording) in the compute dtype."""
     assert g is not None
-    return g.to(like.dtype)
+    return g.to(_cd(like.dtype))
 
 
 def _out(g: torch.Tensor) -> Any:
@@ -208,13 +209,13 @@ def _ce_impl(*args: Any) -> tuple[torch.Tensor, torch.Tensor]:
         value, (g,) = torch_lean._ce_compute(spec, x)((want,))
     batch = _batch(x, ax) if spec.reduction == "none" else ()
     value = _fit(value, x, batch, x.dtype)
-    return value, (_none(x) if g is None else _fit(g, x, x.shape, x.dtype, ax))
+    return value, (_none(x) if g is None else _fit(g, x, x.shape, _cd(x.dtype), ax))
 
 
 def _ce_fake(*args: Any) -> tuple[torch.Tensor, torch.Tensor]:
     x, axis, reduction, want = args[0], args[10], args[11], args[12]
     value = _empty(x, _batch(x, axis) if reduction == "none" else (), x.dtype)
-    return value, (_empty(x, x.shape, x.dtype, axis) if want else _none(x))
+    return value, (_empty(x, x.shape, _cd(x.dtype), axis) if want else _none(x))
 
 
 def _ce_setup(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
@@ -230,7 +231,7 @@ def _ce_backward(ctx: Any, gv: torch.Tensor, _: Any) -> tuple[Any, ...]:
     if torch.is_grad_enabled():  # create_graph=True: the definition's gradient, differentiable
         spec = _ce_spec((*tensors, *ctx.args))
         g = _differentiable(g_losses.softmax_ce(spec, True)[1], tensors[0])
-    return (_saved(g, tensors[0]) * gvb, *([None] * 12))
+    return ((_saved(g, tensors[0]) * gvb).to(tensors[0].dtype), *([None] * 12))
 
 
 _softmax_ce_op = torch.library.custom_op(
@@ -259,7 +260,7 @@ def softmax_ce(spec: SoftmaxCE, want_grad: bool = False) -> tuple[Any, Any]:
         spec.reduction,
         _want(x, want_grad),
     )
-    return value, (_out(g) if want_grad else None)
+    return value, (_out(g.to(x.dtype)) if want_grad else None)
 
 
 # --------------------------------------------------------------------------- sigmoid CE
@@ -296,13 +297,13 @@ def _sigmoid_impl(*args: Any) -> tuple[torch.Tensor, torch.Tensor]:
         check_label_values(_XP, spec.labels, 1.0)
         value, g = g_losses.sigmoid_ce(spec, want)
     value = _fit(value, x, x.shape if spec.reduction == "none" else (), x.dtype)
-    return value, (_none(x) if g is None else _fit(g, x, x.shape, x.dtype))
+    return value, (_none(x) if g is None else _fit(g, x, x.shape, _cd(x.dtype)))
 
 
 def _sigmoid_fake(*args: Any) -> tuple[torch.Tensor, torch.Tensor]:
     x, reduction, want = args[0], args[6], args[7]
     value = _empty(x, x.shape if reduction == "none" else (), x.dtype)
-    return value, (_empty(x, x.shape, x.dtype) if want else _none(x))
+    return value, (_empty(x, x.shape, _cd(x.dtype)) if want else _none(x))
 
 
 def _sigmoid_setup(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
@@ -316,7 +317,7 @@ def _sigmoid_backward(ctx: Any, gv: torch.Tensor, _: Any) -> tuple[Any, ...]:
     if torch.is_grad_enabled():  # create_graph=True: the definition's gradient, differentiable
         spec = _sigmoid_spec((*tensors, *ctx.args))
         g = _differentiable(g_losses.sigmoid_ce(spec, True)[1], tensors[0])
-    return (_saved(g, tensors[0]) * gv, *([None] * 7))
+    return ((_saved(g, tensors[0]) * gv).to(tensors[0].dtype), *([None] * 7))
 
 
 _sigmoid_ce_op = torch.library.custom_op(
@@ -339,7 +340,7 @@ def sigmoid_ce(spec: SigmoidCE, want_grad: bool = False) -> tuple[Any, Any]:
         spec.reduction,
         _want(x, want_grad),
     )
-    return value, (_out(g) if want_grad else None)
+    return value, (_out(g.to(x.dtype)) if want_grad else None)
 
 
 # --------------------------------------------------------------------------- softmax measures
