@@ -293,6 +293,22 @@ def test_half_precision_compiled(dtype):
         assert_close(grads_c[0], grads[0], rtol=0, atol=0)
 
 
+def test_dynamic_batch_size():
+    """The default automatic dynamic shapes: the second batch size recompiles with a symbolic
+    one (the fake implementations take symbolic sizes), the third reuses that graph."""
+    torch._dynamo.reset()
+    rec = _Recorder()
+    fn = lambda t, y: L.sparse_softmax_cross_entropy(t, y, axis=1, label_smoothing=0.1)  # noqa: E731
+    cfn = torch.compile(fn, backend=rec, fullgraph=True)
+    for n in (5, 9, 13):
+        x, y = _x((n, C, 3)), _y((n, 3), seed=n)
+        v, grads = _value_and_grads(lambda t, y=y: fn(t, y), [x])
+        vc, grads_c = _value_and_grads(lambda t, y=y: cfn(t, y), [x])
+        assert_close(vc, v, **TOL[torch.float64])
+        assert_close(grads_c[0], grads[0], **TOL[torch.float64])
+    assert rec.graphs == 2
+
+
 def test_value_and_grad_compiled():
     x, y = _x(rg=False), _y(ignore=True)
     vg = infoloss.value_and_grad(infoloss.sparse_softmax_cross_entropy)

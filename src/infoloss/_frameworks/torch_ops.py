@@ -90,8 +90,12 @@ def _grad_strides(shape: tuple[int, ...], axis: int | None) -> tuple[int, ...]:
 
 
 def _empty(like: torch.Tensor, shape: Any, dtype: Any, axis: int | None = None) -> torch.Tensor:
+    """A new tensor in the layout of :func:`_grad_strides` (symbolic sizes allowed: no ``int``)."""
     shape = tuple(shape)
-    return like.new_empty_strided(shape, _grad_strides(shape, axis), dtype=dtype)
+    if axis is None or axis == len(shape) - 1 or not shape:
+        return like.new_empty(shape, dtype=dtype)
+    moved = shape[:axis] + shape[axis + 1 :] + (shape[axis],)
+    return like.new_empty(moved, dtype=dtype).movedim(-1, axis)
 
 
 def _fit(t: torch.Tensor, like: torch.Tensor, shape: Any, dtype: Any, axis: Any = None) -> Any:
