@@ -13,7 +13,11 @@ to one function here, which picks, in one visible ``if``/``elif``, between
    an autograd Function) and :mod:`infoloss._frameworks.jax` (JAX arrays: ``jax.custom_vjp``
    around the definition);
 4. the generic definition — :mod:`infoloss._generic` (any Array API library, any device;
-   ``torch.func`` transforms, ``torch.compile`` tracing, labels or weights requiring grad).
+   ``torch.func`` transforms, labels or weights requiring grad).
+
+While ``torch.compile`` traces, the torch calls that a custom op covers go first to
+:mod:`infoloss._frameworks.torch_ops` (:func:`compiled_torch`): one ``torch.library`` op per call,
+no graph break, the fused kernels or the lean code running inside it.
 
 Routes 1 and 2 need numba and are skipped under :func:`infoloss._config.generic_only` or with
 ``INFOLOSS_DISABLE_FAST=1``; route 2 also for NumPy problems below
@@ -85,10 +89,10 @@ def fast_numpy(*arrays: Any, compute_dtype: Any = None) -> bool:
     ``np.ndarray`` s, the first one floating, computed in float32 or float64, and large enough
     (:func:`infoloss._config.fast_size` of the first one's size: tiny problems take the generic
     code, so that they never wait for a kernel to compile, and numba is not even imported)."""
-    if not _config.fast_allowed():
-        return False
     first = arrays[0]
     if any(a is not None and type(a) is not np.ndarray for a in arrays):
+        return False
+    if not _config.fast_allowed():
         return False
     cd = np.dtype(compute_dtype) if compute_dtype is not None else first.dtype
     if cd not in _FAST_DTYPES:
@@ -104,12 +108,11 @@ def fast_torch(logits: Any, *others: Any) -> bool:
     ``logits`` must be a plain (not subclassed, not functorch-wrapped) strided CPU torch tensor
     of a floating dtype (float16/bfloat16 are computed in float32); every other argument must be
     ``None``, a non-array value or such a CPU tensor that does not require grad (so autograd
-    needs no gradient with respect to it). While ``torch.compile`` traces, only the static
-    properties (type, device, dtype, requires_grad) are checked: the call then becomes a graph
-    break that runs the fused path eagerly (the adapter is ``torch.compiler.disable`` d).
+    needs no gradient with respect to it). While ``torch.compile`` traces (the calls that no
+    custom op covers, :func:`compiled_torch`), only the static properties (type, device, dtype,
+    requires_grad) are checked: the call then becomes a graph break that runs the fused path
+    eagerly (the adapter is ``torch.compiler.disable`` d).
     """
-    if not _config.fast_allowed():
-        return False
     torch = sys.modules.get("torch")
     if torch is None or not isinstance(logits, torch.Tensor):
         return False
@@ -128,6 +131,8 @@ def fast_torch(logits: Any, *others: Any) -> bool:
                 return False
         elif hasattr(t, "__array_namespace__") or isinstance(t, np.ndarray):
             return False  # another array library: validation reports the mix
+    if not _config.fast_allowed():  # (after the static checks: dynamo cannot read it)
+        return False
     if not torch.compiler.is_compiling():
         for t in (logits, *others):
             if isinstance(t, torch.Tensor) and not _plain_cpu_tensor(torch, t):
@@ -196,6 +201,31 @@ def _lean_torch() -> Any:
     return adapter
 
 
+def compiled_torch(logits: Any, *others: Any) -> bool:
+    """True while ``torch.compile`` traces a call on floating torch ``logits`` whose other
+    arguments do not require grad: the call becomes one ``torch.library`` custom op
+    (:mod:`infoloss._frameworks.torch_ops`; no graph break; the op picks the fused kernels or
+    the lean code when it runs). Checked first, since the switches cannot be read while tracing."""
+    torch = sys.modules.get("torch")
+    if torch is None or not isinstance(logits, torch.Tensor) or not torch.compiler.is_compiling():
+        return False
+    if not logits.dtype.is_floating_point:
+        return False
+    for t in others:
+        if isinstance(t, torch.Tensor):
+            if t.requires_grad:
+                return False
+        elif t is not None and (hasattr(t, "__array_namespace__") or isinstance(t, np.ndarray)):
+            return False
+    return True
+
+
+def _torch_ops() -> Any:
+    from ._frameworks import torch_ops as adapter
+
+    return adapter
+
+
 # --- issue 13: JAX custom VJPs ----------------------------------------------------------------
 
 
@@ -249,7 +279,9 @@ def _finish(xp: Any, value: Array, grad: Any, dtype: Any, out: Any) -> tuple[Arr
 def softmax_ce(spec: SoftmaxCE, want_grad: bool = False, out: Any = None) -> tuple[Array, Any]:
     """Both softmax cross-entropies: (value, gradient with respect to the logits or None)."""
     x = spec.logits
-    if fast_torch(x, spec.labels, spec.class_weights, spec.sample_weights):
+    if compiled_torch(x, spec.labels, spec.class_weights, spec.sample_weights):
+        return _torch_ops().softmax_ce(spec, want_grad)
+    elif fast_torch(x, spec.labels, spec.class_weights, spec.sample_weights):
         return _torch_adapter().softmax_ce(spec, want_grad)
     elif tensorflow(spec.xp):
         if not spec.options.sparse:
@@ -261,9 +293,7 @@ def softmax_ce(spec: SoftmaxCE, want_grad: bool = False, out: Any = None) -> tup
         from ._fast import losses as fast
 
         value, grad = fast.softmax_ce(spec, want_grad, out)
-    elif spec.options.softcap is None and lean_torch(
-        x, spec.labels, spec.class_weights, spec.sample_weights
-    ):
+    elif lean_torch(x, spec.labels, spec.class_weights, spec.sample_weights):
         if not spec.options.sparse:
             check_label_values(spec.xp, spec.labels, None)
         return _lean_torch().softmax_ce(spec, want_grad)
@@ -298,7 +328,9 @@ def softmax_ce_aux(spec: SoftmaxCE) -> tuple[Array, Array]:
 def sigmoid_ce(spec: SigmoidCE, want_grad: bool = False, out: Any = None) -> tuple[Array, Any]:
     """Sigmoid cross-entropy: (value, gradient with respect to the logits or None)."""
     x = spec.logits
-    if fast_torch(x, spec.labels, spec.pos_weight, spec.sample_weights):
+    if compiled_torch(x, spec.labels, spec.pos_weight, spec.sample_weights):
+        return _torch_ops().sigmoid_ce(spec, want_grad)
+    elif fast_torch(x, spec.labels, spec.pos_weight, spec.sample_weights):
         return _torch_adapter().sigmoid_ce(spec, want_grad)
     elif tensorflow(spec.xp):
         check_label_values(spec.xp, spec.labels, 1.0)
@@ -381,7 +413,11 @@ def softmax_measure(spec: SoftmaxMeasure, want_grad: bool = False) -> tuple[Arra
     """softmax_entropy (``spec.b`` None), softmax_kl_divergence or softmax_js_divergence:
     (value, gradient(s) or None)."""
     same_dtype = spec.b is None or spec.a.dtype == spec.b.dtype
-    if tensorflow(spec.xp):
+    if compiled_torch(spec.a, spec.sample_weights, spec.mask) and (
+        spec.b is None or compiled_torch(spec.b)
+    ):
+        return _torch_ops().softmax_measure(spec, want_grad)
+    elif tensorflow(spec.xp):
         return _tf_adapter().softmax_measure(spec, want_grad)
     elif same_dtype and fast_numpy(spec.a, spec.b, spec.sample_weights, spec.mask):
         from ._fast import measures as fast
@@ -421,8 +457,9 @@ def lm_measure(spec: LMMeasure, want_grad: bool = False) -> tuple[Array, Any]:
 
 
 def _lean_linear_options(spec: LinearCE) -> bool:
-    """The lean torch and JAX linear layers cover the options of issue 13; per-token weights,
-    soft-capping and ``return_aux`` take the generic definition (autodiff) instead."""
+    """The JAX linear layer covers the options of issue 13; per-token weights, soft-capping and
+    ``return_aux`` take the generic definition (autodiff) instead (the lean torch layer covers
+    all but ``return_aux``)."""
     return spec.sample_weights is None and spec.options.softcap is None and not spec.want_lse
 
 
@@ -430,6 +467,14 @@ def linear_ce(spec: LinearCE, want_grad: bool = False) -> tuple[Array, Any]:
     """Linear layer + sparse softmax cross-entropy: (value, (d_hidden, d_weight, d_bias) or None)."""
     h, w, b = spec.originals
     if (
+        spec.reduction in ("sum", "mean")
+        and not spec.want_lse
+        and compiled_torch(h, spec.labels, spec.class_weights, spec.sample_weights)
+        and compiled_torch(w)
+        and (b is None or compiled_torch(b))
+    ):
+        return _torch_ops().linear_ce(spec, want_grad)
+    elif (
         spec.reduction in ("sum", "mean")
         and fast_torch(h, spec.labels, spec.class_weights, spec.sample_weights)
         and fast_torch(w)
@@ -441,8 +486,8 @@ def linear_ce(spec: LinearCE, want_grad: bool = False) -> tuple[Array, Any]:
         value, grads, lse_rows = _tf_adapter().linear_ce(spec, want_grad)
     elif (
         spec.reduction in ("sum", "mean")
-        and _lean_linear_options(spec)
-        and lean_torch(h, spec.labels, spec.class_weights)
+        and not spec.want_lse
+        and lean_torch(h, spec.labels, spec.class_weights, spec.sample_weights)
         and lean_torch(w)
         and (b is None or lean_torch(b))
     ):

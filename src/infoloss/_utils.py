@@ -40,6 +40,9 @@ def quiet_overflow(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        torch = sys.modules.get("torch")
+        if torch is not None and torch.compiler.is_compiling():  # dynamo cannot trace errstate
+            return fn(*args, **kwargs)
         with np.errstate(over="ignore", invalid="ignore"):
             return fn(*args, **kwargs)
 

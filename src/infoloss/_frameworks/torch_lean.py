@@ -19,6 +19,8 @@ the lean formula does not cover exactly are recomputed by the definition on the 
 (:func:`infoloss._generic.losses.softmax_ce_rows`): a non-finite per-row loss (nan, ``+inf``,
 masked targets, all ``-inf`` rows). Confident rows (``Σ exp(x − m) < 2``) take the definition's
 ``log1p`` of the sum without the maximum, so small losses keep their relative accuracy.
+With soft-capping the passes run on ``c·tanh(x/c)`` and the gradient is multiplied by
+``1 / cosh²(x/c)`` (the chain rule); the linear layer takes per-token sample weights as well.
 
 The sigmoid cross-entropy and the two softmax measures compute value and gradient with the
 generic definition under ``no_grad`` and keep only the gradient.
@@ -170,6 +172,18 @@ def softmax_ce_rows(
     eps, z = o.label_smoothing, o.z_loss
     n, c = x.shape
     zl = not (isinstance(z, (int, float)) and z == 0)
+    x0 = x
+    orig = (lambda i: x0[i]) if rows is None else rows  # the original rows (the definition caps)
+    d_cap: Any = None
+    if o.softcap is not None:  # the loss of c·tanh(x/c) (±inf kept, as the definition does);
+        # the chain rule's 1 − tanh² = 1 / cosh² (no cancellation) multiplies the gradient
+        zc = x / o.softcap
+        inf = x.isinf()
+        x = torch.tanh(zc, out=x) if rows is not None else torch.tanh(zc)
+        x.mul_(o.softcap)
+        if inf.any():
+            x[inf] = x[inf] * _INF
+        d_cap = zc.cosh_().square_().reciprocal_()
     m = x.amax(-1) if c else x.new_zeros(n)
     special = ~torch.isfinite(m)  # nan, +inf or all -inf rows: the definition's values
     ms = torch.where(special, torch.zeros_like(m), m)
@@ -182,7 +196,6 @@ def softmax_ce_rows(
         x_y = x.gather(1, idx[:, None])[:, 0]
     # x - m, then exp(x - m), then the gradient
     buf = x.sub_(ms[:, None]) if rows is not None else x - ms[:, None]
-    orig = (lambda i: x[i]) if rows is None else rows
     wsum = float(c) if cw is None else cw.sum()
     if o.sparse:
         cw_y = None if cw is None else cw[idx]
@@ -275,6 +288,8 @@ def softmax_ce_rows(
             lsj = ls[ti]
             gj = rowf[ti] * torch.expm1(-lsj) + (rowf[ti] - wt)
             g[ti, j] = gj * rs[ti]
+    if d_cap is not None:
+        g.mul_(d_cap)
     if bi.numel():
         assert gb is not None
         g[bi] = _reduce.scale_gradient(_xp(), gb, total, reduction)
@@ -394,7 +409,8 @@ def _linear_sweep(
     y, cw, o = spec.labels, spec.class_weights, spec.options
     n, chunk = int(h.shape[0]), spec.chunk_rows
     mean = spec.reduction == "mean"
-    total = g_linear.weight_total(_xp(), y, cw, o.ignore_index, cd) if mean else None
+    sw = spec.sample_weights
+    total = g_linear.weight_total(_xp(), y, cw, o.ignore_index, cd, sw) if mean else None
     scale = None if total is None else torch.where(total == 0, torch.zeros_like(total), 1 / total)
     want = any(need)
     dh = torch.empty_like(h) if want and need[0] else None
@@ -413,7 +429,7 @@ def _linear_sweep(
             logits,
             yk,
             class_weights=cw,
-            sample_weights=None,
+            sample_weights=None if sw is None else sw[start : start + chunk],
             options=o,
             reduction="sum",
             want_grad=want,
