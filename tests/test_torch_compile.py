@@ -309,6 +309,37 @@ def test_dynamic_batch_size():
     assert rec.graphs == 2
 
 
+@pytest.mark.parametrize(
+    "name, fn",
+    [
+        (
+            "sparse",
+            lambda t, y: L.sparse_softmax_cross_entropy(t, y, label_smoothing=0.1, z_loss=1e-3),
+        ),
+        (
+            "sigmoid",
+            lambda t, y: L.sigmoid_cross_entropy(
+                t, (torch.arange(t.shape[1]) == y[:, None]).to(t.dtype), label_smoothing=0.1
+            ),
+        ),
+    ],
+)
+def test_dynamic_true(name, fn):
+    """``dynamic=True``: sizes and float options are symbolic; the option checks compare them
+    instead of calling ``math.isinf`` (which a symbolic float refuses), and the compiled value
+    and gradient equal eager at two batch sizes."""
+    torch._dynamo.reset()
+    rec = _Recorder()
+    cfn = torch.compile(fn, backend=rec, fullgraph=True, dynamic=True)
+    for n in (5, 9):
+        x, y = _x((n, C)), _y((n,), seed=n)
+        v, grads = _value_and_grads(lambda t, y=y: fn(t, y), [x])
+        vc, grads_c = _value_and_grads(lambda t, y=y: cfn(t, y), [x])
+        assert_close(vc, v, **TOL[torch.float64])
+        assert_close(grads_c[0], grads[0], **TOL[torch.float64])
+    assert rec.graphs >= 1
+
+
 def test_value_and_grad_compiled():
     x, y = _x(rg=False), _y(ignore=True)
     vg = infoloss.value_and_grad(infoloss.sparse_softmax_cross_entropy)

@@ -264,7 +264,7 @@ def check_unit_interval(value: Any, name: str) -> float:
 
 def check_nonnegative(value: Any, name: str) -> float:
     v = _real_option(value, name, "a non-negative number")
-    if not v >= 0.0 or math.isinf(v):
+    if not v >= 0.0 or v == math.inf:
         raise InfolossError(f"`{name}` must be a finite non-negative number; got {value}")
     return v
 
@@ -308,7 +308,7 @@ def log_base(base: Any) -> float | None:
             f"got {_short(base)} of type {type(base).__name__}"
         )
     b = float(base)
-    if not (b > 0.0) or b == 1.0 or math.isinf(b):
+    if not (b > 0.0) or b == 1.0 or b == math.inf:
         raise InfolossError(f"`base` must be positive, finite and different from 1; got {base}")
     return math.log(b)
 

@@ -155,7 +155,7 @@ def check_softcap(value: Any) -> float | None:
     if value is None:
         return None
     v = _real_option(value, "softcap", "a positive number or None")
-    if not (v > 0) or math.isinf(v):
+    if not (v > 0) or v == math.inf:
         raise InfolossError(f"`softcap` must be a finite positive number or None; got {value}")
     return v
 

@@ -19,7 +19,7 @@ __all__ = ["sigmoid_focal_spec", "softmax_focal_spec"]
 
 def _epsilon(value: Any) -> float:
     v = _real_option(value, "epsilon", "a number ≥ -1")
-    if not (v >= -1.0) or math.isinf(v):
+    if not (v >= -1.0) or v == math.inf:
         raise InfolossError(
             f"`epsilon` must be a finite number ≥ -1 (the loss is then ≥ 0); got {value}"
         )

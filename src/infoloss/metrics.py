@@ -170,7 +170,7 @@ def _scalar(x: Any, name: str) -> float:
         v = float(x)
     except (TypeError, ValueError):
         raise InfolossError(f"`{name}` must be a real number; got {x!r}") from None
-    if not v >= 0.0 or math.isinf(v):
+    if not v >= 0.0 or v == math.inf:
         raise InfolossError(f"`{name}` must be a finite non-negative number; got {x!r}")
     return v
 
