@@ -269,6 +269,13 @@ def test_global_helpers_in_one_process():
     assert float(global_weight_total(y, ignore_index=-100, sample_weights=sw)) == 4.5
     with pytest.raises(infoloss.InfolossError, match="one tensor per micro-batch"):
         global_weight_total(y, sample_weights=sw[:1])
+    # probability and sigmoid labels: the rules of softmax_cross_entropy / sigmoid_cross_entropy
+    t = [torch.tensor([[0.25, 0.75], [1.0, 0.0]]), torch.tensor([[0.5, 0.5]])]
+    cw = torch.tensor([2.0, 4.0])
+    assert float(global_weight_total(t, kind="softmax", class_weights=cw)) == 3.5 + 2.0 + 3.0
+    assert float(global_weight_total(t, kind="sigmoid")) == 6.0
+    with pytest.raises(infoloss.InfolossTypeError, match='pass kind="softmax" or "sigmoid"'):
+        global_weight_total(t)
     s = torch.tensor(3.0, requires_grad=True)
     out = global_mean(s, torch.tensor(4.0))
     out.backward()

@@ -21,9 +21,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import _reduce, _router
+from . import _router
 from ._utils import quiet_overflow
-from ._validate_sharded import check_group, group_meta, local_spec, weight_total_args
+from ._validate_sharded import (
+    check_group,
+    group_meta,
+    local_spec,
+    weight_total_args,
+    weight_total_of,
+)
 from .errors import InfolossError
 from .losses import weight_total
 
@@ -267,6 +273,8 @@ def global_weight_total(
     labels: Any,
     *,
     group: Any = None,
+    kind: str | None = None,
+    axis: int = -1,
     ignore_index: int | None = None,
     class_weights: Any = None,
     sample_weights: Any = None,
@@ -279,7 +287,8 @@ def global_weight_total(
         \mathcal{W} = \sum_{r} \sum_{k} \sum_{i \in B_{rk}} W_i, \qquad
         W_i = s_i\, w_{y_i}\ (0 \text{ for } y_i = \text{ignore\_index})
 
-    (the rule of :func:`infoloss.weight_total`), computed from the labels alone, before any
+    (the rule of :func:`infoloss.weight_total`; ``kind="softmax"`` and ``"sigmoid"`` for the
+    losses of probability labels), computed from the labels alone, before any
     forward or backward pass: one ``all_reduce`` of two float64 numbers.
 
     Parameters
@@ -289,8 +298,8 @@ def global_weight_total(
     group : torch.distributed.ProcessGroup, optional
         The data-parallel group (default: the whole world; a world of one process when
         ``torch.distributed`` is not initialised).
-    ignore_index, class_weights
-        As in the loss.
+    kind, axis, ignore_index, class_weights
+        As in :func:`infoloss.weight_total` (and the loss).
     sample_weights : torch.Tensor or a sequence of them, optional
         One per micro-batch, as ``labels``.
 
@@ -325,10 +334,10 @@ def global_weight_total(
                 f"`sample_weights` must hold one tensor per micro-batch of `labels` ({len(ys)}); got {len(sws)}"
             )
         for y, sw in zip(ys, sws, strict=True):
-            xp, yc, cw, swc, ii, dt = weight_total_args(
-                y, ignore_index, class_weights, sw, torch.float64
+            args = weight_total_args(
+                y, ignore_index, class_weights, sw, torch.float64, kind=kind, axis=axis
             )
-            total += float(_reduce.weight_total(xp, yc, cw, swc, ii, dt))
+            total += float(weight_total_of(args))
     except InfolossError as e:
         error = e
     device = getattr(ys[0], "device", None) if ys else None
