@@ -333,6 +333,32 @@ def scenario_volume(rank: int, world: int) -> dict[str, Any]:
                 "forward": fwd,
                 "backward": dict(counts),
             }
+        # class weights that require grad (global: their gradient summed over the ranks), and
+        # a second derivative (create_graph=True, then differentiating the gradient)
+        n, v_local = 64, 100
+        for sharded in (False, True):
+            x = torch.randn(n, v_local, dtype=torch.float64, requires_grad=True)
+            y = torch.randint(0, v_local * world, (n,), generator=torch.Generator().manual_seed(n))
+            cw = torch.ones(v_local if sharded else v_local * world, dtype=torch.float64)
+            cw.requires_grad_()
+            counts.clear()
+            loss = vocab_parallel_cross_entropy(x, y, label_smoothing=0.1, class_weights=cw)
+            fwd = dict(counts)
+            counts.clear()
+            loss.backward()
+            res[f"ce weight grad n={n} v_local={v_local} sharded_w={sharded}"] = {
+                "forward": fwd,
+                "backward": dict(counts),
+            }
+        x = torch.randn(n, v_local, dtype=torch.float64, requires_grad=True)
+        y = torch.randint(0, v_local * world, (n,), generator=torch.Generator().manual_seed(n))
+        loss = vocab_parallel_cross_entropy(x, y, label_smoothing=0.1)
+        counts.clear()
+        (g,) = torch.autograd.grad(loss, x, create_graph=True)
+        first = dict(counts)
+        counts.clear()
+        torch.autograd.grad((g * g).sum(), x)
+        res[f"ce double backward n={n} eps=0.1"] = {"backward": first, "second": dict(counts)}
         hdim = 16
         for n in (64, 256):
             h = torch.randn(n, hdim, dtype=torch.float64, requires_grad=True)
@@ -347,6 +373,95 @@ def scenario_volume(rank: int, world: int) -> dict[str, Any]:
     finally:
         dist.all_reduce, dist.all_gather = orig_reduce, orig_gather
     return res
+
+
+def scenario_second(rank: int, world: int) -> dict[str, Any]:
+    """Gradients with respect to class weights that require grad (global and sharded), and
+    Hessian-vector products (create_graph=True, then a second backward on every rank) against
+    the single-process full-vocabulary loss; the explicit errors of what is not supported."""
+    import torch
+
+    import infoloss
+    from infoloss.distributed import (
+        vocab_parallel_cross_entropy,
+        vocab_parallel_linear_cross_entropy,
+    )
+
+    v = 11
+    x, y, cw, sw = _data(v)
+    x = torch.where(torch.isinf(x), torch.full_like(x, -30.0), x)  # finite second derivatives
+    widths = _widths(world, v)
+    s, w = sum(widths[:rank]), widths[rank]
+    tangent = torch.randn(x.shape, generator=torch.Generator().manual_seed(7), dtype=x.dtype)
+    worst = {"loss": 0.0, "d_logits": 0.0, "d_class_weights": 0.0, "hvp": 0.0}
+    count = 0
+    for i, (cwm, eps, red) in enumerate(
+        itertools.product(("global", "sharded", None), (0.0, 0.1), ("none", "sum", "mean"))
+    ):
+        opts = dict(
+            ignore_index=-100,
+            label_smoothing=eps,
+            z_loss=1e-2 if i % 2 else 0.0,
+            reduction=red,
+            sample_weights=sw if i % 3 else None,
+        )
+        gout = (
+            torch.linspace(0.5, 1.5, 15, dtype=torch.float64).reshape(3, 5)
+            if red == "none"
+            else torch.tensor(0.7, dtype=torch.float64)
+        )
+        xr = x.clone().requires_grad_()
+        cwr = cw.clone().requires_grad_()
+        # (constant weights here: the generic definition under plain autograd, which weights
+        # that require grad select, differentiates the row maximum of a row of ties twice)
+        with infoloss._config.generic_only():
+            ref = infoloss.sparse_softmax_cross_entropy(
+                xr, y, class_weights=None if cwm is None else cw, **opts
+            )
+            g_ref = torch.autograd.grad((ref * gout).sum(), xr, create_graph=True)[0]
+        hv_ref = torch.autograd.grad((g_ref * tangent).sum(), xr)[0]
+        xs = x[..., s : s + w].clone().requires_grad_()
+        if cwm is not None:  # the first derivatives, weights included
+            with infoloss._config.generic_only():
+                ref = infoloss.sparse_softmax_cross_entropy(xr, y, class_weights=cwr, **opts)
+            d_ref = torch.autograd.grad((ref * gout).sum(), (xr, cwr))
+            cws = (cw if cwm == "global" else cw[s : s + w]).clone().requires_grad_()
+            out = vocab_parallel_cross_entropy(xs, y, class_weights=cws, **opts)
+            d_x, d_cw = torch.autograd.grad((out * gout).sum(), (xs, cws))
+            worst["loss"] = max(worst["loss"], err(out.detach(), ref.detach()))
+            worst["d_logits"] = max(worst["d_logits"], err(d_x, d_ref[0][..., s : s + w]))
+            want = d_ref[1] if cwm == "global" else d_ref[1][s : s + w]
+            worst["d_class_weights"] = max(worst["d_class_weights"], err(d_cw, want))
+        cwc = None if cwm is None else (cw if cwm == "global" else cw[s : s + w])
+        out = vocab_parallel_cross_entropy(xs, y, class_weights=cwc, **opts)
+        g = torch.autograd.grad((out * gout).sum(), xs, create_graph=True)[0]
+        hv = torch.autograd.grad((g * tangent[..., s : s + w]).sum(), xs)[0]
+        worst["hvp"] = max(worst["hvp"], err(hv, hv_ref[..., s : s + w]))
+        count += 1
+    worst["calls"] = count
+    # not supported: explicit infoloss errors on every rank (no hang)
+    cws = cw.clone().requires_grad_()
+    xs = x[..., s : s + w].clone().requires_grad_()
+    worst["double_with_weight_grad"] = _raises(
+        lambda: torch.autograd.grad(
+            vocab_parallel_cross_entropy(xs, y, class_weights=cws, ignore_index=-100),
+            xs,
+            create_graph=True,
+        )
+    )
+    g = torch.Generator().manual_seed(1)
+    h = torch.randn(15, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    wfull = torch.randn(v, 4, generator=g, dtype=torch.float64)
+    ws = wfull[s : s + w].clone().requires_grad_()
+    yl = y.reshape(-1)
+    d_h = torch.autograd.grad(
+        vocab_parallel_linear_cross_entropy(h, ws, yl, ignore_index=-100), h, create_graph=True
+    )[0]
+    worst["linear_double"] = _raises(lambda: torch.autograd.grad(d_h.sum(), h))
+    worst["linear_weight_grad"] = _raises(
+        lambda: vocab_parallel_linear_cross_entropy(h, ws, yl, ignore_index=-100, class_weights=cws)
+    )
+    return worst
 
 
 def _raises(fn: Any) -> str:
@@ -503,6 +618,7 @@ SCENARIOS = {
     "volume": scenario_volume,
     "errors": scenario_errors,
     "ddp": scenario_ddp,
+    "second": scenario_second,
 }
 
 

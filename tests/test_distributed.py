@@ -30,7 +30,7 @@ from infoloss.distributed import (  # noqa: E402
     vocab_parallel_linear_cross_entropy,
 )
 
-SCENARIOS = ["options", "linear", "volume", "errors", "ddp"]
+SCENARIOS = ["options", "linear", "volume", "errors", "ddp", "second"]
 # a hang fails after this long; generous because the machine running CI may be loaded (each run
 # takes 20-60 s of wall time on 2 idle cores, most of it importing torch)
 TIMEOUT = 300.0
@@ -114,6 +114,18 @@ def test_all_reduce_volume_is_order_n(group_run):
         lin = vol[f"linear n={n} h=16"]
         assert lin["forward"]["all_reduce"] == 8 * 4 * n
         assert lin["backward"] == {"all_reduce": 8 * n * 16, "all_reduce_calls": 1}
+    # class weights that require grad: the global vector's gradient is summed (V values), a
+    # sharded one's is local; create_graph=True recomputes the SUM of the statistics (4N with
+    # smoothing) and differentiating the gradient sums its part of it once more
+    world = len(results)
+    glob = vol["ce weight grad n=64 v_local=100 sharded_w=False"]
+    assert glob["forward"]["all_reduce"] == 8 * 5 * 64
+    assert glob["backward"] == {"all_reduce": 8 * 100 * world, "all_reduce_calls": 1}
+    shard = vol["ce weight grad n=64 v_local=100 sharded_w=True"]
+    assert shard["forward"]["all_reduce"] == 8 * 7 * 64 and shard["backward"] == {}
+    twice = vol["ce double backward n=64 eps=0.1"]
+    assert twice["backward"] == {"all_reduce": 8 * 4 * 64, "all_reduce_calls": 1}
+    assert twice["second"] == {"all_reduce": 8 * 4 * 64, "all_reduce_calls": 1}
 
 
 def test_bad_input_raises_on_every_rank(group_run):
@@ -162,6 +174,30 @@ def test_ddp_global_mean_equals_full_batch(group_run):
         assert res["ddp"]["naive"] > 1e-3
 
 
+def test_class_weight_gradients_and_double_backward(group_run):
+    """Class weights that require grad (global (V,) and sharded (V_local,)): loss, d_logits and
+    d_class_weights equal the single-process loss's to 1e-12 (float64, every reduction,
+    smoothing, z-loss, sample weights); create_graph=True then a second backward on every rank:
+    the Hessian-vector product of the full-vocabulary loss to 1e-12. What is not supported
+    raises an InfolossError on every rank."""
+    _, results = group_run
+    for res in results:
+        r = res["second"]
+        assert r["calls"] == 18
+        for key in ("loss", "d_logits", "d_class_weights", "hvp"):
+            assert r[key] <= TOL, (key, r)
+        assert r["double_with_weight_grad"].startswith(
+            "InfolossError: vocab_parallel_cross_entropy: a second derivative (create_graph=True) "
+            "with class_weights that require grad is not supported"
+        )
+        assert r["linear_double"].startswith(
+            "InfolossError: vocab_parallel_linear_cross_entropy has no second derivative"
+        )
+        assert r["linear_weight_grad"].startswith(
+            "InfolossError: vocab_parallel_linear_cross_entropy: `class_weights` that require grad"
+        )
+
+
 def test_doc_recipes_run_on_two_ranks(runs):
     """The torchrun recipes of docs/distributed.md (each asserts its own result) on 2 ranks."""
     for res in runs[0]["docs"].results():
@@ -175,6 +211,35 @@ def test_world_of_one_without_process_group():
     """Without torch.distributed initialised: a world of one process, every option."""
     r = scenario_options(0, 1)
     assert r["loss"] <= TOL and r["grad"] <= TOL
+
+
+def test_world_of_one_gradgradcheck_and_class_weight_gradients():
+    """float64 gradgradcheck (second derivatives by finite differences, every reduction,
+    smoothing, z-loss, weights, ignore_index) and the class-weight gradient against the
+    single-device loss's autograd."""
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(2, 3, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    y = torch.randint(0, 6, (2, 3), generator=g)
+    y[0, 1] = -100
+    cw = torch.rand(6, generator=g, dtype=torch.float64) + 0.2
+    sw = torch.rand(2, 3, generator=g, dtype=torch.float64) + 0.5
+    for red, eps, z in (("none", 0.1, 1e-2), ("sum", 0.0, 0.0), ("mean", 0.2, 1e-2)):
+        opts = dict(
+            ignore_index=-100, label_smoothing=eps, z_loss=z, reduction=red, sample_weights=sw
+        )
+        assert torch.autograd.gradgradcheck(
+            lambda a, o=opts: vocab_parallel_cross_entropy(a, y, class_weights=cw, **o), (x,)
+        )
+        cwr = cw.clone().requires_grad_()
+        out = vocab_parallel_cross_entropy(x, y, class_weights=cwr, **opts)
+        got = torch.autograd.grad(out.sum(), (x, cwr))
+        cwq = cw.clone().requires_grad_()
+        with infoloss._config.generic_only():
+            ref = infoloss.sparse_softmax_cross_entropy(x, y, class_weights=cwq, **opts)
+        want = torch.autograd.grad(ref.sum(), (x, cwq))
+        assert float((out - ref).detach().abs().max()) <= TOL
+        for a, b in zip(got, want, strict=True):
+            assert float((a - b).abs().max()) <= TOL
 
 
 def test_linear_world_of_one_against_linear_cross_entropy():

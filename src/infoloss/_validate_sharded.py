@@ -152,7 +152,7 @@ def local_spec(
     return VocabParallelCE(
         xp=xp,
         labels=xp.reshape(y, (n,)),
-        class_weights=None if cw is None else cw.detach(),
+        class_weights=cw,  # kept attached: their gradient when they require one
         sample_weights=None if sw is None else xp.reshape(sw, (n,)).detach(),
         options=CEOptions(sparse=True, label_smoothing=eps, z_loss=z, ignore_index=ii),
         reduction=reduction,
@@ -185,6 +185,7 @@ def _options_code(spec: VocabParallelCE) -> int:
         o.ignore_index,
         spec.reduction,
         spec.class_weights is None,
+        bool(spec.class_weights is not None and spec.class_weights.requires_grad),
         spec.sample_weights is None,
         spec.hidden is None,
         spec.reduce_hidden_grad,

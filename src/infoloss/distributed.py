@@ -130,8 +130,14 @@ def vocab_parallel_cross_entropy(
 
     Notes
     -----
-    The weights are constants (no gradient with respect to them); a second derivative is not
-    available (``once_differentiable``). Runs eagerly (a graph break under ``torch.compile``).
+    Class weights that require grad get their gradient (sharded weights on their rank; the
+    global vector, the same on every rank, after one extra ``all_reduce`` of :math:`V` values
+    in the backward). A second derivative (``create_graph=True``, then differentiating the
+    gradient, e.g. a Hessian-vector product; ``torch.autograd.gradgradcheck``) is supported with
+    constant class weights: it is that of :math:`\sum_r` (rank :math:`r`'s objective), so every
+    rank must differentiate (one ``all_reduce`` of ``O(N)`` values per differentiation); with
+    class weights that require grad it raises :class:`~infoloss.InfolossError`. Sample weights
+    are constants. Runs eagerly (a graph break under ``torch.compile``).
     Each call runs three collectives: the ``all_gather`` of 11 integers per rank, and the two
     all-reduces of :math:`N` and :math:`(3 + [\varepsilon>0] + [\text{sharded } w] +
     [\varepsilon>0 \wedge \text{sharded } w])N` values of the compute dtype.
@@ -232,6 +238,9 @@ def vocab_parallel_linear_cross_entropy(
     The compute is four matrix products per chunk (the logits twice, ``d_hidden``,
     ``d_weight``) against three for the unfused layer. float16/bfloat16 are computed in
     float32. Errors are raised on every rank at once, as by :func:`vocab_parallel_cross_entropy`.
+    Not supported, with an :class:`~infoloss.InfolossError`: class weights that require grad
+    (raised by the call) and a second derivative (raised when the gradients, taken with
+    ``create_graph=True``, are differentiated).
 
     Examples
     --------
