@@ -10,6 +10,7 @@ ranks as subprocesses with a timeout, so a hang fails instead of blocking.
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import itertools
 import json
 import os
@@ -35,51 +36,87 @@ def free_port() -> int:
 
 class Launch:
     """``scenarios`` running on ``world`` ranks (started at once: several launches overlap);
-    :meth:`results` waits for them (raises on a failure or after ``timeout`` seconds)."""
+    :meth:`results` waits for them and raises on a failure or after ``timeout`` seconds.
+
+    Nothing outlives the launch: each rank also ends itself shortly before ``timeout`` (a
+    watchdog thread), the first rank to fail makes the launcher kill the others at once (they
+    would wait for it in a collective), and :meth:`kill` (the fixture's teardown) ends any rank
+    still running. The ranks write their output to files, so no pipe can fill up and block."""
 
     def __init__(self, world: int, scenarios: list[str], timeout: float = 120.0):
         self.world, self.scenarios, self.timeout = world, scenarios, timeout
         self.tmp = tempfile.TemporaryDirectory()
         self.outs = [os.path.join(self.tmp.name, f"rank{r}.json") for r in range(world)]
+        self.logs = [os.path.join(self.tmp.name, f"rank{r}.log") for r in range(world)]
         port = free_port()
         env = {
             **os.environ,
             "OMP_NUM_THREADS": "1",
             "NUMBA_NUM_THREADS": "1",
-            "INFOLOSS_TEST_PORTS": ",".join(str(free_port()) for _ in range(2)),
+            "INFOLOSS_TEST_PORTS": ",".join(str(free_port()) for _ in range(4)),
+            # each rank ends itself a little before the launcher gives up on it
+            "INFOLOSS_TEST_DEADLINE": str(max(5.0, timeout - 5.0)),
         }
         self.deadline = time.monotonic() + timeout
-        self.procs = [
-            subprocess.Popen(
-                [sys.executable, __file__, str(r), str(world), str(port), self.outs[r], *scenarios],
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-            )
-            for r in range(world)
-        ]
+        self.procs = []
+        for r in range(world):
+            with open(self.logs[r], "wb") as log:
+                self.procs.append(
+                    subprocess.Popen(
+                        [
+                            sys.executable,
+                            __file__,
+                            str(r),
+                            str(world),
+                            str(port),
+                            self.outs[r],
+                            *scenarios,
+                        ],
+                        env=env,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                    )
+                )
         self._results: list[dict[str, Any]] | None = None
+
+    def kill(self) -> None:
+        """End every rank still running, reap it, remove the run's files."""
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+        for p in self.procs:
+            p.wait()
+        if self._results is None:
+            self.tmp.cleanup()
+
+    def _log(self, r: int) -> str:
+        with open(self.logs[r], "rb") as f:
+            return f.read().decode(errors="replace")[-4000:]
 
     def results(self) -> list[dict[str, Any]]:
         if self._results is not None:
             return self._results
-        logs = []
         try:
-            for p in self.procs:
-                out, _ = p.communicate(timeout=max(1.0, self.deadline - time.monotonic()))
-                logs.append(out.decode(errors="replace"))
-        except subprocess.TimeoutExpired:
-            for p in self.procs:
-                p.kill()
-                p.communicate()
-            raise AssertionError(
-                f"distributed run of {self.scenarios} on {self.world} ranks timed out after "
-                f"{self.timeout} s"
-            ) from None
-        try:
-            for r, p in enumerate(self.procs):
-                if p.returncode != 0:
-                    raise AssertionError(f"rank {r} failed ({p.returncode}):\n{logs[r][-4000:]}")
+            while True:
+                codes = [p.poll() for p in self.procs]
+                failed = [r for r, c in enumerate(codes) if c not in (None, 0)]
+                if failed:
+                    r = failed[0]
+                    log = self._log(r)
+                    self.kill()
+                    raise AssertionError(
+                        f"rank {r} of {self.world} failed ({codes[r]}) in {self.scenarios}:\n{log}"
+                    )
+                if all(c == 0 for c in codes):
+                    break
+                if time.monotonic() > self.deadline:
+                    logs = "\n".join(f"--- rank {r}:\n{self._log(r)}" for r in range(self.world))
+                    self.kill()
+                    raise AssertionError(
+                        f"distributed run of {self.scenarios} on {self.world} ranks timed out "
+                        f"after {self.timeout} s; the ranks' output:\n{logs}"
+                    )
+                time.sleep(0.05)
             results = []
             for o in self.outs:
                 with open(o) as f:
@@ -227,6 +264,15 @@ def scenario_options(rank: int, world: int) -> dict[str, Any]:
     return worst
 
 
+def scenario_options_generic(rank: int, world: int) -> dict[str, Any]:
+    """:func:`scenario_options` on the definition in torch ops (what CUDA tensors run; the
+    default CPU path takes the per-shard kernels)."""
+    import infoloss
+
+    with infoloss._config.generic_only():
+        return scenario_options(rank, world)
+
+
 def scenario_linear(rank: int, world: int) -> dict[str, Any]:
     """vocab_parallel_linear_cross_entropy against the full output layer: loss, d_hidden,
     d_weight_shard, d_bias_shard."""
@@ -244,15 +290,18 @@ def scenario_linear(rank: int, world: int) -> dict[str, Any]:
     widths = _widths(world, v)
     s, w = sum(widths[:rank]), widths[rank]
     worst = {"loss": 0.0, "d_hidden": 0.0, "d_weight": 0.0, "d_bias": 0.0}
-    for cwm, use_sw, eps, z, red, chunk, bias in itertools.product(
-        (None, "global", "sharded"),
-        (False, True),
-        (0.0, 0.1),
-        (0.0, 1e-2),
-        ("none", "sum", "mean"),
-        (None, 4),
-        (False, True),
+    # every combination of what the linear layer adds (chunks, bias) with the weights and the
+    # reduction; sample weights, smoothing and z-loss cycle through their 8 combinations over
+    # them (each collective costs a scheduling round trip on a loaded machine: 36 calls, not 288;
+    # the options' own interplay is scenario_options')
+    count = 0
+    for i, (cwm, red, chunk, bias) in enumerate(
+        itertools.product(
+            (None, "global", "sharded"), ("none", "sum", "mean"), (None, 4), (False, True)
+        )
     ):
+        use_sw, eps, z = bool(i % 2), (0.0, 0.1)[(i // 2) % 2], (0.0, 1e-2)[(i // 4) % 2]
+        count += 1
         full_cw = None if cwm is None else cw
         my_cw = None if cwm is None else (cw if cwm == "global" else cw[s : s + w])
         swv = sw if use_sw else None
@@ -290,6 +339,7 @@ def scenario_linear(rank: int, world: int) -> dict[str, Any]:
         worst["d_weight"] = max(worst["d_weight"], err(ws.grad, wr.grad[s : s + w]))
         if bias:
             worst["d_bias"] = max(worst["d_bias"], err(bs.grad, br.grad[s : s + w]))
+    worst["calls"] = count
     return worst
 
 
@@ -319,7 +369,7 @@ def scenario_volume(rank: int, world: int) -> dict[str, Any]:
     dist.all_reduce, dist.all_gather = reduce, gather
     try:
         for n, v_local, eps, sharded in itertools.product(
-            (64, 256), (100, 2000), (0.0, 0.1), (False, True)
+            (64, 256), (100, 400), (0.0, 0.1), (False, True)
         ):
             x = torch.randn(n, v_local, dtype=torch.float64, requires_grad=True)
             y = torch.randint(0, v_local * world, (n,), generator=torch.Generator().manual_seed(n))
@@ -614,6 +664,7 @@ def scenario_ddp(rank: int, world: int) -> dict[str, Any]:
 
 SCENARIOS = {
     "options": scenario_options,
+    "options_generic": scenario_options_generic,
     "linear": scenario_linear,
     "volume": scenario_volume,
     "errors": scenario_errors,
@@ -635,13 +686,12 @@ def doc_recipes() -> list[str]:
     return re.findall(r"```python\n(.*?)```", section, re.S)
 
 
-def run_doc_recipes(rank: int, world: int, port: int) -> dict[str, Any]:
+def run_doc_recipes(rank: int, world: int) -> dict[str, Any]:
     """Each recipe as ``torchrun --nproc-per-node WORLD`` would run it (env:// rendezvous)."""
-    os.environ.update(
-        RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_PORT=str(port)
-    )
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world))
     blocks = doc_recipes()
-    ports = [port, *(int(p) for p in os.environ["INFOLOSS_TEST_PORTS"].split(","))]
+    ports = [int(p) for p in os.environ["INFOLOSS_TEST_PORTS"].split(",")]
+    assert len(ports) >= len(blocks), (len(ports), len(blocks))
     for code, p in zip(blocks, ports, strict=False):  # a fresh rendezvous port per recipe
         os.environ["MASTER_PORT"] = str(p)
         exec(compile(code, DOCS, "exec"), {"__name__": "__main__"})
@@ -660,29 +710,41 @@ def _wait_for_peers(out: str, world: int, timeout: float) -> None:
         time.sleep(0.05)
 
 
+def _watchdog(seconds: float) -> None:
+    """End this process after ``seconds`` whatever it is doing (a collective waiting for a rank
+    that died, a rendezvous that never completes), first printing every thread's stack into
+    the rank's log (the launcher shows it): no spawned rank outlives its test."""
+    sys.stdout.flush()
+    faulthandler.dump_traceback_later(seconds, exit=True, file=sys.stdout)
+
+
 def main(argv: list[str]) -> None:
     rank, world, port, out = int(argv[0]), int(argv[1]), int(argv[2]), argv[3]
+    _watchdog(float(os.environ.get("INFOLOSS_TEST_DEADLINE", "600")))
     import torch.distributed as dist
 
     os.environ["MASTER_ADDR"] = "127.0.0.1"
     os.environ["MASTER_PORT"] = str(port)
-    if argv[4:] == ["docs"]:
-        with open(out, "w") as f:
-            json.dump({"docs": run_doc_recipes(rank, world, port)}, f)
-        if rank == 0:  # the recipes' rendezvous store lives in rank 0: up until all are done
-            _wait_for_peers(out, world, timeout=120.0)
-        return
-    dist.init_process_group("gloo", rank=rank, world_size=world, timeout=timedelta(seconds=120))
+    names = [a for a in argv[4:] if a != "docs"]
     results: dict[str, Any] = {}
-    try:
-        for name in argv[4:]:
-            t0 = time.perf_counter()
-            results[name] = SCENARIOS[name](rank, world)
-            results[name]["seconds"] = time.perf_counter() - t0
-    finally:
-        dist.destroy_process_group()
+    if names:
+        dist.init_process_group("gloo", rank=rank, world_size=world, timeout=timedelta(seconds=120))
+        try:
+            for name in names:
+                t0 = time.perf_counter()
+                results[name] = SCENARIOS[name](rank, world)
+                results[name]["seconds"] = time.perf_counter() - t0
+        finally:
+            dist.destroy_process_group()
+    if "docs" in argv[4:]:  # after the group above is gone: the recipes start their own
+        t0 = time.perf_counter()
+        results["docs"] = run_doc_recipes(rank, world)
+        results["docs"]["seconds"] = time.perf_counter() - t0
     with open(out, "w") as f:
         json.dump(results, f)
+    if "docs" in argv[4:] and rank == 0:
+        # the recipes' rendezvous store lives in rank 0: up until every rank is done
+        _wait_for_peers(out, world, timeout=120.0)
 
 
 if __name__ == "__main__":
