@@ -662,6 +662,21 @@ def scenario_ddp(rank: int, world: int) -> dict[str, Any]:
     return out
 
 
+def scenario_stuck(rank: int, world: int) -> dict[str, Any]:
+    """For the launcher's own test: rank 1 fails, every other rank is stuck (as in a
+    rendezvous that never completes) until the launcher kills it."""
+    if rank == 1:
+        raise RuntimeError("rank 1 fails on purpose")
+    while True:
+        time.sleep(1.0)
+
+
+def scenario_sleep(rank: int, world: int) -> dict[str, Any]:
+    """For the launcher's own test: never returns (until the rank's watchdog ends it)."""
+    while True:
+        time.sleep(1.0)
+
+
 SCENARIOS = {
     "options": scenario_options,
     "options_generic": scenario_options_generic,
@@ -670,6 +685,8 @@ SCENARIOS = {
     "errors": scenario_errors,
     "ddp": scenario_ddp,
     "second": scenario_second,
+    "stuck": scenario_stuck,
+    "sleep": scenario_sleep,
 }
 
 

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 
 import numpy as np
 import pytest
@@ -221,6 +222,24 @@ def test_doc_recipes_run_on_two_ranks(runs):
     """The torchrun recipes of docs/distributed.md (each asserts its own result) on 2 ranks."""
     for res in runs[0][2].results():
         assert res["docs"]["blocks"] == 2
+
+
+def test_launcher_never_leaves_a_rank_running():
+    """A rank that fails makes the launcher kill the ranks waiting for it in a collective at
+    once; a rank that never finishes is ended by its own watchdog (timeout − 5 s), with its
+    stack in the error."""
+    t0 = time.monotonic()
+    stuck = Launch(2, ["stuck"], timeout=TIMEOUT)
+    asleep = Launch(1, ["sleep"], timeout=10.0)
+    with pytest.raises(AssertionError, match=r"rank 1 of 2 failed \(1\) in \['stuck'\]"):
+        stuck.results()
+    # "failed", not "timed out": the rank's watchdog (at 5 s) ended it before the launcher's
+    # timeout (10 s), with the stacks of its threads (the log's tail) in the message
+    with pytest.raises(AssertionError, match=r'(?s)rank 0 of 1 failed \(1\).*File "'):
+        asleep.results()
+    assert stuck.procs[0].returncode == -9  # killed by the launcher
+    assert all(p.poll() is not None for p in (*stuck.procs, *asleep.procs))
+    assert time.monotonic() - t0 < 60.0
 
 
 # --------------------------------------------------------------------------- one process
