@@ -137,7 +137,10 @@ def vocab_parallel_cross_entropy(
     constant class weights: it is that of :math:`\sum_r` (rank :math:`r`'s objective), so every
     rank must differentiate (one ``all_reduce`` of ``O(N)`` values per differentiation); with
     class weights that require grad it raises :class:`~infoloss.InfolossError`. Sample weights
-    are constants. Runs eagerly (a graph break under ``torch.compile``).
+    are constants. Runs eagerly (a graph break under ``torch.compile``). On CPU tensors the two
+    sweeps over the shard (its statistics, its gradient) are fused numba kernels unless the
+    fast path is switched off (``INFOLOSS_DISABLE_FAST``, :func:`infoloss._config.generic_only`);
+    elsewhere, and for the second derivatives, they are torch operations (the same values).
     Each call runs three collectives: the ``all_gather`` of 11 integers per rank, and the two
     all-reduces of :math:`N` and :math:`(3 + [\varepsilon>0] + [\text{sharded } w] +
     [\varepsilon>0 \wedge \text{sharded } w])N` values of the compute dtype.
