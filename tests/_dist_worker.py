@@ -672,7 +672,8 @@ def scenario_stuck(rank: int, world: int) -> dict[str, Any]:
 
 
 def scenario_sleep(rank: int, world: int) -> dict[str, Any]:
-    """For the launcher's own test: never returns (until the rank's watchdog ends it)."""
+    """For the launcher's own test: never returns; a 5 s watchdog ends the rank."""
+    faulthandler.dump_traceback_later(5.0, exit=True, file=sys.stdout)
     while True:
         time.sleep(1.0)
 
