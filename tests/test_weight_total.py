@@ -11,21 +11,21 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from _helpers import as_float64
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import infoloss
 
 SETTINGS = settings(
-    max_examples=6,
+    max_examples=4,
     deadline=None,
     derandomize=True,
     phases=[Phase.explicit, Phase.reuse, Phase.generate],
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 # few shapes: JAX compiles every new one (the batch shape, then the class count)
-SHAPES = st.sampled_from([(3, 4), (2, 3, 5), (1, 2), (4, 1)])
+SHAPES = st.sampled_from([(3, 4), (2, 3, 5), (4, 1)])
 IGNORE = -7
 
 SPARSE = {
@@ -57,6 +57,12 @@ SIGMOID = {
 TOL = {"float32": 2e-5, "float64": 1e-12}
 
 
+def _jax_float64_only(backend, dtype):
+    """JAX compiles every new shape, dtype and option set eagerly (seconds per loss here):
+    float64 only on JAX (float32 runs on the other variants)."""
+    assume(backend.name != "jax" or dtype == "float64")
+
+
 def _check_ratio(fn, x, y, total, dtype, **kw):
     s = as_float64(fn(x, y, reduction="sum", **kw))
     m = as_float64(fn(x, y, reduction="mean", **kw))
@@ -73,6 +79,7 @@ def _weights(data, shape, low=0.0):
 @given(data=st.data(), shape=SHAPES, dtype=st.sampled_from(["float32", "float64"]))
 @pytest.mark.parametrize("name", [*sorted(SPARSE), "linear_cross_entropy"])
 def test_sparse_sum_over_weight_total_is_mean(backend, name, data, shape, dtype):
+    _jax_float64_only(backend, dtype)
     *batch, c = shape
     batch = tuple(batch)
     x = data.draw(hnp.arrays(np.float64, shape, elements=st.floats(-20, 20, width=32)))
@@ -111,6 +118,7 @@ def test_sparse_sum_over_weight_total_is_mean(backend, name, data, shape, dtype)
 @given(data=st.data(), shape=SHAPES, dtype=st.sampled_from(["float32", "float64"]))
 @pytest.mark.parametrize("name", sorted(DENSE))
 def test_dense_sum_over_weight_total_is_mean(backend, name, data, shape, dtype):
+    _jax_float64_only(backend, dtype)
     axis = data.draw(st.integers(-len(shape), len(shape) - 1))
     x = data.draw(hnp.arrays(np.float64, shape, elements=st.floats(-20, 20, width=32)))
     raw = _weights(data, shape) + 1e-3
@@ -137,6 +145,7 @@ def test_dense_sum_over_weight_total_is_mean(backend, name, data, shape, dtype):
 @given(data=st.data(), shape=SHAPES, dtype=st.sampled_from(["float32", "float64"]))
 @pytest.mark.parametrize("name", sorted(SIGMOID))
 def test_sigmoid_sum_over_weight_total_is_mean(backend, name, data, shape, dtype):
+    _jax_float64_only(backend, dtype)
     x = data.draw(hnp.arrays(np.float64, shape, elements=st.floats(-20, 20, width=32)))
     y = data.draw(hnp.arrays(np.float64, shape, elements=st.sampled_from([0.0, 0.3, 1.0])))
     kw, ref = {}, np.ones(shape)
