@@ -22,7 +22,8 @@ import textwrap
 
 import numpy as np
 import pytest
-from _dist_worker import TOL, Launch, scenario_options
+from _dist_launch import Launch
+from _dist_worker import TOL, scenario_options
 
 torch = pytest.importorskip("torch")
 
