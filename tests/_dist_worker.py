@@ -3,20 +3,18 @@
 ``python tests/_dist_worker.py RANK WORLD PORT OUT SCENARIO [SCENARIO ...]`` joins the group,
 runs each scenario and writes ``{scenario: {check: number or message}}`` as JSON to ``OUT``.
 The scenarios compute every reference themselves (the full logits are drawn from a seed shared by
-the ranks) and report errors as numbers; the test asserts on them. :func:`launch` starts the
-ranks as subprocesses with a timeout, so a hang fails instead of blocking.
+the ranks) and report errors as numbers; the test asserts on them. ``tests/_dist_launch.py``
+starts the ranks as subprocesses with a timeout, so a hang fails instead of blocking.
 """
 
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import itertools
 import json
 import os
-import socket
-import subprocess
 import sys
-import tempfile
 import time
 from datetime import timedelta
 from typing import Any
@@ -25,74 +23,6 @@ TOL = 1e-12
 
 
 # --------------------------------------------------------------------------- launcher
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Launch:
-    """``scenarios`` running on ``world`` ranks (started at once: several launches overlap);
-    :meth:`results` waits for them (raises on a failure or after ``timeout`` seconds)."""
-
-    def __init__(self, world: int, scenarios: list[str], timeout: float = 120.0):
-        self.world, self.scenarios, self.timeout = world, scenarios, timeout
-        self.tmp = tempfile.TemporaryDirectory()
-        self.outs = [os.path.join(self.tmp.name, f"rank{r}.json") for r in range(world)]
-        port = free_port()
-        env = {
-            **os.environ,
-            "OMP_NUM_THREADS": "1",
-            "NUMBA_NUM_THREADS": "1",
-            "INFOLOSS_TEST_PORTS": ",".join(str(free_port()) for _ in range(2)),
-        }
-        self.deadline = time.monotonic() + timeout
-        self.procs = [
-            subprocess.Popen(
-                [sys.executable, __file__, str(r), str(world), str(port), self.outs[r], *scenarios],
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-            )
-            for r in range(world)
-        ]
-        self._results: list[dict[str, Any]] | None = None
-
-    def results(self) -> list[dict[str, Any]]:
-        if self._results is not None:
-            return self._results
-        logs = []
-        try:
-            for p in self.procs:
-                out, _ = p.communicate(timeout=max(1.0, self.deadline - time.monotonic()))
-                logs.append(out.decode(errors="replace"))
-        except subprocess.TimeoutExpired:
-            for p in self.procs:
-                p.kill()
-                p.communicate()
-            raise AssertionError(
-                f"distributed run of {self.scenarios} on {self.world} ranks timed out after "
-                f"{self.timeout} s"
-            ) from None
-        try:
-            for r, p in enumerate(self.procs):
-                if p.returncode != 0:
-                    raise AssertionError(f"rank {r} failed ({p.returncode}):\n{logs[r][-4000:]}")
-            results = []
-            for o in self.outs:
-                with open(o) as f:
-                    results.append(json.load(f))
-        finally:
-            self.tmp.cleanup()
-        self._results = results
-        return results
-
-
-def launch(world: int, scenarios: list[str], timeout: float = 120.0) -> list[dict[str, Any]]:
-    """Run ``scenarios`` on ``world`` ranks; each rank's results."""
-    return Launch(world, scenarios, timeout).results()
 
 
 # --------------------------------------------------------------------------- helpers
@@ -227,6 +157,15 @@ def scenario_options(rank: int, world: int) -> dict[str, Any]:
     return worst
 
 
+def scenario_options_generic(rank: int, world: int) -> dict[str, Any]:
+    """:func:`scenario_options` on the definition in torch ops (what CUDA tensors run; the
+    default CPU path takes the per-shard kernels)."""
+    import infoloss
+
+    with infoloss._config.generic_only():
+        return scenario_options(rank, world)
+
+
 def scenario_linear(rank: int, world: int) -> dict[str, Any]:
     """vocab_parallel_linear_cross_entropy against the full output layer: loss, d_hidden,
     d_weight_shard, d_bias_shard."""
@@ -244,15 +183,18 @@ def scenario_linear(rank: int, world: int) -> dict[str, Any]:
     widths = _widths(world, v)
     s, w = sum(widths[:rank]), widths[rank]
     worst = {"loss": 0.0, "d_hidden": 0.0, "d_weight": 0.0, "d_bias": 0.0}
-    for cwm, use_sw, eps, z, red, chunk, bias in itertools.product(
-        (None, "global", "sharded"),
-        (False, True),
-        (0.0, 0.1),
-        (0.0, 1e-2),
-        ("none", "sum", "mean"),
-        (None, 4),
-        (False, True),
+    # every combination of what the linear layer adds (chunks, bias) with the weights and the
+    # reduction; sample weights, smoothing and z-loss cycle through their 8 combinations over
+    # them (each collective costs a scheduling round trip on a loaded machine: 36 calls, not 288;
+    # the options' own interplay is scenario_options')
+    count = 0
+    for i, (cwm, red, chunk, bias) in enumerate(
+        itertools.product(
+            (None, "global", "sharded"), ("none", "sum", "mean"), (None, 4), (False, True)
+        )
     ):
+        use_sw, eps, z = bool(i % 2), (0.0, 0.1)[(i // 2) % 2], (0.0, 1e-2)[(i // 4) % 2]
+        count += 1
         full_cw = None if cwm is None else cw
         my_cw = None if cwm is None else (cw if cwm == "global" else cw[s : s + w])
         swv = sw if use_sw else None
@@ -290,6 +232,7 @@ def scenario_linear(rank: int, world: int) -> dict[str, Any]:
         worst["d_weight"] = max(worst["d_weight"], err(ws.grad, wr.grad[s : s + w]))
         if bias:
             worst["d_bias"] = max(worst["d_bias"], err(bs.grad, br.grad[s : s + w]))
+    worst["calls"] = count
     return worst
 
 
@@ -319,7 +262,7 @@ def scenario_volume(rank: int, world: int) -> dict[str, Any]:
     dist.all_reduce, dist.all_gather = reduce, gather
     try:
         for n, v_local, eps, sharded in itertools.product(
-            (64, 256), (100, 2000), (0.0, 0.1), (False, True)
+            (64, 256), (100, 400), (0.0, 0.1), (False, True)
         ):
             x = torch.randn(n, v_local, dtype=torch.float64, requires_grad=True)
             y = torch.randint(0, v_local * world, (n,), generator=torch.Generator().manual_seed(n))
@@ -333,6 +276,32 @@ def scenario_volume(rank: int, world: int) -> dict[str, Any]:
                 "forward": fwd,
                 "backward": dict(counts),
             }
+        # class weights that require grad (global: their gradient summed over the ranks), and
+        # a second derivative (create_graph=True, then differentiating the gradient)
+        n, v_local = 64, 100
+        for sharded in (False, True):
+            x = torch.randn(n, v_local, dtype=torch.float64, requires_grad=True)
+            y = torch.randint(0, v_local * world, (n,), generator=torch.Generator().manual_seed(n))
+            cw = torch.ones(v_local if sharded else v_local * world, dtype=torch.float64)
+            cw.requires_grad_()
+            counts.clear()
+            loss = vocab_parallel_cross_entropy(x, y, label_smoothing=0.1, class_weights=cw)
+            fwd = dict(counts)
+            counts.clear()
+            loss.backward()
+            res[f"ce weight grad n={n} v_local={v_local} sharded_w={sharded}"] = {
+                "forward": fwd,
+                "backward": dict(counts),
+            }
+        x = torch.randn(n, v_local, dtype=torch.float64, requires_grad=True)
+        y = torch.randint(0, v_local * world, (n,), generator=torch.Generator().manual_seed(n))
+        loss = vocab_parallel_cross_entropy(x, y, label_smoothing=0.1)
+        counts.clear()
+        (g,) = torch.autograd.grad(loss, x, create_graph=True)
+        first = dict(counts)
+        counts.clear()
+        torch.autograd.grad((g * g).sum(), x)
+        res[f"ce double backward n={n} eps=0.1"] = {"backward": first, "second": dict(counts)}
         hdim = 16
         for n in (64, 256):
             h = torch.randn(n, hdim, dtype=torch.float64, requires_grad=True)
@@ -347,6 +316,95 @@ def scenario_volume(rank: int, world: int) -> dict[str, Any]:
     finally:
         dist.all_reduce, dist.all_gather = orig_reduce, orig_gather
     return res
+
+
+def scenario_second(rank: int, world: int) -> dict[str, Any]:
+    """Gradients with respect to class weights that require grad (global and sharded), and
+    Hessian-vector products (create_graph=True, then a second backward on every rank) against
+    the single-process full-vocabulary loss; the explicit errors of what is not supported."""
+    import torch
+
+    import infoloss
+    from infoloss.distributed import (
+        vocab_parallel_cross_entropy,
+        vocab_parallel_linear_cross_entropy,
+    )
+
+    v = 11
+    x, y, cw, sw = _data(v)
+    x = torch.where(torch.isinf(x), torch.full_like(x, -30.0), x)  # finite second derivatives
+    widths = _widths(world, v)
+    s, w = sum(widths[:rank]), widths[rank]
+    tangent = torch.randn(x.shape, generator=torch.Generator().manual_seed(7), dtype=x.dtype)
+    worst = {"loss": 0.0, "d_logits": 0.0, "d_class_weights": 0.0, "hvp": 0.0}
+    count = 0
+    for i, (cwm, eps, red) in enumerate(
+        itertools.product(("global", "sharded", None), (0.0, 0.1), ("none", "sum", "mean"))
+    ):
+        opts = dict(
+            ignore_index=-100,
+            label_smoothing=eps,
+            z_loss=1e-2 if i % 2 else 0.0,
+            reduction=red,
+            sample_weights=sw if i % 3 else None,
+        )
+        gout = (
+            torch.linspace(0.5, 1.5, 15, dtype=torch.float64).reshape(3, 5)
+            if red == "none"
+            else torch.tensor(0.7, dtype=torch.float64)
+        )
+        xr = x.clone().requires_grad_()
+        cwr = cw.clone().requires_grad_()
+        # (constant weights here: the generic definition under plain autograd, which weights
+        # that require grad select, differentiates the row maximum of a row of ties twice)
+        with infoloss._config.generic_only():
+            ref = infoloss.sparse_softmax_cross_entropy(
+                xr, y, class_weights=None if cwm is None else cw, **opts
+            )
+            g_ref = torch.autograd.grad((ref * gout).sum(), xr, create_graph=True)[0]
+        hv_ref = torch.autograd.grad((g_ref * tangent).sum(), xr)[0]
+        xs = x[..., s : s + w].clone().requires_grad_()
+        if cwm is not None:  # the first derivatives, weights included
+            with infoloss._config.generic_only():
+                ref = infoloss.sparse_softmax_cross_entropy(xr, y, class_weights=cwr, **opts)
+            d_ref = torch.autograd.grad((ref * gout).sum(), (xr, cwr))
+            cws = (cw if cwm == "global" else cw[s : s + w]).clone().requires_grad_()
+            out = vocab_parallel_cross_entropy(xs, y, class_weights=cws, **opts)
+            d_x, d_cw = torch.autograd.grad((out * gout).sum(), (xs, cws))
+            worst["loss"] = max(worst["loss"], err(out.detach(), ref.detach()))
+            worst["d_logits"] = max(worst["d_logits"], err(d_x, d_ref[0][..., s : s + w]))
+            want = d_ref[1] if cwm == "global" else d_ref[1][s : s + w]
+            worst["d_class_weights"] = max(worst["d_class_weights"], err(d_cw, want))
+        cwc = None if cwm is None else (cw if cwm == "global" else cw[s : s + w])
+        out = vocab_parallel_cross_entropy(xs, y, class_weights=cwc, **opts)
+        g = torch.autograd.grad((out * gout).sum(), xs, create_graph=True)[0]
+        hv = torch.autograd.grad((g * tangent[..., s : s + w]).sum(), xs)[0]
+        worst["hvp"] = max(worst["hvp"], err(hv, hv_ref[..., s : s + w]))
+        count += 1
+    worst["calls"] = count
+    # not supported: explicit infoloss errors on every rank (no hang)
+    cws = cw.clone().requires_grad_()
+    xs = x[..., s : s + w].clone().requires_grad_()
+    worst["double_with_weight_grad"] = _raises(
+        lambda: torch.autograd.grad(
+            vocab_parallel_cross_entropy(xs, y, class_weights=cws, ignore_index=-100),
+            xs,
+            create_graph=True,
+        )
+    )
+    g = torch.Generator().manual_seed(1)
+    h = torch.randn(15, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    wfull = torch.randn(v, 4, generator=g, dtype=torch.float64)
+    ws = wfull[s : s + w].clone().requires_grad_()
+    yl = y.reshape(-1)
+    d_h = torch.autograd.grad(
+        vocab_parallel_linear_cross_entropy(h, ws, yl, ignore_index=-100), h, create_graph=True
+    )[0]
+    worst["linear_double"] = _raises(lambda: torch.autograd.grad(d_h.sum(), h))
+    worst["linear_weight_grad"] = _raises(
+        lambda: vocab_parallel_linear_cross_entropy(h, ws, yl, ignore_index=-100, class_weights=cws)
+    )
+    return worst
 
 
 def _raises(fn: Any) -> str:
@@ -497,12 +555,32 @@ def scenario_ddp(rank: int, world: int) -> dict[str, Any]:
     return out
 
 
+def scenario_stuck(rank: int, world: int) -> dict[str, Any]:
+    """For the launcher's own test: rank 1 fails, every other rank is stuck (as in a
+    rendezvous that never completes) until the launcher kills it."""
+    if rank == 1:
+        raise RuntimeError("rank 1 fails on purpose")
+    while True:
+        time.sleep(1.0)
+
+
+def scenario_sleep(rank: int, world: int) -> dict[str, Any]:
+    """For the launcher's own test: never returns; a 5 s watchdog ends the rank."""
+    faulthandler.dump_traceback_later(5.0, exit=True, file=sys.stdout)
+    while True:
+        time.sleep(1.0)
+
+
 SCENARIOS = {
     "options": scenario_options,
+    "options_generic": scenario_options_generic,
     "linear": scenario_linear,
     "volume": scenario_volume,
     "errors": scenario_errors,
     "ddp": scenario_ddp,
+    "second": scenario_second,
+    "stuck": scenario_stuck,
+    "sleep": scenario_sleep,
 }
 
 
@@ -519,13 +597,12 @@ def doc_recipes() -> list[str]:
     return re.findall(r"```python\n(.*?)```", section, re.S)
 
 
-def run_doc_recipes(rank: int, world: int, port: int) -> dict[str, Any]:
+def run_doc_recipes(rank: int, world: int) -> dict[str, Any]:
     """Each recipe as ``torchrun --nproc-per-node WORLD`` would run it (env:// rendezvous)."""
-    os.environ.update(
-        RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_PORT=str(port)
-    )
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world))
     blocks = doc_recipes()
-    ports = [port, *(int(p) for p in os.environ["INFOLOSS_TEST_PORTS"].split(","))]
+    ports = [int(p) for p in os.environ["INFOLOSS_TEST_PORTS"].split(",")]
+    assert len(ports) >= len(blocks), (len(ports), len(blocks))
     for code, p in zip(blocks, ports, strict=False):  # a fresh rendezvous port per recipe
         os.environ["MASTER_PORT"] = str(p)
         exec(compile(code, DOCS, "exec"), {"__name__": "__main__"})
@@ -544,29 +621,41 @@ def _wait_for_peers(out: str, world: int, timeout: float) -> None:
         time.sleep(0.05)
 
 
+def _watchdog(seconds: float) -> None:
+    """End this process after ``seconds`` whatever it is doing (a collective waiting for a rank
+    that died, a rendezvous that never completes), first printing every thread's stack into
+    the rank's log (the launcher shows it): no spawned rank outlives its test."""
+    sys.stdout.flush()
+    faulthandler.dump_traceback_later(seconds, exit=True, file=sys.stdout)
+
+
 def main(argv: list[str]) -> None:
     rank, world, port, out = int(argv[0]), int(argv[1]), int(argv[2]), argv[3]
+    _watchdog(float(os.environ.get("INFOLOSS_TEST_DEADLINE", "600")))
     import torch.distributed as dist
 
     os.environ["MASTER_ADDR"] = "127.0.0.1"
     os.environ["MASTER_PORT"] = str(port)
-    if argv[4:] == ["docs"]:
-        with open(out, "w") as f:
-            json.dump({"docs": run_doc_recipes(rank, world, port)}, f)
-        if rank == 0:  # the recipes' rendezvous store lives in rank 0: up until all are done
-            _wait_for_peers(out, world, timeout=120.0)
-        return
-    dist.init_process_group("gloo", rank=rank, world_size=world, timeout=timedelta(seconds=120))
+    names = [a for a in argv[4:] if a != "docs"]
     results: dict[str, Any] = {}
-    try:
-        for name in argv[4:]:
-            t0 = time.perf_counter()
-            results[name] = SCENARIOS[name](rank, world)
-            results[name]["seconds"] = time.perf_counter() - t0
-    finally:
-        dist.destroy_process_group()
+    if names:
+        dist.init_process_group("gloo", rank=rank, world_size=world, timeout=timedelta(seconds=120))
+        try:
+            for name in names:
+                t0 = time.perf_counter()
+                results[name] = SCENARIOS[name](rank, world)
+                results[name]["seconds"] = time.perf_counter() - t0
+        finally:
+            dist.destroy_process_group()
+    if "docs" in argv[4:]:  # after the group above is gone: the recipes start their own
+        t0 = time.perf_counter()
+        results["docs"] = run_doc_recipes(rank, world)
+        results["docs"]["seconds"] = time.perf_counter() - t0
     with open(out, "w") as f:
         json.dump(results, f)
+    if "docs" in argv[4:] and rank == 0:
+        # the recipes' rendezvous store lives in rank 0: up until every rank is done
+        _wait_for_peers(out, world, timeout=120.0)
 
 
 if __name__ == "__main__":

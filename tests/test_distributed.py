@@ -1,7 +1,8 @@
 """Past one device (issue 15): vocabulary-parallel cross-entropy and the global mean.
 
 The torch.distributed tests spawn their own gloo groups of 2 and 3 processes on 127.0.0.1
-(``tests/_dist_worker.py``; one spawn per group size runs every scenario, with a 300 s timeout)
+(``tests/_dist_worker.py``; one spawn per group size runs every scenario, the group of 2 then
+the docs' recipes; a 300 s timeout, after which every spawned process is gone)
 and compare, in float64, with the single-process full-vocabulary loss. The JAX tests run in a
 subprocess with ``XLA_FLAGS=--xla_force_host_platform_device_count=4`` (JAX fixes its device
 count when first imported).
@@ -9,16 +10,20 @@ count when first imported).
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import itertools
 import json
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 
 import numpy as np
 import pytest
-from _dist_worker import TOL, Launch, scenario_options
+from _dist_launch import Launch
+from _dist_worker import TOL, scenario_options
 
 torch = pytest.importorskip("torch")
 
@@ -30,33 +35,49 @@ from infoloss.distributed import (  # noqa: E402
     vocab_parallel_linear_cross_entropy,
 )
 
-SCENARIOS = ["options", "linear", "volume", "errors", "ddp"]
-# a hang fails after this long; generous because the machine running CI may be loaded (each run
-# takes 20-60 s of wall time on 2 idle cores, most of it importing torch)
+SCENARIOS = ["options", "options_generic", "linear", "volume", "errors", "ddp", "second"]
+# a hang fails after this long (every spawned process also ends itself just before); generous
+# because the machine running CI may be loaded (a run takes 20-60 s of wall time on 2 idle
+# cores, most of it importing torch)
 TIMEOUT = 300.0
 
 
 @pytest.fixture(scope="module")
 def runs():
-    """The spawned runs, started together so that they overlap: a gloo group of 2 and one of
-    3 processes running every scenario, and the JAX script on 4 host devices."""
-    started = {w: Launch(w, SCENARIOS, timeout=TIMEOUT) for w in (2, 3)}
-    started["docs"] = Launch(2, ["docs"], timeout=TIMEOUT)
+    """The spawned runs, started together so that they overlap: a gloo group of 2 processes
+    (every scenario, then the docs' torchrun recipes) and one of 3 (every scenario), and the
+    JAX script on 4 host devices. Whatever still runs at the end is killed."""
+    started: dict[object, Launch] = {2: Launch(2, [*SCENARIOS, "docs"], timeout=TIMEOUT)}
+    started[3] = Launch(3, SCENARIOS, timeout=TIMEOUT)
+    # the launcher's own test (test_launcher_never_leaves_a_rank_running), overlapping the rest
+    started["stuck"] = Launch(2, ["stuck"], timeout=TIMEOUT)
+    started["sleep"] = Launch(1, ["sleep"], timeout=TIMEOUT)
     jax = None
     if importlib.util.find_spec("jax") is not None:
         env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
-        jax = subprocess.Popen(
-            [sys.executable, "-c", _JAX_SCRIPT],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+        watchdog = (
+            f"import faulthandler\nfaulthandler.dump_traceback_later({TIMEOUT - 5.0}, exit=True)\n"
         )
-    yield started, jax
-    for p in (jax, *(q for run in started.values() for q in run.procs)):
-        if p is not None and p.poll() is None:
-            p.kill()
-            p.communicate()
+        # output into files, not pipes: a full pipe would block the script until it is read
+        out, log = tempfile.TemporaryFile(), tempfile.TemporaryFile()
+        jax = (
+            subprocess.Popen(
+                [sys.executable, "-c", watchdog + _JAX_SCRIPT], env=env, stdout=out, stderr=log
+            ),
+            out,
+            log,
+        )
+    try:
+        yield started, jax
+    finally:
+        if jax is not None:
+            if jax[0].poll() is None:
+                jax[0].kill()
+            jax[0].wait()
+            jax[1].close()
+            jax[2].close()
+        for run in started.values():
+            run.kill()
 
 
 @pytest.fixture(params=[2, 3], ids=["2-ranks", "3-ranks"])
@@ -75,13 +96,14 @@ def test_every_option_equals_full_vocabulary_loss(group_run):
     of -inf and a masked class: loss and logits gradient to 1e-12 in float64 on every rank."""
     world, results = group_run
     for rank, res in enumerate(results):
-        r = res["options"]
-        assert r["calls"] == 108
-        assert r["loss"] <= TOL, (rank, r)
-        assert r["grad"] <= TOL, (rank, r)
-        assert r["nan_row_is_nan"]
-        assert r["dtype_float32"][0] == "float32" and r["dtype_float32"][1] < 1e-5
-        assert r["dtype_bfloat16"][0] == "bfloat16" and r["dtype_bfloat16"][1] < 2e-2
+        for path in ("options", "options_generic"):  # per-shard kernels; torch ops
+            r = res[path]
+            assert r["calls"] == 108
+            assert r["loss"] <= TOL, (rank, path, r)
+            assert r["grad"] <= TOL, (rank, path, r)
+            assert r["nan_row_is_nan"]
+            assert r["dtype_float32"][0] == "float32" and r["dtype_float32"][1] < 1e-5
+            assert r["dtype_bfloat16"][0] == "bfloat16" and r["dtype_bfloat16"][1] < 2e-2
     assert len(results) == world
 
 
@@ -89,13 +111,14 @@ def test_linear_equals_full_output_layer(group_run):
     _, results = group_run
     for res in results:
         r = res["linear"]
+        assert r["calls"] == 36
         for key in ("loss", "d_hidden", "d_weight", "d_bias"):
             assert r[key] <= TOL, (key, r)
 
 
 def test_all_reduce_volume_is_order_n(group_run):
     """Bytes passed to all_reduce per call: 8 bytes x (4..7) x N in float64, the same for
-    V_local = 100 and 2000; no collective in the backward of the logits version; the linear
+    V_local = 100 and 400; no collective in the backward of the logits version; the linear
     version's backward reduces d_hidden (N x H) only."""
     _, results = group_run
     vol = results[0]["volume"]
@@ -104,7 +127,7 @@ def test_all_reduce_volume_is_order_n(group_run):
             for sharded in (False, True):
                 rows = 4 + (eps > 0) + sharded + (eps > 0 and sharded)
                 per_v = [
-                    vol[f"ce n={n} v_local={v} eps={eps} sharded_w={sharded}"] for v in (100, 2000)
+                    vol[f"ce n={n} v_local={v} eps={eps} sharded_w={sharded}"] for v in (100, 400)
                 ]
                 for rec in per_v:
                     assert rec["forward"]["all_reduce"] == 8 * rows * n
@@ -114,6 +137,18 @@ def test_all_reduce_volume_is_order_n(group_run):
         lin = vol[f"linear n={n} h=16"]
         assert lin["forward"]["all_reduce"] == 8 * 4 * n
         assert lin["backward"] == {"all_reduce": 8 * n * 16, "all_reduce_calls": 1}
+    # class weights that require grad: the global vector's gradient is summed (V values), a
+    # sharded one's is local; create_graph=True recomputes the SUM of the statistics (4N with
+    # smoothing) and differentiating the gradient sums its part of it once more
+    world = len(results)
+    glob = vol["ce weight grad n=64 v_local=100 sharded_w=False"]
+    assert glob["forward"]["all_reduce"] == 8 * 5 * 64
+    assert glob["backward"] == {"all_reduce": 8 * 100 * world, "all_reduce_calls": 1}
+    shard = vol["ce weight grad n=64 v_local=100 sharded_w=True"]
+    assert shard["forward"]["all_reduce"] == 8 * 7 * 64 and shard["backward"] == {}
+    twice = vol["ce double backward n=64 eps=0.1"]
+    assert twice["backward"] == {"all_reduce": 8 * 4 * 64, "all_reduce_calls": 1}
+    assert twice["second"] == {"all_reduce": 8 * 4 * 64, "all_reduce_calls": 1}
 
 
 def test_bad_input_raises_on_every_rank(group_run):
@@ -162,10 +197,48 @@ def test_ddp_global_mean_equals_full_batch(group_run):
         assert res["ddp"]["naive"] > 1e-3
 
 
+def test_class_weight_gradients_and_double_backward(group_run):
+    """Class weights that require grad (global (V,) and sharded (V_local,)): loss, d_logits and
+    d_class_weights equal the single-process loss's to 1e-12 (float64, every reduction,
+    smoothing, z-loss, sample weights); create_graph=True then a second backward on every rank:
+    the Hessian-vector product of the full-vocabulary loss to 1e-12. What is not supported
+    raises an InfolossError on every rank."""
+    _, results = group_run
+    for res in results:
+        r = res["second"]
+        assert r["calls"] == 18
+        for key in ("loss", "d_logits", "d_class_weights", "hvp"):
+            assert r[key] <= TOL, (key, r)
+        assert r["double_with_weight_grad"].startswith(
+            "InfolossError: vocab_parallel_cross_entropy: a second derivative (create_graph=True) "
+            "with class_weights that require grad is not supported"
+        )
+        assert r["linear_double"].startswith(
+            "InfolossError: vocab_parallel_linear_cross_entropy has no second derivative"
+        )
+        assert r["linear_weight_grad"].startswith(
+            "InfolossError: vocab_parallel_linear_cross_entropy: `class_weights` that require grad"
+        )
+
+
 def test_doc_recipes_run_on_two_ranks(runs):
     """The torchrun recipes of docs/distributed.md (each asserts its own result) on 2 ranks."""
-    for res in runs[0]["docs"].results():
+    for res in runs[0][2].results():
         assert res["docs"]["blocks"] == 2
+
+
+def test_launcher_never_leaves_a_rank_running(runs):
+    """A rank that fails makes the launcher kill the ranks still running (they would wait for
+    it in a collective); a rank that never finishes is ended by its own watchdog (here after
+    5 s), with the stacks of its threads in the error."""
+    stuck, asleep = runs[0]["stuck"], runs[0]["sleep"]
+    with pytest.raises(AssertionError, match=r"rank 1 of 2 failed \(1\) in \['stuck'\]"):
+        stuck.results()
+    assert stuck.procs[0].returncode == -9  # killed by the launcher
+    # "failed", not "timed out": the watchdog ended it long before the launcher's timeout
+    with pytest.raises(AssertionError, match=r'(?s)rank 0 of 1 failed \(1\).*File "'):
+        asleep.results()
+    assert all(p.poll() is not None for p in (*stuck.procs, *asleep.procs))
 
 
 # --------------------------------------------------------------------------- one process
@@ -175,6 +248,83 @@ def test_world_of_one_without_process_group():
     """Without torch.distributed initialised: a world of one process, every option."""
     r = scenario_options(0, 1)
     assert r["loss"] <= TOL and r["grad"] <= TOL
+
+
+def test_world_of_one_gradgradcheck_and_class_weight_gradients():
+    """float64 gradgradcheck (second derivatives by finite differences, every reduction,
+    smoothing, z-loss, weights, ignore_index) and the class-weight gradient against the
+    single-device loss's autograd."""
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(2, 3, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    y = torch.randint(0, 6, (2, 3), generator=g)
+    y[0, 1] = -100
+    cw = torch.rand(6, generator=g, dtype=torch.float64) + 0.2
+    sw = torch.rand(2, 3, generator=g, dtype=torch.float64) + 0.5
+    for red, eps, z in (("none", 0.1, 1e-2), ("sum", 0.0, 0.0), ("mean", 0.2, 1e-2)):
+        opts = dict(
+            ignore_index=-100, label_smoothing=eps, z_loss=z, reduction=red, sample_weights=sw
+        )
+        assert torch.autograd.gradgradcheck(
+            lambda a, o=opts: vocab_parallel_cross_entropy(a, y, class_weights=cw, **o), (x,)
+        )
+        cwr = cw.clone().requires_grad_()
+        out = vocab_parallel_cross_entropy(x, y, class_weights=cwr, **opts)
+        got = torch.autograd.grad(out.sum(), (x, cwr))
+        cwq = cw.clone().requires_grad_()
+        with infoloss._config.generic_only():
+            ref = infoloss.sparse_softmax_cross_entropy(x, y, class_weights=cwq, **opts)
+        want = torch.autograd.grad(ref.sum(), (x, cwq))
+        assert float((out - ref).detach().abs().max()) <= TOL
+        for a, b in zip(got, want, strict=True):
+            assert float((a - b).abs().max()) <= TOL
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_shard_kernels_equal_the_definition(dtype):
+    """The per-shard numba kernels (CPU tensors, fast path on) against the definition in torch
+    ops (``generic_only``): every option, a strided shard, rows with -inf, nan and a masked
+    class, rows long enough for the blocked sums (600 classes); float64 to 1e-12."""
+    from infoloss import _fast
+
+    if _fast.get_kernels() is None:
+        pytest.skip("numba unavailable")
+    dt = getattr(torch, dtype)
+    tol = TOL if dtype == "float64" else 2e-6
+    g = torch.Generator().manual_seed(4)
+    for v in (11, 600):
+        wide = torch.randn(3, 5, v + 3, generator=g, dtype=torch.float64) * 4
+        wide[1, 2, :] = -float("inf")
+        wide[2, 1, 7] = -float("inf")
+        wide[0, 4, 5] = float("nan")
+        wide[2, 3, :] = 2.5  # ties everywhere
+        x0 = wide[..., 1 : v + 1].to(dt)  # rows with a stride of v + 3
+        y = torch.randint(0, v, (3, 5), generator=g)
+        y[0, :2] = -100
+        cw = torch.rand(v, generator=g, dtype=dt) + 0.1
+        cw[7] = 0.0
+        sw = torch.rand(3, 5, generator=g, dtype=dt) + 0.5
+        for eps, z, red, weights in itertools.product(
+            (0.0, 0.1), (0.0, 1e-2), ("none", "sum", "mean"), (False, True)
+        ):
+            opts = dict(ignore_index=-100, label_smoothing=eps, z_loss=z, reduction=red)
+            if weights:
+                opts.update(class_weights=cw, sample_weights=sw)
+            got, want = [], []
+            for dest, generic in ((got, False), (want, True)):
+                x = x0.clone().requires_grad_()
+                ctx = infoloss._config.generic_only() if generic else contextlib.nullcontext()
+                with ctx:
+                    out = vocab_parallel_cross_entropy(x, y, **opts)
+                    gout = torch.linspace(0.5, 1.5, out.numel(), dtype=dt).reshape(out.shape)
+                    (out * gout).sum().backward()
+                dest += [out.detach(), x.grad]
+            for a, b in zip(got, want, strict=True):
+                assert a.dtype == b.dtype
+                assert torch.equal(torch.isnan(a), torch.isnan(b)), (v, eps, z, red, weights)
+                fin = torch.isfinite(b)
+                assert torch.equal(fin, torch.isfinite(a))
+                d = (a[fin] - b[fin]).abs() / b[fin].abs().clamp(min=1.0)
+                assert (float(d.max()) if d.numel() else 0.0) <= tol, (v, eps, z, red, weights)
 
 
 def test_linear_world_of_one_against_linear_cross_entropy():
@@ -269,6 +419,13 @@ def test_global_helpers_in_one_process():
     assert float(global_weight_total(y, ignore_index=-100, sample_weights=sw)) == 4.5
     with pytest.raises(infoloss.InfolossError, match="one tensor per micro-batch"):
         global_weight_total(y, sample_weights=sw[:1])
+    # probability and sigmoid labels: the rules of softmax_cross_entropy / sigmoid_cross_entropy
+    t = [torch.tensor([[0.25, 0.75], [1.0, 0.0]]), torch.tensor([[0.5, 0.5]])]
+    cw = torch.tensor([2.0, 4.0])
+    assert float(global_weight_total(t, kind="softmax", class_weights=cw)) == 3.5 + 2.0 + 3.0
+    assert float(global_weight_total(t, kind="sigmoid")) == 6.0
+    with pytest.raises(infoloss.InfolossTypeError, match='pass kind="softmax" or "sigmoid"'):
+        global_weight_total(t)
     s = torch.tensor(3.0, requires_grad=True)
     out = global_mean(s, torch.tensor(4.0))
     out.backward()
@@ -372,16 +529,19 @@ _JAX_RESULT: dict[str, object] = {}
 
 @pytest.fixture
 def jax_run(runs):
-    proc = runs[1]
-    if proc is None:
+    if runs[1] is None:
         pytest.skip("jax is not installed")
+    proc, out, log = runs[1]
     if not _JAX_RESULT:
         try:
-            stdout, stderr = proc.communicate(timeout=TIMEOUT)
+            proc.wait(timeout=TIMEOUT)
         except subprocess.TimeoutExpired:
             proc.kill()
-            proc.communicate()
+            proc.wait()
             raise AssertionError(f"the JAX script timed out after {TIMEOUT} s") from None
+        out.seek(0)
+        log.seek(0)
+        stdout, stderr = out.read().decode(), log.read().decode(errors="replace")
         assert proc.returncode == 0, stderr[-4000:]
         line = next(ln for ln in stdout.splitlines() if ln.startswith("RESULT"))
         _JAX_RESULT.update(json.loads(line[len("RESULT") :]))

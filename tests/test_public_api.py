@@ -106,7 +106,14 @@ CONTRACT = {
     "weight_total": (
         "losses",
         ["labels"],
-        {"ignore_index": None, "class_weights": None, "sample_weights": None, "dtype": None},
+        {
+            "kind": None,
+            "axis": -1,
+            "ignore_index": None,
+            "class_weights": None,
+            "sample_weights": None,
+            "dtype": None,
+        },
     ),
     "sigmoid_focal_loss": (
         "focal",

@@ -27,6 +27,8 @@ __all__ = [
     "scale_gradient",
     "weigh_rows",
     "weight_total",
+    "weight_total_dense",
+    "weight_total_elementwise",
 ]
 
 
@@ -84,6 +86,33 @@ def weight_total(
     if valid is not None:
         w = xp.where(valid, w, xp.zeros_like(w))
     total = xp.sum(w)
+    return np.asarray(total) if isinstance(total, np.generic) else total
+
+
+def weight_total_dense(
+    xp: Namespace, y: Array, cw: Array | None, sw: Array | None, dtype: Any
+) -> Array:
+    """Σ W of probability labels ``y`` ``(..., C)`` (classes last): Wᵢ = sᵢ · Σ_c w_c y_ic,
+    or sᵢ without class weights — the denominator of every dense softmax loss's "mean"."""
+    from array_api_compat import device
+
+    batch = tuple(y.shape[:-1])
+    w = xp.ones(batch, dtype=dtype, device=device(y)) if cw is None else xp.sum(y * cw, axis=-1)
+    if sw is not None:
+        w = w * sw
+    total = xp.sum(w)
+    return np.asarray(total) if isinstance(total, np.generic) else total
+
+
+def weight_total_elementwise(xp: Namespace, y: Array, sw: Array | None, dtype: Any) -> Array:
+    """Σ s over every element of ``y`` (``sw`` broadcast to its shape), or the element count:
+    the denominator of the sigmoid losses' "mean"."""
+    from array_api_compat import device
+
+    if sw is not None:
+        total = xp.sum(sw)
+    else:
+        total = xp.sum(xp.ones(tuple(y.shape), dtype=dtype, device=device(y)))
     return np.asarray(total) if isinstance(total, np.generic) else total
 
 

@@ -146,7 +146,8 @@ def _mean_scales(
         kc = pow2_scale(xp, cw)
         cw = cw / kc
         if z:
-            z = z / float(kc) if is_concrete(kc) else z / kc
+            k0 = kc.detach() if hasattr(kc, "detach") else kc  # torch weights that require grad
+            z = z / float(k0) if is_concrete(kc) else z / kc
     return cw, sw, z
 
 

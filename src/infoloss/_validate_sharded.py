@@ -17,6 +17,7 @@ import struct
 import zlib
 from typing import Any
 
+from . import _reduce
 from ._specs import CEOptions, VocabParallelCE
 from ._utils import (
     as_float,
@@ -26,13 +27,22 @@ from ._utils import (
     check_reduction,
     check_unit_interval,
     compute_dtype,
+    moveaxis_last,
     namespace,
+    normalize_axis,
     require_floating,
 )
 from ._validate import _broadcast_weights, _ignore_index, _label_range, _nonnegative, chunk_rows
 from .errors import InfolossError, InfolossTypeError
 
-__all__ = ["check_group", "group_meta", "local_spec", "weight_total_args"]
+__all__ = [
+    "WEIGHT_KINDS",
+    "check_group",
+    "group_meta",
+    "local_spec",
+    "weight_total_args",
+    "weight_total_of",
+]
 
 _DTYPES = ("float16", "bfloat16", "float32", "float64")
 _NO_LABEL = 2**62
@@ -142,7 +152,7 @@ def local_spec(
     return VocabParallelCE(
         xp=xp,
         labels=xp.reshape(y, (n,)),
-        class_weights=None if cw is None else cw.detach(),
+        class_weights=cw,  # kept attached: their gradient when they require one
         sample_weights=None if sw is None else xp.reshape(sw, (n,)).detach(),
         options=CEOptions(sparse=True, label_smoothing=eps, z_loss=z, ignore_index=ii),
         reduction=reduction,
@@ -175,6 +185,7 @@ def _options_code(spec: VocabParallelCE) -> int:
         o.ignore_index,
         spec.reduction,
         spec.class_weights is None,
+        bool(spec.class_weights is not None and spec.class_weights.requires_grad),
         spec.sample_weights is None,
         spec.hidden is None,
         spec.reduce_hidden_grad,
@@ -328,11 +339,26 @@ def _unravel(i: int, shape: tuple[int, ...]) -> list[int]:
     return list(reversed(out))
 
 
+#: ``kind`` of :func:`infoloss.weight_total`: which losses' "mean" it is the denominator of
+WEIGHT_KINDS = ("sparse", "softmax", "sigmoid")
+
+
 def weight_total_args(
-    labels: Any, ignore_index: Any, class_weights: Any, sample_weights: Any, dtype: Any
-) -> tuple[Any, Any, Any, Any, int | None, Any]:
-    """The checked arguments of :func:`infoloss.weight_total`: ``(xp, labels, class_weights,
-    sample_weights, ignore_index, dtype)`` (the checks and messages of the losses)."""
+    labels: Any,
+    ignore_index: Any,
+    class_weights: Any,
+    sample_weights: Any,
+    dtype: Any,
+    kind: Any = None,
+    axis: Any = -1,
+) -> tuple[Any, ...]:
+    """The checked arguments of :func:`infoloss.weight_total`: ``(kind, xp, labels,
+    class_weights, sample_weights, ignore_index, dtype)`` (the checks and messages of the
+    losses); probability labels (``kind="softmax"``) come back with the classes last."""
+    if kind is not None and kind not in WEIGHT_KINDS:
+        raise InfolossError(
+            f"`kind` must be one of {', '.join(map(repr, WEIGHT_KINDS))} or None; got {kind!r}"
+        )
     ii = check_index(ignore_index, "ignore_index")
     xp, (y, cw, sw) = namespace(
         ("labels", labels),
@@ -340,25 +366,71 @@ def weight_total_args(
         ("sample_weights", sample_weights),
         optional=("class_weights", "sample_weights"),
     )
-    if not xp.isdtype(y.dtype, "integral"):
-        raise InfolossTypeError(
-            f"`labels` must hold integer class indices; got dtype {str(y.dtype).replace('torch.', '')}"
-        )
+    if kind is None or kind == "sparse":
+        if not xp.isdtype(y.dtype, "integral"):
+            hint = "" if kind else ' (for probability labels pass kind="softmax" or "sigmoid")'
+            raise InfolossTypeError(
+                "`labels` must hold integer class indices; got dtype "
+                f"{str(y.dtype).replace('torch.', '')}{hint}"
+            )
+        kind = "sparse"
+    else:
+        if ii is not None:
+            raise InfolossError(
+                f"`ignore_index` applies to integer labels (kind='sparse') only; got {ii} "
+                f"with kind={kind!r}"
+            )
+        if kind == "sigmoid" and cw is not None:
+            raise InfolossError(
+                "`class_weights` do not enter the sigmoid losses' mean (pos_weight does not "
+                "either); got class_weights with kind='sigmoid'"
+            )
     if dtype is None:
         floats = [
-            a.dtype for a in (cw, sw) if a is not None and xp.isdtype(a.dtype, "real floating")
+            a.dtype for a in (y, cw, sw) if a is not None and xp.isdtype(a.dtype, "real floating")
         ]
         dtype = compute_dtype(xp, xp.result_type(*floats)) if floats else xp.asarray(0.0).dtype
     elif not xp.isdtype(dtype, "real floating"):
         raise InfolossTypeError(f"`dtype` must be a real floating dtype; got {dtype}")
-    ii = _ignore_index(ii, y.dtype, xp)
-    if cw is not None:
-        cw = as_float(xp, cw, "class_weights", dtype)
-        if cw.ndim != 1:
-            raise InfolossError(
-                f"`class_weights` must have shape (C,), one weight per class; got shape {tuple(cw.shape)}"
-            )
-        _nonnegative(xp, cw, "class_weights")
-        _label_range(xp, y, int(cw.shape[0]), ii)
-    sw = _broadcast_weights(xp, sw, tuple(y.shape), "sample_weights", dtype, "the labels' shape")
-    return xp, y, cw, sw, ii, dtype
+    shape = tuple(y.shape)
+    if kind == "softmax":
+        y = as_float(xp, y, "labels", dtype)
+        ax = normalize_axis(axis, y.ndim)
+        c = int(shape[ax])
+        y = moveaxis_last(xp, y, ax)
+        shape = tuple(y.shape[:-1])
+        if cw is not None:
+            cw = as_float(xp, cw, "class_weights", dtype)
+            if tuple(cw.shape) != (c,):
+                raise InfolossError(
+                    f"`class_weights` must have shape ({c},), one weight per class; got shape "
+                    f"{tuple(cw.shape)}"
+                )
+            _nonnegative(xp, cw, "class_weights")
+        what = "the batch shape"
+    elif kind == "sigmoid":
+        what = "the labels' shape"
+    else:
+        ii = _ignore_index(ii, y.dtype, xp)
+        if cw is not None:
+            cw = as_float(xp, cw, "class_weights", dtype)
+            if cw.ndim != 1:
+                raise InfolossError(
+                    "`class_weights` must have shape (C,), one weight per class; got shape "
+                    f"{tuple(cw.shape)}"
+                )
+            _nonnegative(xp, cw, "class_weights")
+            _label_range(xp, y, int(cw.shape[0]), ii)
+        what = "the labels' shape"
+    sw = _broadcast_weights(xp, sw, shape, "sample_weights", dtype, what)
+    return kind, xp, y, cw, sw, ii, dtype
+
+
+def weight_total_of(args: tuple[Any, ...]) -> Any:
+    """Σ W from :func:`weight_total_args`' result."""
+    kind, xp, y, cw, sw, ii, dt = args
+    if kind == "softmax":
+        return _reduce.weight_total_dense(xp, y, cw, sw, dt)
+    if kind == "sigmoid":
+        return _reduce.weight_total_elementwise(xp, y, sw, dt)
+    return _reduce.weight_total(xp, y, cw, sw, ii, dt)

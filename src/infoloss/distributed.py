@@ -21,9 +21,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import _reduce, _router
+from . import _router
 from ._utils import quiet_overflow
-from ._validate_sharded import check_group, group_meta, local_spec, weight_total_args
+from ._validate_sharded import (
+    check_group,
+    group_meta,
+    local_spec,
+    weight_total_args,
+    weight_total_of,
+)
 from .errors import InfolossError
 from .losses import weight_total
 
@@ -124,8 +130,17 @@ def vocab_parallel_cross_entropy(
 
     Notes
     -----
-    The weights are constants (no gradient with respect to them); a second derivative is not
-    available (``once_differentiable``). Runs eagerly (a graph break under ``torch.compile``).
+    Class weights that require grad get their gradient (sharded weights on their rank; the
+    global vector, the same on every rank, after one extra ``all_reduce`` of :math:`V` values
+    in the backward). A second derivative (``create_graph=True``, then differentiating the
+    gradient, e.g. a Hessian-vector product; ``torch.autograd.gradgradcheck``) is supported with
+    constant class weights: it is that of :math:`\sum_r` (rank :math:`r`'s objective), so every
+    rank must differentiate (one ``all_reduce`` of ``O(N)`` values per differentiation); with
+    class weights that require grad it raises :class:`~infoloss.InfolossError`. Sample weights
+    are constants. Runs eagerly (a graph break under ``torch.compile``). On CPU tensors the two
+    sweeps over the shard (its statistics, its gradient) are fused numba kernels unless the
+    fast path is switched off (``INFOLOSS_DISABLE_FAST``, :func:`infoloss._config.generic_only`);
+    elsewhere, and for the second derivatives, they are torch operations (the same values).
     Each call runs three collectives: the ``all_gather`` of 11 integers per rank, and the two
     all-reduces of :math:`N` and :math:`(3 + [\varepsilon>0] + [\text{sharded } w] +
     [\varepsilon>0 \wedge \text{sharded } w])N` values of the compute dtype.
@@ -226,6 +241,9 @@ def vocab_parallel_linear_cross_entropy(
     The compute is four matrix products per chunk (the logits twice, ``d_hidden``,
     ``d_weight``) against three for the unfused layer. float16/bfloat16 are computed in
     float32. Errors are raised on every rank at once, as by :func:`vocab_parallel_cross_entropy`.
+    Not supported, with an :class:`~infoloss.InfolossError`: class weights that require grad
+    (raised by the call) and a second derivative (raised when the gradients, taken with
+    ``create_graph=True``, are differentiated).
 
     Examples
     --------
@@ -267,6 +285,8 @@ def global_weight_total(
     labels: Any,
     *,
     group: Any = None,
+    kind: str | None = None,
+    axis: int = -1,
     ignore_index: int | None = None,
     class_weights: Any = None,
     sample_weights: Any = None,
@@ -279,7 +299,8 @@ def global_weight_total(
         \mathcal{W} = \sum_{r} \sum_{k} \sum_{i \in B_{rk}} W_i, \qquad
         W_i = s_i\, w_{y_i}\ (0 \text{ for } y_i = \text{ignore\_index})
 
-    (the rule of :func:`infoloss.weight_total`), computed from the labels alone, before any
+    (the rule of :func:`infoloss.weight_total`; ``kind="softmax"`` and ``"sigmoid"`` for the
+    losses of probability labels), computed from the labels alone, before any
     forward or backward pass: one ``all_reduce`` of two float64 numbers.
 
     Parameters
@@ -289,8 +310,8 @@ def global_weight_total(
     group : torch.distributed.ProcessGroup, optional
         The data-parallel group (default: the whole world; a world of one process when
         ``torch.distributed`` is not initialised).
-    ignore_index, class_weights
-        As in the loss.
+    kind, axis, ignore_index, class_weights
+        As in :func:`infoloss.weight_total` (and the loss).
     sample_weights : torch.Tensor or a sequence of them, optional
         One per micro-batch, as ``labels``.
 
@@ -325,10 +346,10 @@ def global_weight_total(
                 f"`sample_weights` must hold one tensor per micro-batch of `labels` ({len(ys)}); got {len(sws)}"
             )
         for y, sw in zip(ys, sws, strict=True):
-            xp, yc, cw, swc, ii, dt = weight_total_args(
-                y, ignore_index, class_weights, sw, torch.float64
+            args = weight_total_args(
+                y, ignore_index, class_weights, sw, torch.float64, kind=kind, axis=axis
             )
-            total += float(_reduce.weight_total(xp, yc, cw, swc, ii, dt))
+            total += float(weight_total_of(args))
     except InfolossError as e:
         error = e
     device = getattr(ys[0], "device", None) if ys else None

@@ -19,11 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from . import _reduce, _router
+from . import _router
 from ._specs import CrossEntropyAux
 from ._utils import Array, check_bool, quiet_overflow
 from ._validate import check_grad_out, check_temperature, sigmoid_ce_spec, softmax_ce_spec, tempered
-from ._validate_sharded import weight_total_args
+from ._validate_sharded import weight_total_args, weight_total_of
 
 __all__ = [
     "CrossEntropyAux",
@@ -405,37 +405,63 @@ def sigmoid_cross_entropy(
 def weight_total(
     labels: Any,
     *,
+    kind: str | None = None,
+    axis: int = -1,
     ignore_index: int | None = None,
     class_weights: Any = None,
     sample_weights: Any = None,
     dtype: Any = None,
 ) -> Array:
-    r"""The denominator of a sparse loss's ``reduction="mean"``: :math:`\sum_i W_i`.
+    r"""The denominator of a loss's ``reduction="mean"``: :math:`\sum_i W_i`.
 
     .. math::
 
-        W_i = s_i\, w_{y_i} \quad (y_i \ne \text{ignore\_index}), \qquad W_i = 0
-        \quad (y_i = \text{ignore\_index})
+        \text{sparse:}\quad W_i = s_i\, w_{y_i}\ (0 \text{ for } y_i = \text{ignore\_index});
+        \qquad \text{softmax:}\quad W_i = s_i \sum_c w_c\, y_{ic};
+        \qquad \text{sigmoid:}\quad W_{ic} = s_{ic}
 
-    with :math:`s_i = 1` without ``sample_weights`` and :math:`w = 1` without ``class_weights``:
-    the rule of :func:`sparse_softmax_cross_entropy` and :func:`infoloss.linear_cross_entropy`,
-    so ``loss(..., reduction="sum") / weight_total(...)`` is their ``"mean"``. A mean over
-    several batches, micro-batches or data-parallel ranks is the sum of their ``"sum"`` losses
-    divided by the sum of their weight totals (:mod:`infoloss.distributed` all-reduces it).
+    with :math:`s = 1` without ``sample_weights`` and :math:`w = 1` without ``class_weights``
+    (so the softmax total without class weights is :math:`\sum_i s_i`, and the sigmoid total
+    the element count). These are the rules of the losses' ``"mean"``, so
+    ``loss(..., reduction="sum") / weight_total(...)`` is their ``"mean"``:
+
+    - ``kind="sparse"`` (integer labels): :func:`sparse_softmax_cross_entropy`,
+      :func:`infoloss.linear_cross_entropy`, :func:`infoloss.sparse_softmax_focal_loss`,
+      :func:`infoloss.sparse_poly_cross_entropy`;
+    - ``kind="softmax"`` (target probabilities, classes on ``axis``):
+      :func:`softmax_cross_entropy`, :func:`infoloss.softmax_focal_loss`,
+      :func:`infoloss.poly_cross_entropy` (label smoothing and temperature do not change it);
+    - ``kind="sigmoid"`` (labels of the logits' shape): :func:`sigmoid_cross_entropy`,
+      :func:`infoloss.sigmoid_focal_loss` (``pos_weight`` and ``alpha`` do not enter it).
+
+    A mean over several batches, micro-batches or data-parallel ranks is the sum of their
+    ``"sum"`` losses divided by the sum of their weight totals (:mod:`infoloss.distributed`
+    all-reduces it).
 
     Parameters
     ----------
-    labels : integer array, any shape
-        Class indices, or ``ignore_index``.
+    labels : array
+        ``kind="sparse"``: integer class indices (or ``ignore_index``), any shape;
+        ``"softmax"``: target probabilities, shape ``(..., C, ...)``; ``"sigmoid"``: targets,
+        the logits' shape.
+    kind : {"sparse", "softmax", "sigmoid"}, optional
+        Which losses' denominator; by default ``"sparse"``, and floating labels then raise
+        (say which kind they are).
+    axis : int, default -1
+        The class axis of ``kind="softmax"`` labels.
     ignore_index : int, optional
-        Label value of the examples that count for nothing.
+        Label value of the examples that count for nothing (``kind="sparse"`` only).
     class_weights : array, shape (C,), optional
-        Weight of each class; the labels must then lie in ``[0, C)`` (or be ``ignore_index``).
-    sample_weights : array, broadcastable to the labels' shape, optional
-        Weight of each example.
+        Weight of each class (not for ``kind="sigmoid"``); sparse labels must then lie in
+        ``[0, C)`` (or be ``ignore_index``).
+    sample_weights : array, optional
+        Weight of each example: broadcastable to the labels' shape (``"sparse"``,
+        ``"sigmoid"``: each element) or to the batch shape (``"softmax"``: the labels' shape
+        without ``axis``).
     dtype : floating dtype, optional
-        Of the result; by default the weights' (float32 for float16/bfloat16), else the array
-        library's default floating dtype (float32 for torch: exact counts up to 2**24).
+        Of the result; by default that of the floating labels and weights (float32 for
+        float16/bfloat16), else the array library's default floating dtype (float32 for torch:
+        exact counts up to 2**24).
 
     Returns
     -------
@@ -454,8 +480,23 @@ def weight_total(
     >>> m = sparse_softmax_cross_entropy(logits, y, ignore_index=-100, reduction="mean")
     >>> bool(np.isclose(s / weight_total(y, ignore_index=-100), m))
     True
+
+    Probability labels with class weights, and sigmoid targets with per-example weights:
+
+    >>> from infoloss import sigmoid_cross_entropy, softmax_cross_entropy
+    >>> t = np.array([[0.5, 0.5, 0.0], [0.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
+    >>> cw = np.array([1.0, 3.0, 0.5])
+    >>> float(weight_total(t, kind="softmax", class_weights=cw))
+    3.5
+    >>> s = softmax_cross_entropy(logits, t, class_weights=cw, reduction="sum")
+    >>> m = softmax_cross_entropy(logits, t, class_weights=cw, reduction="mean")
+    >>> bool(np.isclose(s / weight_total(t, kind="softmax", class_weights=cw), m))
+    True
+    >>> float(weight_total(t, kind="sigmoid", sample_weights=np.array([[1.0], [2.0], [0.0]])))
+    9.0
     """
-    xp, y, cw, sw, ii, dt = weight_total_args(
-        labels, ignore_index, class_weights, sample_weights, dtype
+    return weight_total_of(
+        weight_total_args(
+            labels, ignore_index, class_weights, sample_weights, dtype, kind=kind, axis=axis
+        )
     )
-    return _reduce.weight_total(xp, y, cw, sw, ii, dt)

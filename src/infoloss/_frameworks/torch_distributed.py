@@ -8,7 +8,9 @@ between the ranks with ``torch.distributed`` collectives (any backend: gloo, NCC
   :mod:`infoloss._validate_sharded` checks them), once per call;
 - forward: one ``all_reduce(MAX)`` of ``N`` values and one ``all_reduce(SUM)`` of ``3N`` to ``6N``
   values (``N`` the number of rows); never anything of size ``N × V``;
-- backward: nothing for :class:`VocabParallelCE`; one ``all_reduce(SUM)`` of ``d_hidden``
+- backward: nothing for :class:`VocabParallelCE` (the global class weights' gradient, ``V``
+  values, when they require grad; the SUM of the statistics again under ``create_graph=True``);
+  one ``all_reduce(SUM)`` of ``d_hidden``
   (``N × H``) for the linear layer, whose input is replicated over the group.
 
 A group of one rank (or no initialised process group with ``group=None``) runs no collective.
@@ -26,7 +28,7 @@ import torch
 import torch.distributed as dist
 from array_api_compat import array_namespace
 
-from .. import _reduce
+from .. import _config, _reduce
 from .._generic import sharded
 from .._specs import VocabParallelCE
 
@@ -86,31 +88,56 @@ def all_reduce_sum(value: torch.Tensor, group: Group) -> torch.Tensor:
 # --------------------------------------------------------------------------- the shared sweep
 
 
-def _stats(xp: Any, spec: VocabParallelCE, x: torch.Tensor, y: torch.Tensor) -> Any:
+def _detach(t: torch.Tensor) -> torch.Tensor:
+    return t.detach()
+
+
+def _stats(
+    xp: Any, spec: VocabParallelCE, x: torch.Tensor, y: torch.Tensor, cw: Any = False
+) -> Any:
+    """``cw`` False: the spec's class weights, as constants (inside the autograd Functions);
+    otherwise the (differentiable) weights to use, with the row maxima as constants."""
     assert spec.vocab_start is not None
+    if cw is False and _fast_ok(spec, x):
+        return _fast_stats(spec, x, y)
     return sharded.shard_stats(
         xp,
         x,
         y,
         start=spec.vocab_start,
-        class_weights=spec.class_weights,
+        class_weights=spec.class_weights if cw is False else cw,
         sharded_weights=spec.sharded_weights,
         options=spec.options,
+        **({} if cw is False else {"constant": _detach}),
     )
 
 
-def _combine(xp: Any, spec: VocabParallelCE, stats: Any, y: torch.Tensor, sw: Any) -> Any:
-    """The two forward all-reduces and the per-row results."""
-    m_all = spec.group.all_reduce(stats.m_loc.clone(), "max")
-    m = sharded.global_max(xp, m_all)
-    summed = spec.group.all_reduce(sharded.shift(xp, stats, m), "sum")
+def _combine(
+    xp: Any,
+    spec: VocabParallelCE,
+    stats: Any,
+    y: torch.Tensor,
+    sw: Any,
+    *,
+    m: Any = None,
+    total: Callable[[torch.Tensor, Group], torch.Tensor] | None = None,
+    cw: Any = False,
+) -> Any:
+    """The two forward all-reduces and the per-row results. ``m``: the global row maxima when
+    known (no MAX then); ``total``: a differentiable SUM (the autograd paths); ``cw`` as in
+    :func:`_stats`."""
+    if m is None:
+        m_all = spec.group.all_reduce(stats.m_loc.detach().clone(), "max")
+        m = sharded.global_max(xp, m_all)
+    parts = sharded.shift(xp, stats, m)
+    summed = spec.group.all_reduce(parts, "sum") if total is None else total(parts, spec.group)
     return sharded.finish(
         xp,
         summed,
         m,
         y,
         num_classes=spec.num_classes,
-        class_weights=spec.class_weights,
+        class_weights=spec.class_weights if cw is False else cw,
         sharded_weights=spec.sharded_weights,
         sample_weights=sw,
         options=spec.options,
@@ -123,8 +150,10 @@ def _value(xp: Any, spec: VocabParallelCE, loss: torch.Tensor, weight: torch.Ten
 
 
 def _row_scale(spec: VocabParallelCE, grad_value: torch.Tensor, total: Any) -> Any:
-    """The factor of each row's gradient: the incoming gradient times the reduction's 1 / Σ W."""
-    gv = grad_value.detach().to(spec.compute_dtype)
+    """The factor of each row's gradient: the incoming gradient times the reduction's 1 / Σ W
+    (differentiable with respect to ``grad_value`` when grad mode is on)."""
+    gv = grad_value if torch.is_grad_enabled() else grad_value.detach()
+    gv = gv.to(spec.compute_dtype)
     if spec.reduction == "none":
         return gv.reshape(-1)
     if spec.reduction == "mean":
@@ -134,6 +163,8 @@ def _row_scale(spec: VocabParallelCE, grad_value: torch.Tensor, total: Any) -> A
 
 def _grad(xp: Any, spec: VocabParallelCE, x: Any, y: Any, f: Any, scale: Any, sw: Any) -> Any:
     assert spec.vocab_start is not None
+    if not torch.is_grad_enabled() and _fast_ok(spec, x):
+        return _fast_grad(spec, x, y, f, scale, sw)
     return sharded.shard_grad(
         xp,
         x,
@@ -147,6 +178,82 @@ def _grad(xp: Any, spec: VocabParallelCE, x: Any, y: Any, f: Any, scale: Any, sw
         options=spec.options,
         row_scale=scale,
     )
+
+
+# --------------------------------------------------------------------------- fused kernels
+# CPU float32/float64 shards with the fast path on: the statistics and the gradient in one
+# numba sweep each (kernels/sharded_ce.py); the O(N) combination stays in the definition.
+
+
+def _fast_ok(spec: VocabParallelCE, x: torch.Tensor) -> bool:
+    if not (x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)):
+        return False
+    if x.shape[0] == 0 or spec.width == 0 or not _config.fast_allowed():
+        return False
+    from .._fast import sharded as fast
+
+    return fast.available()
+
+
+def _np(t: torch.Tensor) -> Any:
+    return t.detach().resolve_neg().resolve_conj().numpy()
+
+
+def _local_weights(spec: VocabParallelCE) -> Any:
+    cw = spec.class_weights
+    if cw is None:
+        return None
+    assert spec.vocab_start is not None
+    return cw if spec.sharded_weights else cw[spec.vocab_start : spec.vocab_start + spec.width]
+
+
+def _targets(spec: VocabParallelCE, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(owned, local column or −1) of each row's target."""
+    assert spec.vocab_start is not None
+    ii = spec.options.ignore_index
+    valid = None if ii is None else y != ii
+    owned = sharded.local_index(torch, y, spec.vocab_start, spec.width, valid)
+    idx = torch.where(owned, y - spec.vocab_start, torch.full_like(y, -1)).to(torch.int64)
+    return owned, idx
+
+
+def _fast_stats(spec: VocabParallelCE, x: torch.Tensor, y: torch.Tensor) -> Any:
+    from .._fast import sharded as fast
+
+    owned, idx = _targets(spec, y)
+    w = _local_weights(spec)
+    eps = spec.options.label_smoothing
+    out = fast.shard_stats(_np(x), _np(idx), None if w is None else _np(w), eps > 0)
+    t = torch.from_numpy(out).to(x.dtype)
+    cw_y = None
+    if spec.sharded_weights and w is not None:
+        cw_y = torch.where(owned, w.detach()[idx.clamp(min=0)], torch.zeros_like(t[0]))
+    w_sum: Any = float(spec.width) if w is None else w.detach().sum()
+    return sharded.LocalStats(
+        t[0], t[1], t[2], t[3], t[4], owned, t[5] if eps > 0 else None, w_sum, cw_y
+    )
+
+
+def _fast_grad(
+    spec: VocabParallelCE, x: torch.Tensor, y: torch.Tensor, f: Any, scale: Any, sw: Any
+) -> torch.Tensor:
+    from .._fast import sharded as fast
+
+    n = int(x.shape[0])
+    _, idx = _targets(spec, y)
+    sc = torch.as_tensor(scale).to(torch.float64)
+    if sw is not None:
+        sc = sw.to(torch.float64) * sc
+    sc = sc.expand(n)
+    rowf = f.rowf.to(torch.float64)
+    a = rowf * sc
+    b = sc * (spec.options.label_smoothing / spec.num_classes)
+    gy = (rowf * torch.expm1((f.x_y - f.m) - f.ls) + (f.rowf - f.cy)) * sc
+    keep = torch.ones(n, dtype=torch.bool) if f.valid is None else f.valid
+    w = _local_weights(spec)
+    rows = tuple(_np(r) for r in (f.m.to(torch.float64), f.ls.to(torch.float64), a, b, gy))
+    g = fast.shard_grad(_np(x), _np(idx), rows, _np(keep), None if w is None else _np(w))
+    return torch.from_numpy(g)
 
 
 # --------------------------------------------------------------------------- logits shards
@@ -172,16 +279,33 @@ class _VocabParallelCE(torch.autograd.Function):
         return value.to(logits.dtype)
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx: Any, grad_value: torch.Tensor) -> tuple[Any, None]:
         (logits,) = ctx.saved_tensors
         spec: VocabParallelCE = ctx.spec
         xp = array_namespace(logits)
-        x = logits.detach()
+        twice = torch.is_grad_enabled()  # create_graph=True: a differentiable gradient
+        x = logits if twice else logits.detach()
         x = x.to(spec.compute_dtype) if x.dtype != spec.compute_dtype else x
         x = x.reshape(int(spec.labels.shape[0]), spec.width)
+        f = ctx.f
+        if twice:
+            # the per-row statistics recomputed from this shard under autograd, summed over the
+            # ranks by a SUM whose backward sums too: the second derivative of Σ_r (objective
+            # of rank r) reaches every shard (an O(N) all-reduce per differentiation)
+            stats = _stats(xp, spec, x, spec.labels, cw=spec.class_weights)
+            f = _combine(
+                xp,
+                spec,
+                stats,
+                spec.labels,
+                spec.sample_weights,
+                m=f.m,
+                total=lambda t, group: _sum_parts(t + _tie(x), group),
+            )
         scale = _row_scale(spec, grad_value, ctx.total)
-        g = _grad(xp, spec, x, spec.labels, ctx.f, scale, spec.sample_weights)
+        g = _grad(xp, spec, x, spec.labels, f, scale, spec.sample_weights)
+        if twice:
+            g = g + _tie(f.ls)
         return g.reshape(logits.shape).to(logits.dtype), None
 
 
@@ -200,7 +324,104 @@ def _run_eagerly(fn: Callable[..., Any], *args: Any) -> Any:
 
 
 def _apply_ce(spec: VocabParallelCE) -> torch.Tensor:
+    cw = spec.class_weights
+    if cw is not None and cw.requires_grad and torch.is_grad_enabled():
+        return _autograd_ce(spec)
     return _VocabParallelCE.apply(spec.logits, spec)
+
+
+# --------------------------------------------------------------------------- autograd paths
+
+
+class _SumReplicated(torch.autograd.Function):
+    """All-reduce SUM of the ranks' parts into a value every rank holds; backward: the identity
+    (the gradient of an objective every rank holds, the loss)."""
+
+    @staticmethod
+    def forward(ctx: Any, t: torch.Tensor, group: Group) -> torch.Tensor:
+        return group.all_reduce(t.clone(), "sum")
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor) -> tuple[Any, None]:
+        if torch.is_grad_enabled():
+            from ..errors import InfolossError
+
+            raise InfolossError(
+                "vocab_parallel_cross_entropy: a second derivative (create_graph=True) with "
+                "class_weights that require grad is not supported; detach the class weights "
+                "for the double backward"
+            )
+        return g, None
+
+
+class _SumParts(torch.autograd.Function):
+    """All-reduce SUM whose backward is an all-reduce SUM too (objectives that differ between
+    the ranks, as a second derivative's); differentiable any number of times."""
+
+    @staticmethod
+    def forward(ctx: Any, t: torch.Tensor, group: Group) -> torch.Tensor:
+        ctx.group = group
+        return group.all_reduce(t.clone(), "sum")
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor) -> tuple[Any, None]:
+        return _SumParts.apply(g.contiguous(), ctx.group), None
+
+
+def _tie(t: torch.Tensor) -> torch.Tensor:
+    """An exact 0 that autograd sees as depending on ``t`` (the sum of an empty slice): it keeps
+    a collective in the graph of every rank, also of one whose shard is empty, so that no rank
+    skips an all-reduce the others wait in (never ``0 * t``, which is nan for an infinite ``t``)."""
+    return t.reshape(-1)[:0].sum()
+
+
+def _sum_parts(t: torch.Tensor, group: Group) -> torch.Tensor:
+    return _SumParts.apply(t, group)
+
+
+def _sum_replicated(t: torch.Tensor, group: Group) -> torch.Tensor:
+    return _SumReplicated.apply(t, group)
+
+
+class _CopyReplicated(torch.autograd.Function):
+    """The identity on a tensor every rank holds (the global class weights) that each rank uses
+    in part (its columns); backward: the ranks' parts summed, one all-reduce of ``V`` values."""
+
+    @staticmethod
+    def forward(ctx: Any, t: torch.Tensor, group: Group) -> torch.Tensor:
+        ctx.group = group
+        return t.clone()
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor) -> tuple[Any, None]:
+        return ctx.group.all_reduce(g.detach().clone(), "sum"), None
+
+
+def _autograd_ce(spec: VocabParallelCE) -> torch.Tensor:
+    """The loss when the class weights require grad: the sharded definition under autograd
+    (row maxima constant), the forward SUM with the identity as backward; gradients with
+    respect to the logits shard and the class weights (sharded, or the global vector summed
+    over the ranks in the backward)."""
+    logits, cw = spec.logits, spec.class_weights
+    assert logits is not None and cw is not None
+    xp = array_namespace(logits)
+    x = logits.to(spec.compute_dtype).reshape(int(spec.labels.shape[0]), spec.width)
+    cw_local = cw if spec.sharded_weights else _CopyReplicated.apply(cw, spec.group)
+    y, sw = spec.labels, spec.sample_weights
+    stats = _stats(xp, spec, x, y, cw=cw_local)
+    f = _combine(
+        xp,
+        spec,
+        stats,
+        y,
+        sw,
+        total=lambda t, group: _sum_replicated(t + _tie(cw_local) + _tie(x), group),
+        cw=cw,
+    )
+    value, _ = _value(xp, spec, f.loss, f.weight)
+    if spec.reduction == "none":
+        value = value.reshape(spec.batch_shape)
+    return value.to(logits.dtype)
 
 
 def vocab_parallel_ce(spec: VocabParallelCE) -> torch.Tensor:
@@ -279,11 +500,24 @@ class _VocabParallelLinearCE(torch.autograd.Function):
         ctx.inputs = (h, w, b, y, sw)
         ctx.dtypes = (hidden.dtype, weight.dtype, None if bias is None else bias.dtype)
         ctx.hidden_shape = tuple(hidden.shape)
+        ctx.save_for_backward(hidden, weight, bias)  # the sources of a second derivative
         return value.to(hidden.dtype)
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx: Any, grad_value: torch.Tensor) -> tuple[Any, ...]:
+        twice = torch.is_grad_enabled()
+        with torch.no_grad():
+            grads = _VocabParallelLinearCE.grads(ctx, grad_value)
+        if not twice:
+            return grads
+        # create_graph=True: the gradients carry a node that raises if differentiated
+        srcs = [t for t in (*ctx.saved_tensors, grad_value) if t is not None and t.requires_grad]
+        return tuple(
+            d if d is None or not srcs else _NoSecondDerivative.apply(d, *srcs) for d in grads
+        )
+
+    @staticmethod
+    def grads(ctx: Any, grad_value: torch.Tensor) -> tuple[Any, ...]:
         spec: VocabParallelCE = ctx.spec
         h, w, b, y, sw = ctx.inputs
         xp = array_namespace(w)
@@ -325,7 +559,34 @@ class _VocabParallelLinearCE(torch.autograd.Function):
         )
 
 
+class _NoSecondDerivative(torch.autograd.Function):
+    """The identity on a gradient of the linear layer; differentiating it raises."""
+
+    @staticmethod
+    def forward(ctx: Any, d: torch.Tensor, *sources: torch.Tensor) -> torch.Tensor:
+        return d.clone()
+
+    @staticmethod
+    def backward(ctx: Any, *grads: Any) -> Any:
+        from ..errors import InfolossError
+
+        raise InfolossError(
+            "vocab_parallel_linear_cross_entropy has no second derivative (its gradients were "
+            "taken with create_graph=True and then differentiated); take "
+            "vocab_parallel_cross_entropy of the logits for double backward"
+        )
+
+
 def _apply_linear(spec: VocabParallelCE) -> torch.Tensor:
+    cw = spec.class_weights
+    if cw is not None and cw.requires_grad and torch.is_grad_enabled():
+        from ..errors import InfolossError
+
+        raise InfolossError(
+            "vocab_parallel_linear_cross_entropy: `class_weights` that require grad are not "
+            "supported (the weights are constants here); detach them, or take "
+            "vocab_parallel_cross_entropy of the logits"
+        )
     return _VocabParallelLinearCE.apply(spec.hidden, spec.weight, spec.bias, spec)
 
 

@@ -7,7 +7,8 @@ forward + backward of the mean sparse cross-entropy on float32 logits ``(N, V)``
   process (CPU torch tensor: the numba kernels under autograd);
 - ``single torch``: ``F.cross_entropy`` of the full logits;
 - ``world of 1``: :func:`infoloss.distributed.vocab_parallel_cross_entropy` without a process
-  group (the generic torch code, no collective);
+  group (no collective): the per-shard numba kernels, and (``generic``) inside
+  :func:`infoloss._config.generic_only` the definition in torch ops (what CUDA tensors run);
 - ``gloo xP``: the same on ``P`` processes (``torch.multiprocessing.spawn``, gloo on 127.0.0.1),
   each holding ``(N, V / P)``; the time is the slowest rank's, after a barrier;
 
@@ -53,6 +54,7 @@ def _rank(rank: int, world: int, port: int, n: int, v: int, repeat: int, out: An
     import torch
     import torch.distributed as dist
 
+    import infoloss
     from infoloss.distributed import vocab_parallel_cross_entropy
 
     torch.set_num_threads(1)
@@ -75,13 +77,16 @@ def _rank(rank: int, world: int, port: int, n: int, v: int, repeat: int, out: An
         dist.barrier()
 
     t = _median_time(step, repeat)
+    with infoloss._config.generic_only():
+        t_generic = _median_time(step, repeat)
     dist.all_reduce = counting  # type: ignore[assignment]
     vocab_parallel_cross_entropy(shard, y, ignore_index=-100).backward()
     dist.all_reduce = orig
-    times = [torch.zeros(1, dtype=torch.float64) for _ in range(world)]
-    dist.all_gather(times, torch.tensor([t], dtype=torch.float64))
+    times = [torch.zeros(2, dtype=torch.float64) for _ in range(world)]
+    dist.all_gather(times, torch.tensor([t, t_generic], dtype=torch.float64))
     if rank == 0:
-        out.put((max(float(s) for s in times), sent[0]))
+        slowest = torch.stack(times).max(0).values.tolist()
+        out.put((slowest[0], slowest[1], sent[0]))
     dist.destroy_process_group()
 
 
@@ -97,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch.multiprocessing as mp
     import torch.nn.functional as F
 
+    import infoloss
     from infoloss import sparse_softmax_cross_entropy
     from infoloss.distributed import vocab_parallel_cross_entropy
 
@@ -134,19 +140,24 @@ def main(argv: list[str] | None = None) -> int:
             ),
         ),
     ]
+    with infoloss._config.generic_only():
+        vp = run(lambda t: vocab_parallel_cross_entropy(t, y, ignore_index=-100))
+        rows.append(("world of 1, generic", _median_time(vp, a.repeat)))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     ctx = mp.get_context("spawn")
     q = ctx.SimpleQueue()
     mp.spawn(_rank, args=(a.nproc, port, a.n, a.v, a.repeat, q), nprocs=a.nproc, join=True)
-    t, sent = q.get()
+    t, t_generic, sent = q.get()
     rows.append((f"gloo x{a.nproc}", t))
+    rows.append((f"gloo x{a.nproc}, generic", t_generic))
     base = rows[0][1]
     print(f"sparse CE fwd+bwd, float32 ({a.n}, {a.v}), 1 thread per process, median of {a.repeat}")
-    print(f"{'variant':<14} {'ms':>9} {'/ single fused':>15}")
+    torch_t = rows[1][1]
+    print(f"{'variant':<22} {'ms':>9} {'/ single fused':>15} {'/ F.cross_entropy':>18}")
     for name, sec in rows:
-        print(f"{name:<14} {sec * 1e3:9.2f} {sec / base:15.2f}")
+        print(f"{name:<22} {sec * 1e3:9.2f} {sec / base:15.2f} {sec / torch_t:18.2f}")
     print(
         f"all_reduce per call and rank: {sent} bytes = {sent / a.n:.1f} bytes per row "
         f"(the logits shard is {a.n * (a.v // a.nproc) * 4} bytes)"

@@ -74,6 +74,7 @@ from .dense_ce import softmax_ce
 from .entropy_kl import softmax_entropy_rows, softmax_kl_rows
 from .focal import sigmoid_focal, target_logs
 from .js import softmax_js_rows
+from .sharded_ce import shard_grad, shard_stats
 from .sigmoid_ce import sigmoid_ce
 from .softmax import log_softmax_rows, logsumexp_rows, softmax_rows
 from .sparse_ce import sparse_softmax_ce
@@ -82,6 +83,8 @@ __all__ = [
     "log_softmax_rows",
     "logsumexp_rows",
     "num_threads",
+    "shard_grad",
+    "shard_stats",
     "sigmoid_ce",
     "sigmoid_focal",
     "softmax_ce",
