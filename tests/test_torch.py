@@ -559,3 +559,52 @@ def test_legacy_reduction_arguments():
     with pytest.warns(UserWarning, match="deprecated"):
         m = CrossEntropyLoss(size_average=False)
     assert m.reduction == "sum"
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["logsumexp", "log_softmax", "softmax_entropy", "sparse_ce_weights_require_grad", "dense_ce"],
+)
+def test_second_derivatives_at_tied_maxima(name):
+    """Rows whose maximum is tied (all equal, two of five): autograd through the definition
+    (what double backward and weights that require grad run) gives the true Hessian. It used to
+    treat a tied maximum's exp(x − m) as the constant 1, and the Hessian-vector product was off
+    by up to 0.02."""
+    x = torch.zeros(3, 5, dtype=torch.float64)
+    x[1] = torch.tensor([1.0, 1.0, 0.0, -1.0, 1.0])
+    x[2] = torch.tensor([0.3, 2.0, -0.5, 2.0, 1.0])
+    x.requires_grad_()
+    y = torch.tensor([0, 1, 2])
+    p = torch.softmax(torch.arange(5.0, dtype=torch.float64), -1).expand(3, 5)
+    fns = {
+        "logsumexp": lambda t: infoloss.logsumexp(t).sum(),
+        "log_softmax": lambda t: (infoloss.log_softmax(t) * p).sum(),
+        "softmax_entropy": lambda t: infoloss.softmax_entropy(t).sum(),
+        "sparse_ce_weights_require_grad": lambda t: infoloss.sparse_softmax_cross_entropy(
+            t, y, class_weights=torch.ones(5, dtype=torch.float64, requires_grad=True)
+        ).sum(),
+        "dense_ce": lambda t: infoloss.softmax_cross_entropy(t, p).sum(),
+    }
+    fn = fns[name]
+    with _config.generic_only():
+        assert torch.autograd.gradgradcheck(fn, (x,))
+        (g,) = torch.autograd.grad(fn(x), x, create_graph=True)
+        v = torch.linspace(-1, 1, 15, dtype=torch.float64).reshape(3, 5)
+        (hv,) = torch.autograd.grad((g * v).sum(), x)
+    # against the Hessian of the plain float64 formula, whose maxima are not special
+    ref = torch.autograd.functional.hvp(lambda t: _textbook(name, t, y, p), x.detach(), v)[1]
+    assert_close(hv, ref, rtol=1e-10, atol=1e-12)
+
+
+def _textbook(name, t, y, p):
+    lse = torch.log(torch.exp(t).sum(-1))
+    logq = t - lse[:, None]
+    if name == "logsumexp":
+        return lse.sum()
+    if name == "log_softmax":
+        return (logq * p).sum()
+    if name == "softmax_entropy":
+        return -(torch.exp(logq) * logq).sum()
+    if name == "dense_ce":
+        return -(p * logq).sum()
+    return -logq.gather(1, y[:, None]).sum()

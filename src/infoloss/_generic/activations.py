@@ -27,9 +27,12 @@ def lse_parts(xp: Namespace, x: Array, axis: int) -> tuple[Array, Array, Array]:
     """
     m = xp.max(x, axis=axis, keepdims=True)
     m = xp.where(m == -_INF, xp.zeros_like(m), xp.where(m == _INF, xp.full_like(m, _NAN), m))
-    at_max = x == m
-    k = xp.sum(xp.astype(at_max, x.dtype), axis=axis, keepdims=True)
-    r = xp.sum(xp.where(at_max, xp.zeros_like(x), xp.exp(x - m)), axis=axis, keepdims=True)
+    at_max = xp.astype(x == m, x.dtype)
+    k = xp.sum(at_max, axis=axis, keepdims=True)
+    # exp(x − m) − 1 is exactly 0 at a maximum, so r has the same value as the sum over the other
+    # entries; written this way every entry keeps its derivative exp(x − m) to all orders (a
+    # select would make a tied maximum's term a constant 1: wrong second derivatives at ties)
+    r = xp.sum(xp.exp(x - m) - at_max, axis=axis, keepdims=True)
     empty = (k == 0) & (r == 0)
     ls = xp.where(empty, xp.zeros_like(r), xp.log1p(xp.where(empty, xp.zeros_like(r), (k - 1) + r)))
     return m, ls, ~empty
