@@ -330,19 +330,20 @@ def softmax_focal(
     """Softmax focal and poly losses: (value, gradient with respect to the logits or None).
 
     With γ = 0 (focal) or ε = 0 (poly) the loss is the plain cross-entropy and takes its route,
-    so that the two agree exactly on every path. Sparse labels on NumPy take the fused kernels
-    (:mod:`infoloss._fast.focal`); everything else runs the generic definition (torch tensors
-    are differentiated by autograd through it).
+    so that the two agree exactly on every path. NumPy arrays take the fused kernels (sparse
+    and dense labels, :mod:`infoloss._fast.focal`); everything else runs the generic definition
+    (torch tensors are differentiated by autograd through it).
     """
     ce = spec.ce
     if spec.param == 0:
         return softmax_ce(ce, want_grad, out)
-    if ce.options.sparse and fast_numpy(
+    if fast_numpy(
         ce.logits, ce.labels, ce.class_weights, ce.sample_weights, compute_dtype=ce.compute_dtype
     ):
         from ._fast import focal as fast
 
-        value, grad = fast.sparse_focal(spec, want_grad, out)
+        run = fast.sparse_focal if ce.options.sparse else fast.dense_focal
+        value, grad = run(spec, want_grad, out)
     else:
         if not ce.options.sparse:
             check_label_values(ce.xp, ce.labels, None)
