@@ -310,3 +310,76 @@ def test_jax_family_vmap_of_grad_and_weights_differentiated():
         jax.grad(fl, argnums=(0, 1))(x, p), jax.grad(fl0, argnums=(0, 1))(x, p), strict=True
     ):
         assert_close(a, e, **TOL)
+
+
+@torch_cases
+@pytest.mark.parametrize("kind", ["focal", "poly"])
+def test_torch_lean_sparse_special_rows_equal_the_definition(kind):
+    """nan, +inf and all −inf rows, a −inf target, an ignored nan row and a target with
+    1 − q_y = e^-2000 (the other logits' log-sum-exp): the lean sparse path gives the
+    definition's values and gradients."""
+    import torch
+
+    x = torch.tensor(np.random.default_rng(4).standard_normal((8, 5)))
+    x[0, 1] = float("nan")
+    x[1, 3] = float("inf")
+    x[2] = float("-inf")
+    x[3, 0] = float("-inf")  # the target of row 3
+    x[4] = float("nan")  # ignored below
+    x[5] = torch.tensor([2000.0, 0.0, -1.0, 3.0, -2.0])  # 1 − q_0 = e^-1997
+    x[6] = torch.tensor([50.0, -30.0, -40.0, -45.0, -60.0])
+    y = torch.tensor([0, 0, 1, 0, IGN, 0, 0, 2])
+    fn = (
+        infoloss.sparse_softmax_focal_loss
+        if kind == "focal"
+        else infoloss.sparse_poly_cross_entropy
+    )
+    for red in REDS:
+        kw = dict(ignore_index=IGN, reduction=red, class_weights=torch.linspace(0.5, 1.5, 5))
+        mine, _ = _focal_pair(fn, kind, True, y, kw)
+        v, g, out = _torch_vg(mine, x)
+        assert type(out.grad_fn).__name__ == "_SavedGradBackward"
+        # the definition's analytic value and gradient (autograd of its formula is nan at the
+        # −inf target, where the analytic gradient is finite)
+        spec = softmax_focal_spec(x, y, kind=kind, sparse=True, **kw)
+        v0, g0 = g_focal.softmax_focal(spec, True)
+        r = torch.rand(v.shape, generator=torch.Generator().manual_seed(5), dtype=v.dtype) + 0.5
+        assert_close(v, v0, rtol=1e-13, atol=0, scale="all")
+        assert_close(g[0], g0 * (r[:, None] if r.ndim else r), rtol=1e-12, atol=1e-300)
+
+
+_MEM_CHILD = """
+import sys, torch, infoloss
+from infoloss import _router
+n, c = 512, 32000
+x = torch.randn(n, c).requires_grad_()
+y = torch.randint(0, c, (n,))
+if sys.argv[1] == "definition":  # autograd through the generic definition (the old route)
+    _router.lean_torch = lambda *a: False
+small = torch.randn(4, 7, requires_grad=True)
+infoloss.sparse_softmax_focal_loss(small, y[:4] % 7, reduction="mean").backward()
+def hwm():
+    with open("/proc/self/status") as f:
+        return next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmHWM:"))
+base = hwm()
+infoloss.sparse_softmax_focal_loss(x, y, gamma=2.0, reduction="mean").backward()
+print(hwm() - base)
+"""
+
+
+@torch_cases
+def test_torch_lean_sparse_focal_peak_memory_in_a_child_process():
+    """fwd+bwd of the sparse focal loss (512 × 32000 float32): the peak RSS above the inputs is
+    the gradient (one N × C buffer), against several for autograd through the definition."""
+    import subprocess
+    import sys
+
+    peaks = {}
+    for who in ("lean", "definition"):
+        out = subprocess.run(
+            [sys.executable, "-c", _MEM_CHILD, who], capture_output=True, text=True, check=True
+        )
+        peaks[who] = int(out.stdout.split()[-1])
+    nc = 512 * 32000 * 4
+    assert peaks["lean"] <= 1.25 * nc, peaks
+    assert peaks["definition"] >= 3 * peaks["lean"], peaks
