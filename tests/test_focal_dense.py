@@ -213,3 +213,38 @@ def test_dense_bad_labels_and_out_buffer():
         _, ref = value_and_grad(softmax_focal_loss)(x, t, gamma=2.0)
     assert g is buf
     np.testing.assert_array_equal(buf, ref)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_vector_log_within_two_ulp(dtype):
+    """``_vecmath._vlog`` (the soft-label sigmoid focal loop's log) against np.log in float64:
+    normal and subnormal arguments, both sides of 1, up to the largest float."""
+    from numba import njit
+
+    from infoloss._fast.kernels._vecmath import _vlog
+
+    @njit
+    def run(a, out):
+        for i in range(a.shape[0]):
+            out[i] = _vlog(a[i])
+
+    dt = np.dtype(dtype)
+    rng = np.random.default_rng(0)
+    lo = -300 if dt == np.float64 else -44
+    a = np.concatenate(
+        [
+            rng.random(20000),
+            1 - rng.random(1000) * 1e-6,
+            1 + rng.random(1000) * 1e-6,
+            10.0 ** rng.uniform(lo, 30, 5000),
+            [1.0, 0.5, 2.0, np.finfo(dt).tiny, np.finfo(dt).tiny / 7, np.finfo(dt).max],
+        ]
+    ).astype(dt)
+    a = a[a > 0]
+    out = np.empty_like(a)
+    run(a, out)
+    ref = np.log(a.astype(np.float64)) if dt == np.float32 else np.log(a)
+    ulp = np.spacing(np.abs(ref).astype(dt)).astype(np.float64)
+    err = np.abs(out.astype(np.float64) - ref)
+    assert np.all(err <= 2 * ulp + (ref == 0)), float(np.max(err / ulp))
+    assert out[np.nonzero(a == 1)[0][0]] == 0.0
