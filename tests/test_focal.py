@@ -659,3 +659,34 @@ def test_softmax_focal_matches_keras_categorical_focal(gamma):
         alpha=alpha.tolist(), gamma=gamma, from_logits=True, reduction=None
     )(np.eye(5)[yi], x)
     np.testing.assert_allclose(got_sparse, keras.ops.convert_to_numpy(ref_sparse), rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("gamma", GAMMAS)
+def test_fused_sigmoid_focal_soft_labels_extremes_agree_with_generic(dtype, gamma):
+    """The soft-label loop (log-space factor in the logits' dtype) at the extremes: ±1e4, ±100,
+    ±inf, nan logits and labels 0, 1, tiny (subnormal in float32), near 1, one half."""
+    rng = np.random.default_rng(9)
+    ext = np.array([1e4, -1e4, 100.0, -100.0, 30.0, -30.0, 1e-3, 0.0])
+    lab = np.array([0.0, 1.0, 0.5, 1e-40, 1 - 1e-7, 0.3, 1e-3, 0.999])
+    x = np.concatenate([np.repeat(ext, 8), rng.normal(size=300) * 10]).astype(dtype)
+    y = np.concatenate([np.tile(lab, 8), rng.random(300)]).astype(dtype)
+    x, y = x[None, :], y[None, :]
+    tol = dict(rtol=2e-5, atol=1e-6) if dtype == "float32" else dict(rtol=1e-10, atol=1e-12)
+    for alpha in (0.25, None) if gamma else (0.25,):
+        (v1, g1), (v2, g2) = _both_paths(sigmoid_focal_loss, x, y, gamma=gamma, alpha=alpha)
+        assert_close(v1, v2, **tol, scale="all")
+        assert_close(g1, g2, **tol, scale="all")
+        assert np.isfinite(v1).all() and np.isfinite(g1).all()
+        # against torchvision's formula in float64 where it is finite (moderate logits)
+        ref = ref_torchvision_focal(x, y, -1 if alpha is None else alpha, gamma)
+        ok = np.abs(x) <= 100
+        np.testing.assert_allclose(v1[ok], ref[ok], **tol)
+    xn = x.copy()
+    xn[0, ::7] = np.nan
+    xn[0, 3::11] = np.inf
+    xn[0, 5::13] = -np.inf
+    (v1, g1), (v2, g2) = _both_paths(sigmoid_focal_loss, xn, y, gamma=gamma, alpha=0.25)
+    assert_close(v1, v2, **tol, scale="all")
+    assert_close(g1, g2, **tol, scale="all")
+    assert np.isnan(v1[np.isnan(xn)]).all() and not np.isnan(v1[~np.isnan(xn)]).any()

@@ -169,7 +169,12 @@ def row_grad_factor(
     if w is None:
         if total is None:
             return grad_scale
-        t = float(total) if not hasattr(total, "shape") or total.shape == () else total
+        t = total
+        if not hasattr(total, "shape") or total.shape == ():
+            try:
+                t = float(total)
+            except TypeError:  # a traced total (jax.jit: ConcretizationTypeError)
+                t = total
         if isinstance(t, float):
             return grad_scale / t if t != 0 else 0.0
     f = xp.astype(w, dtype) * grad_scale if w is not None else None

@@ -11,7 +11,9 @@ to one function here, which picks, in one visible ``if``/``elif``, between
 3. the lean framework adapters (issue 13) — :mod:`infoloss._frameworks.torch_lean` (torch
    tensors on any device, and CPU with the fast path off: analytic gradients in torch ops inside
    an autograd Function) and :mod:`infoloss._frameworks.jax` (JAX arrays: ``jax.custom_vjp``
-   around the definition);
+   around the definition); for the focal and poly losses and the two logit divergences with
+   either argument requiring grad, :mod:`infoloss._frameworks.torch_lean_family` and
+   :mod:`infoloss._frameworks.jax_family` (the same machinery);
 4. the generic definition — :mod:`infoloss._generic` (any Array API library, any device;
    ``torch.func`` transforms, labels or weights requiring grad).
 
@@ -255,6 +257,18 @@ def _jax_or_definition(run: Any, definition: Any) -> Any:
         return definition()
 
 
+def _lean_family() -> Any:
+    from ._frameworks import torch_lean_family as adapter
+
+    return adapter
+
+
+def _jax_family() -> Any:
+    from ._frameworks import jax_family as adapter
+
+    return adapter
+
+
 # --------------------------------------------------------------------------- finishing
 
 
@@ -362,19 +376,32 @@ def softmax_focal(
     """Softmax focal and poly losses: (value, gradient with respect to the logits or None).
 
     With γ = 0 (focal) or ε = 0 (poly) the loss is the plain cross-entropy and takes its route,
-    so that the two agree exactly on every path. Sparse labels on NumPy take the fused kernels
-    (:mod:`infoloss._fast.focal`); everything else runs the generic definition (torch tensors
-    are differentiated by autograd through it).
+    so that the two agree exactly on every path. NumPy arrays take the fused kernels (sparse
+    and dense labels, :mod:`infoloss._fast.focal`); torch tensors and JAX arrays the lean
+    adapters (:mod:`infoloss._frameworks.torch_lean_family`, ``jax_family``); everything else
+    (and torch.func / torch.compile tracing, labels or weights requiring grad) the definition.
     """
     ce = spec.ce
     if spec.param == 0:
         return softmax_ce(ce, want_grad, out)
-    if ce.options.sparse and fast_numpy(
+    if fast_numpy(
         ce.logits, ce.labels, ce.class_weights, ce.sample_weights, compute_dtype=ce.compute_dtype
     ):
         from ._fast import focal as fast
 
-        value, grad = fast.sparse_focal(spec, want_grad, out)
+        run = fast.sparse_focal if ce.options.sparse else fast.dense_focal
+        value, grad = run(spec, want_grad, out)
+    elif lean_torch(ce.logits, ce.labels, ce.class_weights, ce.sample_weights):
+        if not ce.options.sparse:
+            check_label_values(ce.xp, ce.labels, None)
+        return _lean_family().softmax_focal(spec, want_grad)
+    elif jax_vjp(ce.logits, want_grad):
+        if not ce.options.sparse:
+            check_label_values(ce.xp, ce.labels, None)
+        return _jax_or_definition(
+            lambda: (_jax_family().softmax_focal(spec), None),
+            lambda: _finish(ce.xp, *g_focal.softmax_focal(spec, False), ce.logits.dtype, None),
+        )
     else:
         if not ce.options.sparse:
             check_label_values(ce.xp, ce.labels, None)
@@ -395,6 +422,13 @@ def sigmoid_focal(
         from ._fast import focal as fast
 
         value, grad = fast.sigmoid_focal(spec, want_grad, out)
+    elif lean_torch(ce.logits, ce.labels, ce.sample_weights):
+        return _lean_family().sigmoid_focal(spec, want_grad)
+    elif jax_vjp(ce.logits, want_grad):
+        return _jax_or_definition(
+            lambda: (_jax_family().sigmoid_focal(spec), None),
+            lambda: _finish(ce.xp, *g_focal.sigmoid_focal(spec, False), ce.logits.dtype, None),
+        )
     else:
         value, grad = g_focal.sigmoid_focal(spec, want_grad)
     return _finish(ce.xp, value, grad, ce.logits.dtype, out)
@@ -423,13 +457,20 @@ def softmax_measure(spec: SoftmaxMeasure, want_grad: bool = False) -> tuple[Arra
         from ._fast import measures as fast
 
         return fast.softmax_measure(spec, want_grad)
-    elif lean_torch(spec.a, spec.b) and (spec.b is None or lean_torch(spec.b, spec.a)):
+    elif spec.b is None and lean_torch(spec.a):
         return _lean_torch().softmax_measure(spec, want_grad)
-    elif spec.sample_weights is None and spec.mask is None and jax_vjp(spec.a, want_grad):
-        # (the weights and mask would be static arguments of the custom VJP: they go through
-        # JAX's own autodiff of the definition instead)
+    elif (
+        spec.b is not None
+        and lean_torch(spec.a, spec.sample_weights, spec.mask)
+        and lean_torch(spec.b, spec.sample_weights, spec.mask)
+    ):  # either or both logits may require grad
+        return _lean_family().softmax_measure(spec, want_grad)
+    elif jax_vjp(spec.a, want_grad):
+        # (sample weights and a mask are arguments of the family's custom VJP)
+        plain = spec.sample_weights is None and spec.mask is None
+        adapter = _jax_adapter() if plain else _jax_family()
         return _jax_or_definition(
-            lambda: (_jax_adapter().softmax_measure(spec), None),
+            lambda: (adapter.softmax_measure(spec), None),
             lambda: g_measures.softmax_measure(spec, False),
         )
     return g_measures.softmax_measure(spec, want_grad)

@@ -1,7 +1,8 @@
-"""NumPy glue of the focal and poly losses (sparse labels and sigmoid).
+"""NumPy glue of the focal and poly losses (sparse and dense labels, and sigmoid).
 
 Sparse: the target-probability kernel for the loss, the sparse cross-entropy kernel (per-row
-weights) for the gradient. Sigmoid: one elementwise kernel.
+weights) for the gradient. Dense (probability labels): one kernel (:mod:`.kernels.dense_focal`).
+Sigmoid: one elementwise kernel.
 
 ℓ_i = a_i φ(q_{iy}) with a_i = s_i w_{y_i}; the gradient is B_i (q_i − e_{y_i}) with
 B_i = a_i (1 − q)^γ (1 + γ q h) (focal) or a_i (1 + ε q) (poly), h = −log q / (1 − q): the
@@ -16,10 +17,11 @@ import numpy as np
 
 from .. import _reduce
 from .._specs import SigmoidFocal, SoftmaxFocal
+from .._utils import check_label_counts
 from . import get_kernels, rows, unrows
 from .losses import kernel_out
 
-__all__ = ["sigmoid_focal", "sparse_focal"]
+__all__ = ["dense_focal", "sigmoid_focal", "sparse_focal"]
 
 
 def sparse_focal(spec: SoftmaxFocal, want_grad: bool, out: Any = None) -> tuple[Any, Any]:
@@ -73,6 +75,40 @@ def sparse_focal(spec: SoftmaxFocal, want_grad: bool, out: Any = None) -> tuple[
         kout = kernel_out(out, x2, (ce.labels, cw, sw), in_place_ok=True)
     _, g = k.sparse_softmax_ce(x2, lab, None, big_b, ii, 0.0, 0.0, scale, out=kout)
     return value, unrows(g, tuple(x.shape), ax)
+
+
+def dense_focal(spec: SoftmaxFocal, want_grad: bool, out: Any = None) -> tuple[Any, Any]:
+    """``softmax_focal_loss`` / ``poly_cross_entropy`` (probability labels) of NumPy
+    float32/float64 logits on the dense kernel (value in the compute dtype)."""
+    k = get_kernels()
+    assert k is not None
+    ce = spec.ce
+    x = ce.logits
+    if x.dtype != ce.compute_dtype:
+        x = x.astype(ce.compute_dtype)
+    ax = ce.axis
+    x2 = rows(x, ax)
+    n = x2.shape[0]
+    batch = tuple(x.shape[:ax]) + tuple(x.shape[ax + 1 :])
+    cw, sw = ce.class_weights, ce.sample_weights
+    cw64 = None if cw is None else np.asarray(cw, dtype=np.float64)
+    sw64 = None if sw is None else np.ascontiguousarray(sw, dtype=np.float64).reshape(n)
+    y2 = rows(np.asarray(ce.labels, dtype=x.dtype), ax)
+    w = np.ones(n) if cw64 is None else y2 @ cw64.astype(x.dtype)
+    if sw64 is not None:
+        w = w * sw64
+    total = float(np.sum(w, dtype=np.float64))
+    scale = _reduce.grad_scale(total, ce.reduction) if want_grad else None
+    kout = None
+    if want_grad and ax == x.ndim - 1:
+        kout = kernel_out(out, x2, (ce.labels, cw, sw), in_place_ok=False)
+    bad = np.empty(n, np.float64)
+    loss, g = k.dense_focal(
+        x2, y2, cw64, sw64, spec.kind, spec.param, scale, out=kout, bad_labels=bad
+    )
+    check_label_counts(bad, ce.labels, None)
+    value = _reduce.reduce_rows(loss, total, ce.reduction, x.dtype, batch)
+    return value, (None if g is None else unrows(g, tuple(x.shape), ax))
 
 
 def sigmoid_focal(spec: SigmoidFocal, want_grad: bool, out: Any = None) -> tuple[Any, Any]:

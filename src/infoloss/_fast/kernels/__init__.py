@@ -4,7 +4,8 @@ Layout: :mod:`._tunables` (fast-math flag sets, numba options, block sizes and t
 :mod:`._vecmath` (LLVM intrinsics and the exp/log1p polynomials), :mod:`._rows` (row primitives:
 max passes, blocked exp-and-sum, scaling), :mod:`._launch` (threading layer, serial twins,
 launches, scratch and gradient buffers), and one module per op family: :mod:`.softmax`,
-:mod:`.sparse_ce`, :mod:`.dense_ce`, :mod:`.sigmoid_ce`, :mod:`.entropy_kl`, :mod:`.js`, :mod:`.focal`. This package
+:mod:`.sparse_ce`, :mod:`.dense_ce`, :mod:`.sigmoid_ce`, :mod:`.entropy_kl`, :mod:`.js`, :mod:`.focal`,
+:mod:`.dense_focal`. This package
 re-exports each family's NumPy wrapper.
 
 Every public function here takes 2-D ``(N, C)`` NumPy arrays (rows = examples, classes along the
@@ -71,6 +72,7 @@ from __future__ import annotations
 
 from ._launch import num_threads, threading_layer  # first: starts numba's thread pool
 from .dense_ce import softmax_ce
+from .dense_focal import dense_focal
 from .entropy_kl import softmax_entropy_rows, softmax_kl_rows
 from .focal import sigmoid_focal, target_logs
 from .js import softmax_js_rows
@@ -80,6 +82,7 @@ from .softmax import log_softmax_rows, logsumexp_rows, softmax_rows
 from .sparse_ce import sparse_softmax_ce
 
 __all__ = [
+    "dense_focal",
     "log_softmax_rows",
     "logsumexp_rows",
     "num_threads",

@@ -35,7 +35,7 @@ from ._launch import (
 )
 from ._rows import _exp_sum, _finite, _row_max_span
 from ._tunables import _JIT_NR, _PJIT
-from ._vecmath import _like, _vexp_nan, _vlog1p_unit, _where
+from ._vecmath import _like, _vexp, _vexp_nan, _vlog, _vlog1p_unit, _where
 
 _LOG_HALF = -0.6931471805599453
 
@@ -118,43 +118,57 @@ def target_logs(
 # --------------------------------------------------------------------------- sigmoid focal
 
 
+@njit(**_JIT_NR, inline="always")  # a call per element would keep the loop scalar
+def _soft_elem(x, y, gamma, gs):
+    """(loss, dloss/dx · gs) of one element with a label y in [0, 1], unweighted, in the dtype
+    of x, branch-free (docs/semantics.md). With t = exp(−|x|) and the coefficients ``big``,
+    ``small`` chosen by the sign of x, 1 − p_t = (big + small·t) / (1 + t), so
+    u = log(1 − p_t) = log(big + small·t) − log1p(t), and log(small·t) = −|x| where big = 0
+    (a 0/1 label on the confident side): the factor (1 − p_t)^γ = exp(γu) never underflows
+    early, for logits of ±1e4 too."""
+    z0 = _like(0.0, x)
+    one = _like(1.0, x)
+    pos = x > z0
+    nabs = _where(pos, z0 - x, x)  # −|x|
+    t = _vexp_nan(nabs)
+    l1p = _vlog1p_unit(t)
+    sp_pos = _where(pos, x, z0) + l1p  # softplus(x)
+    sp_neg = _where(pos, z0, z0 - x) + l1p  # softplus(−x)
+    ym = one - y
+    bce = _where(y != z0, y * sp_neg, z0) + _where(ym != z0, ym * sp_pos, z0)
+    big = _where(pos, ym, y)
+    small = _where(pos, y, ym)
+    has = big > z0
+    u = _where(has, _vlog(_where(has, big + small * t, one)), nabs) - l1p
+    u = _where(x != x, x, u)
+    f = _where(gamma == z0, one, _vexp_nan(gamma * u))  # (1 − p_t)^γ
+    inv = one / (one + t)
+    g0 = _where(pos, one, t) * inv - y  # σ(x) − y
+    # d u/dx = (1 − 2y) σ(x) σ(−x) / (1 − p_t), at most 1 in magnitude
+    fin = u > _like(-np.inf, x)
+    du = _where(fin, (ym - y) * _vexp(_where(fin, (z0 - sp_pos) - sp_neg - u, z0)), z0)
+    mod = _where(gamma == z0, z0, gamma * (bce * du))
+    return f * bce, (f * (g0 + mod)) * gs
+
+
 @njit(**_JIT_NR)
-def _sig_focal_elem(x, y, gamma, want_grad):
-    """(loss, dloss/dx) of one element, float64, unweighted (docs/semantics.md)."""
-    ax = abs(x)
-    t = math.exp(-ax)  # exp(−|x|) in (0, 1]: never overflows
-    l1p = math.log1p(t)
-    sp_pos = max(x, 0.0) + l1p  # softplus(x)
-    sp_neg = max(-x, 0.0) + l1p  # softplus(−x)
-    bce = 0.0
-    if y != 0.0:
-        bce += y * sp_neg
-    if y != 1.0:
-        bce += (1.0 - y) * sp_pos
-    if x != x:
-        bce = x
-    f = 1.0
-    u = 0.0
-    if gamma != 0.0:
-        # 1 − p_t = (big + small·t) / (1 + t), the two coefficients chosen by the sign of x
-        big = 1.0 - y if x > 0 else y
-        small = y if x > 0 else 1.0 - y
-        lnum = math.log(small) - ax if big == 0.0 else math.log(big + small * t)
-        u = lnum - l1p
-        f = math.exp(gamma * u)
-    loss = f * bce
-    if not want_grad:
-        return loss, 0.0
-    sig = 1.0 / (1.0 + t) if x > 0 else t / (1.0 + t)
-    g = sig - y
-    if gamma != 0.0:
-        du = 0.0
-        if u > -np.inf:
-            du = (1.0 - 2.0 * y) * math.exp(-sp_pos - sp_neg - u)
-        elif u != u:
-            du = u
-        g = f * (g + gamma * bce * du)
-    return loss, g
+def _soft_row(xr, yr, swr, a1, a0, has_alpha, gam, gsx, tmp, gr, want_grad):
+    """One row of labels in [0, 1]: weighted losses into ``tmp``, gradients into ``gr``."""
+    c = xr.shape[0]
+    one = _like(1.0, gam)
+    if want_grad:
+        for j in range(c):
+            yv = yr[j]
+            w = _where(has_alpha, a1 * yv + a0 * (one - yv), one) * swr[j]
+            le, ge = _soft_elem(xr[j], yv, gam, gsx)
+            tmp[j] = le * w
+            gr[j] = ge * w
+    else:
+        for j in range(c):
+            yv = yr[j]
+            w = _where(has_alpha, a1 * yv + a0 * (one - yv), one) * swr[j]
+            le, _ = _soft_elem(xr[j], yv, gam, gsx)
+            tmp[j] = le * w
 
 
 @njit(**_JIT_NR, inline="always")  # a call per element would keep the loop scalar (80 ns)
@@ -170,13 +184,13 @@ def _hard_elem(x, yes, gamma, gs):
     sp_pos = _where(pos, x, z0) + l1p  # softplus(x)
     sp_neg = _where(pos, z0, z0 - x) + l1p  # softplus(−x)
     bce = _where(yes, sp_neg, sp_pos)
-    f = _vexp_nan(gamma * (z0 - _where(yes, sp_pos, sp_neg)))  # (1 − p_t)^γ
+    f = _where(gamma == z0, one, _vexp_nan(gamma * (z0 - _where(yes, sp_pos, sp_neg))))
     inv = one / (one + t)
     s_pos = _where(pos, one, t) * inv  # σ(x)
     s_neg = _where(pos, t, one) * inv  # σ(−x)
     g0 = _where(yes, z0 - s_neg, s_pos)  # σ(x) − y
     du = _where(yes, z0 - s_pos, s_neg)
-    return f * bce, (f * (g0 + gamma * (bce * du))) * gs
+    return f * bce, (f * (g0 + _where(gamma == z0, z0, gamma * (bce * du)))) * gs
 
 
 @njit(**_JIT_NR)
@@ -217,17 +231,9 @@ def _k_sigmoid_focal(
             soft += _where((v == 0) | (v == 1), 0, 1)
         if soft == 0:  # 0/1 labels: the vectorizable loop
             _hard_row(xr, yr, swr, a1, a0, gam, gsx, tmp, g[i] if want_grad else g[0], want_grad)
-        else:  # soft labels: float64 scalar code
-            for j in range(c):
-                yv = np.float64(yr[j])
-                le, ge = _sig_focal_elem(np.float64(xr[j]), yv, gamma, want_grad)
-                w = 1.0
-                if has_alpha:
-                    w = alpha * yv + (1.0 - alpha) * (1.0 - yv)
-                w *= np.float64(swr[j])
-                tmp[j] = le * w
-                if want_grad:
-                    g[i, j] = ge * (w * gs)
+        else:  # labels in [0, 1]: the log-space loop (one log more per element)
+            gr = g[i] if want_grad else g[0]
+            _soft_row(xr, yr, swr, a1, a0, has_alpha, gam, gsx, tmp, gr, want_grad)
         if elementwise:
             for j in range(c):
                 lel[i, j] = tmp[j]
@@ -252,7 +258,8 @@ def sigmoid_focal(
 
     ``x``, ``y`` (N, C) (``y`` in [0, 1], checked by the caller); ``sample_weights`` None or
     (N, C). A row whose labels are all 0 or 1 takes a branch-free vectorized loop in the dtype
-    of ``x`` (no log, one exp per element); other rows are computed in float64 scalar code.
+    of ``x`` (no log, one exp per element); other rows take a vectorized loop in the same
+    dtype that computes log(1 − p_t) in log space (:func:`_soft_elem`).
     Returns ``(loss, grad)``: loss (N, C) float64 when ``elementwise``, else
     per-row sums (N,); the gradient ``d(Σ loss)/dx · grad_scale`` of ``x.dtype``, into ``out``
     (C-contiguous, not overlapping ``y``) when given.
