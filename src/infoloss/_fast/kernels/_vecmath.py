@@ -184,7 +184,7 @@ def _stream_intrinsic(scaled: bool, shift: bool = False) -> Any:
 
     if shift:
 
-        def stream(typingctx, src, dst, a, b):  # type: ignore[misc]
+        def stream(typingctx, src, dst, a, b):
             return typer(src, dst, a, b), codegen
 
     elif scaled:
