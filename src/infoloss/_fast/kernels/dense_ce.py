@@ -4,37 +4,13 @@ from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
 from numba import njit, prange
 
-from . import _tunables
-from ._launch import (
-    _ONE,
-    _check2d,
-    _grad_buffer,
-    _gs,
-    _launch,
-    _ro,
-    _rows_view,
-    _scratch,
-    _zero_unscaled,
-)
-from ._rows import (
-    _BLK,
-    _bad_max,
-    _block_exp_store_sum,
-    _count_bad,
-    _d_plus,
-    _exp_store_sum,
-    _exp_sum,
-    _fill,
-    _finite,
-    _prefetch_block,
-    _row_max_span,
-)
+from ._launch import _ONE, _check2d, _grad_buffer, _gs, _launch, _ro, _rows_view, _zero_unscaled
+from ._rows import _bad_max, _count_bad, _exp_store_sum, _exp_sum, _fill, _finite, _row_max_span
 from ._tunables import _JIT, _JIT_NR, _PJIT
-from ._vecmath import _fence, _like, _stream_copy, _where
+from ._vecmath import _like, _where
 
 _F64_MAX = np.finfo(np.float64).max  # a label above it is +inf
 
@@ -119,124 +95,6 @@ def _k_dense_ce(xf, rs, yf, yrs, n, c, cw, has_cw, sw, has_sw, eps, z, want_grad
             _dense_grad(grow, yr, f, mass + 2.0 * z * lse, inv, dm, onem, epsc, cw, has_cw)
 
 
-@njit(**_JIT_NR)  # no `reassoc`: keep the order of the terms
-def _dense_grad_emit(buf, yr, prow, b0, b1, f, rowf, inv, dm, onem, epsc, cw, has_cw):
-    """Block [b0, b1) of :func:`_dense_grad` from the exponentials in the scratch row ``buf``
-    (overwritten by the gradient), copied to ``prow`` with streaming stores."""
-    for j in range(np.uint64(b0), np.uint64(b1)):
-        wt = onem * np.float64(yr[j]) + epsc
-        if has_cw:
-            wt *= cw[j]
-        buf[j] = f * (((rowf * np.float64(buf[j]) - wt) - dm * wt) * inv)
-    _stream_copy(buf[b0:b1], prow[b0:b1])
-
-
-@njit(**_JIT)
-def _dense_exp_emit(
-    xr, m, lo, hi, buf, xn, yn, emit, yp, prow, pf, prowf, pinv, pdm, onem, epsc, cw, has_cw
-):
-    """(S, S − 1) of row ``xr``, its exponentials stored into the scratch row ``buf``; block by
-    block, the pending row's gradient is first written out from ``buf`` (when ``emit``), and the
-    next row's logits and targets are prefetched."""
-    n = xr.shape[0]
-    s = 0.0
-    cnt = 0.0
-    blk = 0
-    for b0 in range(0, n, _BLK):
-        b1 = min(b0 + _BLK, n)
-        _prefetch_block(xn, xn, b0, b1, False)
-        _prefetch_block(yn, yn, b0, b1, False)
-        if emit:
-            _dense_grad_emit(buf, yp, prow, b0, b1, pf, prowf, pinv, pdm, onem, epsc, cw, has_cw)
-        t, k = _block_exp_store_sum(xr, b0, b1, m, lo <= blk <= hi, buf)
-        s += t
-        cnt += k
-        blk += 1
-    return cnt + s, _d_plus(cnt, 1.0, s)
-
-
-@njit(**_PJIT)
-def _k_dense_ce_stream(
-    xf, rs, yf, yrs, n, c, cw, has_cw, sw, has_sw, eps, z, gs, loss, g, yb, scratch
-):
-    """:func:`_k_dense_ce` with the gradient, for large gradients: the sparse kernel's pipeline
-    (one scratch row per chunk of rows; row i−1's gradient is written with streaming stores
-    during row i's exp pass, while row i+1 is prefetched)."""
-    onem = 1.0 - eps
-    epsc = eps / c
-    nch = scratch.shape[0]
-    per = (n + nch - 1) // nch
-    for t in prange(nch):
-        r0 = t * per
-        r1 = min(n, r0 + per)
-        buf = scratch[t]
-        p = np.int64(-1)  # the pending row: g = pf (prowf q − wt), from buf
-        pf = prowf = pinv = pdm = 0.0
-        for i in range(r0, r1):
-            xr = xf[i * rs : i * rs + c]
-            yr = yf[i * yrs : i * yrs + c]
-            q = max(p, 0)
-            yp = yf[q * yrs : q * yrs + c]
-            prow = g[q]
-            emit = p >= 0
-            swi = sw[i] if has_sw else 1.0
-            m, lo, hi = _row_max_span(xr)
-            if _finite(m):
-                i1 = min(i + 1, r1 - 1)
-                xn = xf[i1 * rs : i1 * rs + c]
-                yn = yf[i1 * yrs : i1 * yrs + c]
-                s, dm = _dense_exp_emit(
-                    xr,
-                    m,
-                    lo,
-                    hi,
-                    buf,
-                    xn,
-                    yn,
-                    emit,
-                    yp,
-                    prow,
-                    pf,
-                    prowf,
-                    pinv,
-                    pdm,
-                    onem,
-                    epsc,
-                    cw,
-                    has_cw,
-                )
-                logs = math.log1p(dm)
-                lse = np.float64(m) + logs
-                mass, gap, nbad = _target_stats(xr, yr, m, onem, epsc, cw, has_cw)
-                ce = mass * logs + gap
-                inv = 1.0 / s
-            else:
-                if emit:
-                    _dense_grad_emit(
-                        buf, yp, prow, 0, c, pf, prowf, pinv, pdm, onem, epsc, cw, has_cw
-                    )
-                if _bad_max(m):  # a nan or +inf logit: nan loss and gradient row
-                    lse = 0.0
-                    mass = gap = ce = inv = dm = np.nan
-                    nbad = _count_bad(yr, _F64_MAX)
-                    _fill(buf[:c], _like(np.nan, m))
-                else:  # no distribution (all −inf): lse = 0
-                    lse = 0.0
-                    mass, gap, nbad = _target_stats(xr, yr, _like(0.0, m), onem, epsc, cw, has_cw)
-                    ce = gap
-                    _fill(buf[:c], _like(0.0, m))  # the exponentials exp(−inf − 0)
-                    inv = 1.0
-                    dm = 0.0
-            loss[i] = swi * (ce + z * lse * lse)
-            yb[i] = nbad  # the caller checks the labels' range
-            pf, prowf, pinv, pdm = swi * gs, mass + 2.0 * z * lse, inv, dm
-            p = i
-        if p >= 0:
-            yp = yf[p * yrs : p * yrs + c]
-            _dense_grad_emit(buf, yp, g[p], 0, c, pf, prowf, pinv, pdm, onem, epsc, cw, has_cw)
-        _fence()  # the streaming stores are complete before the kernel returns
-
-
 def softmax_ce(
     x: np.ndarray,
     y: np.ndarray,
@@ -273,30 +131,6 @@ def softmax_ce(
     cw = _ro(np.ascontiguousarray(class_weights, dtype=np.float64).reshape(c)) if has_cw else _ONE
     has_sw = sample_weights is not None
     sw = _ro(np.ascontiguousarray(sample_weights, dtype=np.float64).reshape(n)) if has_sw else _ONE
-    if want_grad and g.nbytes >= _tunables._STREAM_MIN_BYTES:
-        scratch = _scratch((min(n, numba.get_num_threads()), -(-c // 16) * 16), x.dtype)
-        _launch(
-            _k_dense_ce_stream,
-            n * c,
-            xf,
-            rs,
-            yf,
-            yrs,
-            n,
-            c,
-            cw,
-            has_cw,
-            sw,
-            has_sw,
-            float(label_smoothing),
-            float(z_loss),
-            _gs(grad_scale),
-            loss,
-            g,
-            yb,
-            scratch,
-        )
-        return loss, _zero_unscaled(g, grad_scale)
     _launch(
         _k_dense_ce,
         n * c,
