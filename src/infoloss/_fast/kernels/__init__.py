@@ -25,6 +25,10 @@ Design (see issue 3):
   scratch row, and the previous row's gradient is written from it, block by block during the
   exp pass, with streaming (non-temporal) stores. A normal store first reads the line it writes
   (1.5× the traffic of a copy); interleaving spreads the writes over the compute-bound exp pass.
+  Large outputs of softmax/log_softmax and the gradient of softmax entropy take the same
+  pipeline; the KL kernel writes its gradients in streamed blocks.
+- Max passes reduce integer keys of the floats (:func:`._vecmath._fkey`), which vectorize;
+  a NaN is seen from the keys' max and min, so the result is that of a NaN-propagating max.
 - numba has no vector ``exp`` (no SVML), so ``exp`` is a polynomial (Cody–Waite range reduction
   to ``2^k · e^r``, ``2^k`` added to the exponent bits): a degree-6 near-minimax polynomial in
   float32 (≤ 1.05 ulp: 1.044 measured), a degree-13 Taylor polynomial in float64 (≤ 1 ulp). Both

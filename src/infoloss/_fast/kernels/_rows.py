@@ -6,18 +6,51 @@ import numpy as np
 from numba import njit
 
 from ._tunables import _FP, _JIT, _JIT_NR
-from ._vecmath import _fmaximum, _like, _prefetch_read, _prefetch_write, _vexp, _where
+from ._vecmath import (
+    _fkey,
+    _fmaximum,
+    _funkey,
+    _like,
+    _prefetch_read,
+    _prefetch_write,
+    _vexp,
+    _where,
+)
 
 # --------------------------------------------------------------------------- row helpers
 # `xr` is one row (1-D, C-contiguous). Each helper is one vectorizable inner loop.
 
 
+# Maxima are taken over integer keys (:func:`_fkey`: the float's bits, ordered like the float),
+# whose max/min reductions vectorize; a NaN shows as a key above that of +inf or below that of
+# −inf, so the result is the same as a NaN-propagating maximum (llvm.maximum), which as a
+# reduction ran at 0.35 ns per element in cache against 0.05 for the keys.
+
+
+@njit(**_JIT, inline="always")
+def _key_range(xr, b0, b1, kmax, kmin):
+    """(max, min) of the keys of xr[b0:b1] and of ``kmax``, ``kmin`` (unsigned indices: numba
+    then emits no negative-index wraparound, which keeps a loop over a range scalar)."""
+    for j in range(np.uint64(b0), np.uint64(b1)):
+        k = _fkey(xr[j])
+        kmax = _where(k > kmax, k, kmax)
+        kmin = _where(k < kmin, k, kmin)
+    return kmax, kmin
+
+
+@njit(**_JIT_NR)
+def _key_max(kmax, kmin, ref):
+    """The maximum from the keys' max and min: NaN when either shows a NaN."""
+    nan = (kmax > _fkey(_like(np.inf, ref))) | (kmin < _fkey(_like(-np.inf, ref)))
+    return _where(nan, _like(np.nan, ref), _funkey(kmax))
+
+
 @njit(**_JIT)
 def _row_max(xr):
-    m = xr[0]
-    for j in range(xr.shape[0]):
-        m = _fmaximum(m, xr[j])
-    return m
+    """The row's maximum (NaN if any element is NaN)."""
+    k0 = _fkey(xr[0])
+    kmax, kmin = _key_range(xr, 0, xr.shape[0], k0, k0)
+    return _key_max(kmax, kmin, xr[0])
 
 
 # Sums of exponentials S = Σ_j exp(x_j − m). Blocks of _BLK elements are summed in the row's
@@ -46,23 +79,24 @@ def _row_max_span(xr):
         for j in range(n):
             m = _fmaximum(m, xr[j])
         return m, 0, 0
+    kall = _fkey(xr[0])
+    kmin = kall
     lo = 0
     hi = 0
     b = 0
     for b0 in range(0, n, _BLK):
-        mb = xr[b0]
-        for j in range(b0, min(b0 + _BLK, n)):
-            mb = _fmaximum(mb, xr[j])
-        if mb > m:
+        kb = _fkey(xr[b0])
+        kb, kmin = _key_range(xr, b0, min(b0 + _BLK, n), kb, kmin)
+        kall = _where(kb > kall, kb, kall)
+        mb = _funkey(kb)
+        if b == 0 or mb > m:
             m = mb
             lo = b
             hi = b
         elif mb == m:
             hi = b
-        else:
-            m = _fmaximum(m, mb)  # NaN propagates
         b += 1
-    return m, lo, hi
+    return _where(_key_max(kall, kmin, m) != m, _like(np.nan, m), m), lo, hi
 
 
 @njit(cache=True, fastmath=_FP, error_model="numpy")
@@ -88,7 +122,7 @@ def _sub_nr(a, b):
 # of rows, so the next row is almost always the same thread's).
 
 
-@njit(**_JIT)
+@njit(**_JIT, inline="always")
 def _prefetch_block(xn, gn, b0, b1, want_grad):
     for j in range(b0, b1, 16):  # one 64-byte line holds 16 float32 (8 float64: every other)
         _prefetch_read(xn, j)
@@ -103,41 +137,43 @@ def _prefetch_block(xn, gn, b0, b1, want_grad):
                 _prefetch_write(gn, j)
 
 
-@njit(**_JIT)
-def _block_exp_sum(xb, m, count):
-    """One block: (Σ (e_j − [x_j = m]), Σ [x_j = m]) when ``count``, else (Σ e_j, 0), with
-    e_j = exp(x_j − m) summed in the block's dtype."""
+@njit(**_JIT, inline="always")
+def _block_exp_sum(xr, b0, b1, m, count):
+    """One block xr[b0:b1]: (Σ (e_j − [x_j = m]), Σ [x_j = m]) when ``count``, else (Σ e_j, 0),
+    with e_j = exp(x_j − m) summed in the block's dtype. Inlined, with unsigned indices: a
+    call per block on a slice cost about as much as the block's exponentials (0.18 against
+    0.10 ns per element in cache)."""
     t = _like(0.0, m)
     k = _like(0.0, m)
     if count:
-        for j in range(xb.shape[0]):
-            v = xb[j]
+        for j in range(np.uint64(b0), np.uint64(b1)):
+            v = xr[j]
             top = _like(v == m, m)
             t += _sub_nr(_vexp(v - m), top)  # the maxima contribute exp(0) − 1 = 0
             k += top
     else:
-        for j in range(xb.shape[0]):
-            t += _vexp(xb[j] - m)
+        for j in range(np.uint64(b0), np.uint64(b1)):
+            t += _vexp(xr[j] - m)
     return t, k
 
 
-@njit(**_JIT)
-def _block_exp_store_sum(xb, m, count, out):
-    """:func:`_block_exp_sum`, also storing e_j into ``out`` (which must not overlap ``xb``:
-    LLVM keeps a loop over overlapping arrays scalar)."""
+@njit(**_JIT, inline="always")
+def _block_exp_store_sum(xr, b0, b1, m, count, out):
+    """:func:`_block_exp_sum`, also storing e_j into ``out[j]`` (``out`` must not overlap
+    ``xr``: LLVM keeps a loop over overlapping arrays scalar)."""
     t = _like(0.0, m)
     k = _like(0.0, m)
     if count:
-        for j in range(xb.shape[0]):
-            v = xb[j]
+        for j in range(np.uint64(b0), np.uint64(b1)):
+            v = xr[j]
             e = _vexp(v - m)
             out[j] = e
             top = _like(v == m, m)
             t += _sub_nr(e, top)
             k += top
     else:
-        for j in range(xb.shape[0]):
-            e = _vexp(xb[j] - m)
+        for j in range(np.uint64(b0), np.uint64(b1)):
+            e = _vexp(xr[j] - m)
             out[j] = e
             t += e
     return t, k
@@ -148,7 +184,7 @@ def _exp_sum(xr, m, lo, hi, xn):
     """(S, S − 1) for one row with a finite max m (``lo``, ``hi`` from :func:`_row_max_span`)."""
     n = xr.shape[0]
     if n <= _SHORT:  # one block, no prefetching
-        t, k = _block_exp_sum(xr, m, True)
+        t, k = _block_exp_sum(xr, 0, n, m, True)
         return np.float64(k) + np.float64(t), _d_plus(np.float64(k), 1.0, np.float64(t))
     s = 0.0
     cnt = 0.0
@@ -156,7 +192,7 @@ def _exp_sum(xr, m, lo, hi, xn):
     for b0 in range(0, n, _BLK):
         b1 = min(b0 + _BLK, n)
         _prefetch_block(xn, xn, b0, b1, False)
-        t, k = _block_exp_sum(xr[b0:b1], m, lo <= b <= hi)
+        t, k = _block_exp_sum(xr, b0, b1, m, lo <= b <= hi)
         s += t
         cnt += k
         b += 1
@@ -168,7 +204,7 @@ def _exp_store_sum(xr, m, lo, hi, out, xn, gn):
     """Like :func:`_exp_sum`, also storing exp(x_j − m) into ``out``."""
     n = xr.shape[0]
     if n <= _SHORT:
-        t, k = _block_exp_store_sum(xr, m, True, out)
+        t, k = _block_exp_store_sum(xr, 0, n, m, True, out)
         return np.float64(k) + np.float64(t), _d_plus(np.float64(k), 1.0, np.float64(t))
     s = 0.0
     cnt = 0.0
@@ -176,7 +212,7 @@ def _exp_store_sum(xr, m, lo, hi, out, xn, gn):
     for b0 in range(0, n, _BLK):
         b1 = min(b0 + _BLK, n)
         _prefetch_block(xn, gn, b0, b1, True)
-        t, k = _block_exp_store_sum(xr[b0:b1], m, lo <= b <= hi, out[b0:b1])
+        t, k = _block_exp_store_sum(xr, b0, b1, m, lo <= b <= hi, out)
         s += t
         cnt += k
         b += 1

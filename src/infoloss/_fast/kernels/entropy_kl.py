@@ -8,59 +8,143 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from . import _tunables
 from ._launch import _check2d, _grad_buffer, _gs, _launch, _pool_threads, _rows_view, _scratch
-from ._rows import _BLK, _bad_max, _d_plus, _fill, _finite, _row_max, _sub_nr
+from ._rows import (
+    _BLK,
+    _SHORT,
+    _bad_max,
+    _d_plus,
+    _fill,
+    _finite,
+    _key_max,
+    _key_range,
+    _prefetch_block,
+    _row_max,
+    _row_max_span,
+    _sub_nr,
+)
 from ._tunables import _JIT, _JIT_NR, _PJIT
-from ._vecmath import _exp64_neg, _fmaximum, _like, _vexp, _where
+from ._vecmath import (
+    _exp64_neg,
+    _fence,
+    _fkey,
+    _funkey,
+    _like,
+    _stream_copy,
+    _vexp,
+    _where,
+)
 
 # --------------------------------------------------------------------------- measures from logits
 
 
-@njit(**_JIT)
-def _ent_block(xr, b0, b1, m, grow, want_grad):
+@njit(**_JIT, inline="always")
+def _ent_block(xr, b0, b1, m, count, grow, want_grad):
     """One block of :func:`_ent_sum`: (Σ (e_j − [x_j = m]), Σ [x_j = m], Σ e_j (m − x_j)), all
     three in the row's dtype (every term of the last is ≥ 0: no cancellation; the caller adds
-    the blocks in float64)."""
+    the blocks in float64); the maxima are counted only when ``count`` (the blocks that can
+    hold one, see :func:`_row_max_span`). x_j − m is clamped at ``_ENT_LO`` before the exp:
+    where that changes it the exponential is 0 anyway (flushed), and e_j (m − x_j) is then 0
+    without a select (also for x_j = −inf, where the gap is +inf)."""
     z0 = _like(0.0, m)
+    lim = _like(_ENT_LO32, m) if xr.itemsize == 4 else _like(_ENT_LO64, m)
     t = z0
     k = z0
     u = z0
-    if want_grad:
-        for j in range(b0, b1):
+    if count:  # (four loops: a loop-invariant branch inside one could keep it scalar)
+        if want_grad:
+            for j in range(np.uint64(b0), np.uint64(b1)):
+                v = xr[j]
+                d = _where(v - m > lim, v - m, lim)
+                e = _vexp(d)
+                grow[j] = e
+                top = _like(v == m, m)
+                t += _sub_nr(e, top)
+                k += top
+                u -= e * d
+        else:
+            for j in range(np.uint64(b0), np.uint64(b1)):
+                v = xr[j]
+                d = _where(v - m > lim, v - m, lim)
+                e = _vexp(d)
+                top = _like(v == m, m)
+                t += _sub_nr(e, top)
+                k += top
+                u -= e * d
+    elif want_grad:
+        for j in range(np.uint64(b0), np.uint64(b1)):
             v = xr[j]
-            e = _vexp(v - m)
+            d = _where(v - m > lim, v - m, lim)
+            e = _vexp(d)
             grow[j] = e
-            top = _like(v == m, m)
-            t += _sub_nr(e, top)
-            k += top
-            # e = 0 (also for x = −inf, where the gap is +inf) contributes 0; a select, not a
-            # branch, so that the loop vectorizes
-            u += _where(e > z0, e * (m - v), z0)
+            t += e
+            u -= e * d
     else:
-        for j in range(b0, b1):
+        for j in range(np.uint64(b0), np.uint64(b1)):
             v = xr[j]
-            e = _vexp(v - m)
-            top = _like(v == m, m)
-            t += _sub_nr(e, top)
-            k += top
-            u += _where(e > z0, e * (m - v), z0)
+            d = _where(v - m > lim, v - m, lim)
+            e = _vexp(d)
+            t += e
+            u -= e * d
     return t, k, u
 
 
+# x − m below this gives an exponential that is flushed to 0 (float32: below −87.4; float64:
+# below −708.4)
+_ENT_LO32 = -200.0
+_ENT_LO64 = -800.0
+
+
+@njit(**_JIT_NR)
+def _ent_emit(xp, buf, prow, b0, b1, pm, pinv, pubar, pmode):
+    """Block [b0, b1) of the pending row's gradient, from its exponentials in ``buf`` and its
+    logits ``xp`` (pmode 0), or the constant ``pinv`` (1), written to ``prow`` with streaming
+    stores."""
+    if pmode == 0:
+        z0 = _like(0.0, pm)
+        for j in range(np.uint64(b0), np.uint64(b1)):
+            e = buf[j]
+            gj = (e * pinv) * ((pm - xp[j]) - pubar)
+            buf[j] = _where(e > z0, gj, z0)  # select: the loop vectorizes
+        _stream_copy(buf[b0:b1], prow[b0:b1])
+    else:
+        _fill(prow[b0:b1], pinv)
+
+
 @njit(**_JIT)
-def _ent_sum(xr, grow, m, want_grad):
+def _ent_sum(xr, grow, m, lo, hi, want_grad, xn, emit, xp, prow, pm, pinv, pubar, pmode):
     """(S, S − 1, U): S and S − 1 as in :func:`_exp_sum`, U = Σ_{e_j>0} e_j (m − x_j);
-    e_j = exp(x_j − m) is stored into ``grow`` when the gradient is wanted."""
+    e_j = exp(x_j − m) is stored into ``grow`` when the gradient is wanted. The next row
+    ``xn`` is prefetched; when ``emit``, the pending row's gradient is written block by block
+    first (:func:`_ent_emit`: ``grow`` is then the scratch row holding its exponentials)."""
     n = xr.shape[0]
     s = 0.0
     cnt = 0.0
     u = 0.0
+    b = 0
     for b0 in range(0, n, _BLK):
-        t, k, ub = _ent_block(xr, b0, min(b0 + _BLK, n), m, grow, want_grad)
+        b1 = min(b0 + _BLK, n)
+        if n > _SHORT:
+            _prefetch_block(xn, xn, b0, b1, False)
+        if emit:
+            _ent_emit(xp, grow, prow, b0, b1, pm, pinv, pubar, pmode)
+        t, k, ub = _ent_block(xr, b0, b1, m, lo <= b <= hi, grow, want_grad)
         s += t
         cnt += k
         u += np.float64(ub)
+        b += 1
     return cnt + s, _d_plus(cnt, 1.0, s), u
+
+
+@njit(**_JIT_NR)
+def _ent_terms(m, s, dm, u, gs):
+    """(H, 1/S · gs and Ū in the row's dtype) from a row's sums."""
+    inv = 1.0 / s
+    ubar = u * inv
+    # lse − Σ q x = log S + Σ q (m − x): both ≥ 0; dH/dx_j = −q_j (log q_j + H) =
+    # q_j ((m − x_j) − Ū), in the row's dtype: the per-row factors are rounded to it once
+    return math.log1p(dm) + ubar, _like(inv * gs, m), _like(ubar, m)
 
 
 @njit(**_PJIT)
@@ -68,17 +152,15 @@ def _k_entropy(xf, rs, n, c, want_grad, gs, h, g):
     for i in prange(n):
         xr = xf[i * rs : i * rs + c]
         grow = g[i] if want_grad else g[0]
-        m = _row_max(xr)
+        i1 = min(np.int64(i) + 1, n - 1)
+        xn = xf[i1 * rs : i1 * rs + c]
+        m, lo, hi = _row_max_span(xr)
         if _finite(m):
-            s, dm, u = _ent_sum(xr, grow, m, want_grad)
-            inv = 1.0 / s
-            ubar = u * inv
-            h[i] = math.log1p(dm) + ubar  # lse − Σ q x = log S + Σ q (m − x): both ≥ 0
-            if want_grad:  # dH/dx_j = −q_j (log q_j + H) = q_j ((m − x_j) − Ū)
-                # in the row's dtype: the per-row factors are rounded to it once
+            s, dm, u = _ent_sum(xr, grow, m, lo, hi, want_grad, xn, False, xr, grow, m, m, m, 0)
+            hi_, inv_t, ubar_t = _ent_terms(m, s, dm, u, gs)
+            h[i] = hi_
+            if want_grad:
                 z0 = _like(0.0, m)
-                inv_t = _like(inv * gs, m)
-                ubar_t = _like(ubar, m)
                 for j in range(c):
                     e = grow[j]
                     gj = (e * inv_t) * ((m - xr[j]) - ubar_t)
@@ -91,6 +173,51 @@ def _k_entropy(xf, rs, n, c, want_grad, gs, h, g):
             h[i] = np.nan
             if want_grad:
                 _fill(grow, _like(np.nan, m))
+
+
+@njit(**_PJIT)
+def _k_entropy_stream(xf, rs, n, c, gs, h, g, scratch):
+    """:func:`_k_entropy` with the gradient, through the streaming pipeline of
+    :func:`~._launch` large gradients (one scratch row per chunk of rows; row i−1's gradient is
+    written with streaming stores during row i's exp pass)."""
+    nch = scratch.shape[0]
+    per = (n + nch - 1) // nch
+    for t in prange(nch):
+        r0 = t * per
+        r1 = min(n, r0 + per)
+        buf = scratch[t]
+        zero = _like(0.0, xf[0])
+        p = np.int64(-1)
+        pm = zero
+        pinv = zero
+        pubar = zero
+        pmode = 0
+        for i in range(r0, r1):
+            xr = xf[i * rs : i * rs + c]
+            q = max(p, 0)
+            xp = xf[q * rs : q * rs + c]
+            prow = g[q]
+            emit = p >= 0
+            m, lo, hi = _row_max_span(xr)
+            if _finite(m):
+                i1 = min(i + 1, r1 - 1)
+                xn = xf[i1 * rs : i1 * rs + c]
+                s, dm, u = _ent_sum(
+                    xr, buf, m, lo, hi, True, xn, emit, xp, prow, pm, pinv, pubar, pmode
+                )
+                hv, pinv, pubar = _ent_terms(m, s, dm, u, gs)
+                h[i] = hv
+                pm, pmode = m, 0
+            else:
+                if emit:
+                    _ent_emit(xp, buf, prow, 0, c, pm, pinv, pubar, pmode)
+                # no distribution: H = 0, zero gradient; a nan or +inf logit: nan row
+                h[i] = 0.0 if m == -np.inf else np.nan
+                pm, pinv, pubar, pmode = zero, _like(0.0 if m == -np.inf else np.nan, zero), zero, 1
+            p = i
+        if p >= 0:
+            _ent_emit(xf[p * rs : p * rs + c], buf, g[p], 0, c, pm, pinv, pubar, pmode)
+        _fence()  # the streaming stores are complete before the kernel returns
 
 
 def softmax_entropy_rows(
@@ -107,18 +234,11 @@ def softmax_entropy_rows(
     g = _grad_buffer(x, want_grad, None)
     if n and c:
         xf, rs = _rows_view(x)
-        _launch(
-            _k_entropy,
-            n * c,
-            xf,
-            rs,
-            n,
-            c,
-            want_grad,
-            _gs(grad_scale),
-            h,
-            g,
-        )
+        if want_grad and g.nbytes >= _tunables._STREAM_MIN_BYTES:
+            scratch = _scratch((min(n, numba.get_num_threads()), -(-c // 16) * 16), x.dtype)
+            _launch(_k_entropy_stream, n * c, xf, rs, n, c, _gs(grad_scale), h, g, scratch)
+        else:
+            _launch(_k_entropy, n * c, xf, rs, n, c, want_grad, _gs(grad_scale), h, g)
     return h, (g if want_grad else None)
 
 
@@ -186,13 +306,10 @@ def _first_max(xr, m):
 @njit(**_JIT)
 def _max_negmin(xr):
     """(max, −min) of a row in one pass (NaN if it holds a NaN); −min = +inf flags a −inf."""
-    m = xr[0]
-    nm = -xr[0]
-    for j in range(xr.shape[0]):
-        v = xr[j]
-        m = _fmaximum(m, v)
-        nm = _fmaximum(nm, -v)
-    return m, nm
+    k0 = _fkey(xr[0])
+    kmax, kmin = _key_range(xr, 0, xr.shape[0], k0, k0)
+    m = _key_max(kmax, kmin, xr[0])
+    return m, _where(m != m, m, -_funkey(kmin))
 
 
 @njit(**_JIT)
@@ -263,33 +380,57 @@ def _u_masked(ar, br, oa, bs, sx, t, stored):
 
 
 @njit(**_JIT_NR)
-def _kl_grad(ar, br, sx, t, oa, bs, inva, invb, rest, gs, ga, gb, i):
-    """Row i of ∂KL/∂a = p ((d − d*) − rest) and ∂KL/∂b = q − p, times gs, from the
-    exponentials stored by :func:`_kl_sums` (d − d* is taken as 0 where p = 0 or b = −inf, as
-    in the generic path)."""
+def _kl_grad(ar, br, sx, t, oa, bs, inva, invb, rest, gs, ga, gb, i, amode, js, gbjs, tmp, stream):
+    """Row i of ∂KL/∂a = p ((d − d*) − rest) (``amode`` 0; 1: a nan row, KL = +inf) and
+    ∂KL/∂b = q − p (with ``gbjs`` at class ``js`` when 0 ≤ js), times gs, from the exponentials
+    stored by :func:`_kl_sums` (d − d* is taken as 0 where p = 0 or b = −inf, as in the generic
+    path). Blocks of _BLK are formed in the per-thread ``tmp[t]`` (the gradients' dtype) and
+    copied out, with streaming stores when ``stream``."""
     ninf = _like(-np.inf, br[0])
-    for j in range(ar.shape[0]):
-        bv = br[j]
-        ea = sx[t, 0, j]
-        eb = sx[t, 1, j]
-        # p and q through a select each, so that q − p is not contracted to fma(e^b, 1/S_b, −p)
-        # (which is not 0 for a = b)
-        p = _where(ea > 0.0, ea * inva, 0.0)
-        q = _where(eb > 0.0, eb * invb, 0.0)
-        dd = _where(
-            (ea > 0.0) & (bv != ninf), (np.float64(ar[j]) - oa) - (np.float64(bv) - bs), 0.0
-        )
-        ga[i, j] = (p * (dd - rest)) * gs
-        gb[i, j] = (q - p) * gs
-
-
-@njit(**_JIT_NR)
-def _kl_grad_b(sx, t, inva, invb, gs, gb, i):
-    """Row i of ∂KL/∂b = q − p alone (rows whose KL is +inf)."""
-    for j in range(gb.shape[1]):
-        ea = sx[t, 0, j]
-        eb = sx[t, 1, j]
-        gb[i, j] = (_where(eb > 0.0, eb * invb, 0.0) - _where(ea > 0.0, ea * inva, 0.0)) * gs
+    c = ar.shape[0]
+    gar = ga[i]
+    gbr = gb[i]
+    tma = tmp[t, 0]
+    tmb = tmp[t, 1]
+    for b0 in range(0, c, _BLK):
+        b1 = min(b0 + _BLK, c)
+        ub0 = np.uint64(b0)
+        if amode == 0:
+            for j in range(ub0, np.uint64(b1)):
+                bv = br[j]
+                ea = sx[t, 0, j]
+                eb = sx[t, 1, j]
+                # p and q through a select each, so that q − p is not contracted to
+                # fma(e^b, 1/S_b, −p) (which is not 0 for a = b)
+                p = _where(ea > 0.0, ea * inva, 0.0)
+                q = _where(eb > 0.0, eb * invb, 0.0)
+                dd = _where(
+                    (ea > 0.0) & (bv != ninf), (np.float64(ar[j]) - oa) - (np.float64(bv) - bs), 0.0
+                )
+                tma[j - ub0] = (p * (dd - rest)) * gs
+                tmb[j - ub0] = (q - p) * gs
+        else:
+            for j in range(ub0, np.uint64(b1)):
+                ea = sx[t, 0, j]
+                eb = sx[t, 1, j]
+                p = _where(ea > 0.0, ea * inva, 0.0)
+                q = _where(eb > 0.0, eb * invb, 0.0)
+                tmb[j - ub0] = (q - p) * gs
+        if b0 <= js < b1:
+            tmb[js - b0] = gbjs
+        n = b1 - b0
+        if stream:
+            if amode == 0:
+                _stream_copy(tma[:n], gar[b0:b1])
+            else:
+                _fill(gar[b0:b1], _like(np.nan, tma[0]))
+            _stream_copy(tmb[:n], gbr[b0:b1])
+        else:
+            for j in range(n):
+                gar[b0 + j] = tma[j] if amode == 0 else np.nan
+                gbr[b0 + j] = tmb[j]
+    if stream:
+        _fence()  # the row's streaming stores are complete before the kernel returns
 
 
 @njit(**_JIT_NR)
@@ -305,7 +446,7 @@ def _q_minus_p_big(eb, inva, invb, ta, tb, gs):
 
 
 @njit(**_PJIT)
-def _k_kl(af, ars, bf, brs, n, c, want_grad, gs, lp_min, kl, ga, gb, sx):
+def _k_kl(af, ars, bf, brs, n, c, want_grad, gs, lp_min, kl, ga, gb, sx, tmp, stream):
     for i in prange(n):
         ar = af[i * ars : i * ars + c]
         br = bf[i * brs : i * brs + c]
@@ -327,7 +468,9 @@ def _k_kl(af, ars, bf, brs, n, c, want_grad, gs, lp_min, kl, ga, gb, sx):
             if want_grad:
                 _, sb, _ = _kl_sums(ar, br, -1, oa, ob, 0.0, sx, t, True)
                 invb = 1.0 / sb if fb else 1.0
-                _kl_grad(ar, br, sx, t, oa, 0.0, 1.0, invb, 0.0, gs, ga, gb, i)
+                _kl_grad(
+                    ar, br, sx, t, oa, 0.0, 1.0, invb, 0.0, gs, ga, gb, i, 0, -1, 0.0, tmp, stream
+                )
             continue
         js = _first_max(ar, ma)
         bv = br[js]
@@ -355,13 +498,27 @@ def _k_kl(af, ars, bf, brs, n, c, want_grad, gs, lp_min, kl, ga, gb, sx):
             v = d_star + rest
             kl[i] = 0.0 if v < 0.0 else v  # clipped at 0 (rounding only)
         if want_grad:
-            if inf_row:
-                _fill(ga[i], _like(np.nan, ma))
-                _kl_grad_b(sx, t, inva, invb, gs, gb, i)
-            else:
-                _kl_grad(ar, br, sx, t, oa, bs, inva, invb, rest, gs, ga, gb, i)
-            if fb and (inva >= 0.5 or eb * invb >= 0.5):
-                gb[i, js] = _q_minus_p_big(eb, inva, invb, ta, tb, gs)
+            fix = fb and (inva >= 0.5 or eb * invb >= 0.5)
+            _kl_grad(
+                ar,
+                br,
+                sx,
+                t,
+                oa,
+                bs,
+                inva,
+                invb,
+                rest,
+                gs,
+                ga,
+                gb,
+                i,
+                1 if inf_row else 0,
+                js if fix else -1,
+                _q_minus_p_big(eb, inva, invb, ta, tb, gs) if fix else 0.0,
+                tmp,
+                stream,
+            )
 
 
 # log of half the smallest subnormal: exp(x) of the input dtype is > 0 exactly above it
@@ -390,8 +547,10 @@ def softmax_kl_rows(
     if n and c:
         af, ars = _rows_view(a)
         bf, brs = _rows_view(b)
-        # per-thread float64 rows for the exponentials of a and b (on cache lines)
+        # per-thread float64 rows for the exponentials of a and b (on cache lines), and blocks
+        # of the two gradients
         shape = (_pool_threads(), 2, -(-c // 8) * 8) if want_grad else (1, 2, 8)
+        tshape = (_pool_threads(), 2, _BLK) if want_grad else (1, 2, 16)
         _launch(
             _k_kl,
             n * c,
@@ -408,6 +567,8 @@ def softmax_kl_rows(
             ga,
             gb,
             _scratch(shape, np.float64),
+            _scratch(tshape, a.dtype),
+            want_grad and ga.nbytes >= _tunables._STREAM_MIN_BYTES,
         )
     if not want_grad:
         return kl, None, None

@@ -205,7 +205,7 @@ def _exp_store_sum_emit(xr, m, lo, hi, buf, xn, emit, prow, a, b, mode, cw, y, g
         _prefetch_block(xn, xn, b0, b1, False)
         if emit:
             _emit_block(buf, prow, b0, b1, a, b, mode, cw, y, gyv, stream)
-        t, k = _block_exp_store_sum(xr[b0:b1], m, lo <= blk <= hi, buf[b0:b1])
+        t, k = _block_exp_store_sum(xr, b0, b1, m, lo <= blk <= hi, buf)
         s += t
         cnt += k
         blk += 1
