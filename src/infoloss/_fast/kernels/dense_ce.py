@@ -8,18 +8,87 @@ import numpy as np
 from numba import njit, prange
 
 from ._launch import _ONE, _check2d, _grad_buffer, _gs, _launch, _ro, _rows_view, _zero_unscaled
-from ._rows import _bad_max, _count_bad, _exp_store_sum, _exp_sum, _fill, _finite, _row_max_span
+from ._rows import (
+    _BLK,
+    _SHORT,
+    _bad_max,
+    _count_bad,
+    _exp_store_sum,
+    _exp_sum,
+    _fill,
+    _finite,
+    _row_max_span,
+)
 from ._tunables import _JIT, _JIT_NR, _PJIT
-from ._vecmath import _like, _where
+from ._vecmath import _like, _prefetch_read, _where
 
 _F64_MAX = np.finfo(np.float64).max  # a label above it is +inf
 
 
+@njit(**_JIT, inline="always")
+def _ts_block32(xr, yr, b0, b1, m, smooth):
+    """One block of :func:`_target_stats32`, summed in float32 (16 lanes of a zmm register):
+    (Σ y_j, Σ_{y_j ≠ 0} y_j (m − x_j), Σ (m − x_j) when ``smooth`` else 0, the number of
+    labels that are negative or +inf). Unsigned indices, as in ``_rows``. Written in the row's
+    dtype (only float32 rows call it; a float64 row also compiles it, untaken)."""
+    zero = _like(0.0, m)
+    one = _like(1.0, m)
+    inf = _like(np.inf, m)
+    sy = zero
+    gy = zero
+    sd = zero
+    nb = zero
+    if smooth:
+        for j in range(np.uint64(b0), np.uint64(b1)):
+            yv = yr[j]
+            d = m - xr[j]
+            nb += _where((yv < zero) | (yv == inf), one, zero)
+            sy += yv
+            gy += _where(yv != zero, yv * d, zero)
+            sd += d
+    else:
+        for j in range(np.uint64(b0), np.uint64(b1)):
+            yv = yr[j]
+            nb += _where((yv < zero) | (yv == inf), one, zero)
+            sy += yv
+            gy += _where(yv != zero, yv * (m - xr[j]), zero)
+    return sy, gy, sd, nb
+
+
 @njit(**_JIT)
-def _target_stats(xr, yr, m, onem, epsc, cw, has_cw):
+def _target_stats32(xr, yr, m, onem, epsc, yn):
+    """:func:`_target_stats` for float32 rows without class weights: the sums of the labels,
+    of y_j (m − x_j) and of (m − x_j) are formed per block of _BLK in float32 (every term is
+    ≥ 0 for valid labels: no cancellation inside a block) and added in float64 across blocks;
+    mass = (1−ε) Σ y + ε and gap = (1−ε) Σ y (m − x) + (ε/C) Σ (m − x)."""
+    n = xr.shape[0]
+    smooth = epsc != 0.0
+    sy = 0.0
+    gy = 0.0
+    sd = 0.0
+    nbad = 0.0
+    for b0 in range(0, n, _BLK):
+        b1 = min(b0 + _BLK, n)
+        for j in range(b0, b1, 16):  # the next row's labels: one 64-byte line is 16 float32
+            _prefetch_read(yn, j)
+        a, g, d, k = _ts_block32(xr, yr, b0, b1, m, smooth)
+        sy += np.float64(a)
+        gy += np.float64(g)
+        sd += np.float64(d)
+        nbad += np.float64(k)
+    mass = onem * sy + epsc * n
+    gap = (onem * gy if onem != 0.0 else 0.0) + (epsc * sd if smooth else 0.0)
+    return mass, gap, nbad
+
+
+@njit(**_JIT)
+def _target_stats(xr, yr, m, onem, epsc, cw, has_cw, yn):
     """mass = Σ_j wt_j and gap = Σ_{wt_j ≠ 0} wt_j (m − x_j), wt_j = cw_j ((1−ε) y_j + ε/C), and
     the number of labels that are negative or +inf, for the caller's range check (counted in
-    the same loop, so that the check costs no pass of its own)."""
+    the same loop, so that the check costs no pass of its own). Float32 rows without class
+    weights take :func:`_target_stats32`, which also prefetches ``yn``, the next row's labels."""
+    if xr.itemsize == 4 and not has_cw and xr.shape[0] > _SHORT:
+        return _target_stats32(xr, yr, m, onem, epsc, yn)
     mass = 0.0
     gap = 0.0
     nbad = 0.0
@@ -64,6 +133,7 @@ def _k_dense_ce(xf, rs, yf, yrs, n, c, cw, has_cw, sw, has_sw, eps, z, want_grad
         m, lo, hi = _row_max_span(xr)
         i1 = min(np.int64(i) + 1, n - 1)
         xn = xf[i1 * rs : i1 * rs + c]
+        yn = yf[i1 * yrs : i1 * yrs + c]
         if _finite(m):
             if want_grad:
                 s, dm = _exp_store_sum(xr, m, lo, hi, grow, xn, g[i1])
@@ -71,7 +141,7 @@ def _k_dense_ce(xf, rs, yf, yrs, n, c, cw, has_cw, sw, has_sw, eps, z, want_grad
                 s, dm = _exp_sum(xr, m, lo, hi, xn)
             logs = math.log1p(dm)
             lse = np.float64(m) + logs
-            mass, gap, nbad = _target_stats(xr, yr, m, onem, epsc, cw, has_cw)
+            mass, gap, nbad = _target_stats(xr, yr, m, onem, epsc, cw, has_cw, yn)
             ce = mass * logs + gap
             inv = 1.0 / s
         elif _bad_max(m):  # a nan or +inf logit: nan loss and gradient row (below)
@@ -82,7 +152,7 @@ def _k_dense_ce(xf, rs, yf, yrs, n, c, cw, has_cw, sw, has_sw, eps, z, want_grad
                 _fill(grow, _like(np.nan, m))
         else:  # no distribution (all −inf): lse = 0
             lse = 0.0
-            mass, gap, nbad = _target_stats(xr, yr, _like(0.0, m), onem, epsc, cw, has_cw)
+            mass, gap, nbad = _target_stats(xr, yr, _like(0.0, m), onem, epsc, cw, has_cw, yn)
             ce = gap
             if want_grad:
                 _fill(grow, _like(0.0, m))  # the exponentials exp(−inf − 0)
