@@ -112,6 +112,24 @@ def test_linear_part(tmp_path, capsys):
     assert res["rows"]["fused"]["loss"] == pytest.approx(res["rows"]["unfused"]["loss"], rel=1e-5)
 
 
+def test_linear_part_every_variant(tmp_path, capsys):
+    """Every variant of the linear part runs (those of the installed peers) and computes the
+    same mean loss as the fused one."""
+    peers = ["infoloss"] + [p for p in ("torch", "jax") if installed(p)]
+    out = tmp_path / "lin.json"
+    argv = ["--quick", "--repeat", "1", "--peers", ",".join(peers), "--json", str(out)]
+    assert linear.main(argv) == 0
+    capsys.readouterr()
+    (res,) = json.loads(out.read_text())["linear"]
+    want = {v for v, peer in _options.LINEAR_VARIANTS.items() if peer in peers}
+    assert set(res["rows"]) == want
+    fused = res["rows"]["fused"]["loss"]
+    for name, row in res["rows"].items():
+        assert "error" not in row, (name, row)
+        assert row["ms"] > 0
+        assert row["loss"] == pytest.approx(fused, rel=1e-5), name
+
+
 @pytest.mark.parametrize("framework", ["torch", "jax"])
 def test_framework_part(framework, tmp_path, capsys):
     """``--framework``: fwd+bwd under the framework's autodiff beside its own loss, with memory;

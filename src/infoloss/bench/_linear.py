@@ -70,6 +70,19 @@ elif variant in ("torch", "torch-chunked"):
     if opt is not None:
         F.linear_cross_entropy(th.detach()[:8], tw.detach()[:m], ty[:8] % m,
                                linear_bias=tb.detach()[:m], options=opt)
+elif variant == "jax":  # the unfused computation under jax.jit(jax.value_and_grad)
+    import jax, jax.numpy as jnp
+    def loss_fn(h, w, b, y):
+        logits = h @ w.T + b
+        lse = jax.nn.logsumexp(logits, axis=-1)
+        return jnp.mean(lse - jnp.take_along_axis(logits, y[:, None], axis=-1)[:, 0])
+    vg_jax = jax.jit(jax.value_and_grad(loss_fn, argnums=(0, 1, 2)))
+    jh, jw, jb, jy = (jnp.asarray(a) for a in (H, W, B, Y))
+    def run():
+        loss, grads = vg_jax(jh, jw, jb, jy)
+        jax.block_until_ready(grads)
+        return float(loss)
+    run()  # compile for this shape
 else:
     raise SystemExit(f"unknown variant {variant}")
 
