@@ -16,6 +16,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -558,8 +559,9 @@ def scenario_ddp(rank: int, world: int) -> dict[str, Any]:
 def scenario_stuck(rank: int, world: int) -> dict[str, Any]:
     """For the launcher's own test: rank 1 fails, every other rank is stuck (as in a
     rendezvous that never completes) until the launcher kills it."""
-    if rank == 1:
-        raise RuntimeError("rank 1 fails on purpose")
+    if rank == 1:  # exit at once: leaving the process group could wait on the stuck ranks
+        print("rank 1 fails on purpose", flush=True)
+        os._exit(1)
     while True:
         time.sleep(1.0)
 
@@ -597,15 +599,47 @@ def doc_recipes() -> list[str]:
     return re.findall(r"```python\n(.*?)```", section, re.S)
 
 
-def run_doc_recipes(rank: int, world: int) -> dict[str, Any]:
+def _ordered_destroy(rank: int, world: int, folder: str, real: Any) -> Callable[..., None]:
+    """``dist.destroy_process_group`` for the recipes, rank 0 last: rank 0 hosts the env://
+    rendezvous store, and destroying its group shuts the store down, so a peer still leaving
+    its own group would wait on it forever (a run once hung there). Each peer destroys its group
+    and then leaves a marker file; rank 0 waits for every marker (bounded) before its own."""
+    calls = [0]
+
+    def destroy(*args: Any, **kwargs: Any) -> None:
+        calls[0] += 1
+        marker = lambda k: os.path.join(folder, f"destroyed{calls[0]}.rank{k}")  # noqa: E731
+        if rank != 0:
+            real(*args, **kwargs)
+            with open(marker(rank), "w") as f:
+                f.write("done")
+            return
+        deadline = time.monotonic() + 120.0
+        while time.monotonic() < deadline and not all(
+            os.path.exists(marker(k)) for k in range(1, world)
+        ):
+            time.sleep(0.02)
+        real(*args, **kwargs)
+
+    return destroy
+
+
+def run_doc_recipes(rank: int, world: int, folder: str) -> dict[str, Any]:
     """Each recipe as ``torchrun --nproc-per-node WORLD`` would run it (env:// rendezvous)."""
+    import torch.distributed as dist
+
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world))
     blocks = doc_recipes()
     ports = [int(p) for p in os.environ["INFOLOSS_TEST_PORTS"].split(",")]
     assert len(ports) >= len(blocks), (len(ports), len(blocks))
-    for code, p in zip(blocks, ports, strict=False):  # a fresh rendezvous port per recipe
-        os.environ["MASTER_PORT"] = str(p)
-        exec(compile(code, DOCS, "exec"), {"__name__": "__main__"})
+    real = dist.destroy_process_group
+    dist.destroy_process_group = _ordered_destroy(rank, world, folder, real)
+    try:
+        for code, p in zip(blocks, ports, strict=False):  # a fresh rendezvous port per recipe
+            os.environ["MASTER_PORT"] = str(p)
+            exec(compile(code, DOCS, "exec"), {"__name__": "__main__"})
+    finally:
+        dist.destroy_process_group = real
     return {"blocks": len(blocks)}
 
 
@@ -649,7 +683,7 @@ def main(argv: list[str]) -> None:
             dist.destroy_process_group()
     if "docs" in argv[4:]:  # after the group above is gone: the recipes start their own
         t0 = time.perf_counter()
-        results["docs"] = run_doc_recipes(rank, world)
+        results["docs"] = run_doc_recipes(rank, world, os.path.dirname(os.path.abspath(out)))
         results["docs"]["seconds"] = time.perf_counter() - t0
     with open(out, "w") as f:
         json.dump(results, f)
