@@ -180,11 +180,18 @@ def test_bounds_part(tmp_path, capsys):
         r = res["cases"][case]
         assert len(r["ratios"]) == 5 and r["ms"] > 0 and r["bound"] == bound
         assert re.search(
-            rf"^  {re.escape(case)} +\d+\.\d +{r['median_ratio']:.2f} +{bound:.1f}$", stdout, re.M
+            rf"^  {re.escape(case)} +\d+\.\d +{r['median_ratio']:.2f} +{bound:.1f} +"
+            rf"{r['over_fresh_copy']:.2f}$",
+            stdout,
+            re.M,
         )
+    assert res["fresh_copy_ms"] > 0 and res["fresh_over_copy"] > 0
+    assert f"{res['fresh_over_copy']:.2f}x the copy" in stdout
     if installed("torch"):
-        assert res["sigmoid"]["torch_ms"] > 0
+        s = res["sigmoid"]
+        assert s["torch_ms"] > 0 and s["floor_ms"] > 0
         assert "PyTorch / infoloss (median)" in stdout
+        assert f"PyTorch / floor (median) {s['torch_over_floor']:.2f}" in stdout
 
 
 # --------------------------------------------------------------------------- the contenders

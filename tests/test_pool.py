@@ -138,3 +138,27 @@ def test_threads_get_distinct_buffers():
     for r, ref in zip(results, refs, strict=True):
         assert r is not None
         np.testing.assert_allclose(r, ref, rtol=2e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("fn", [infoloss.softmax, infoloss.log_softmax])
+def test_softmax_outputs_come_from_the_cache_and_live_ones_are_kept(fn):
+    """softmax/log_softmax outputs share the gradients' cache: a dropped output's buffer serves
+    the next call (no first-touch cost), while a live output (or a view of it) is never handed
+    out again, neither to another output nor to a gradient."""
+    x, y = _data()
+    out = fn(x)
+    p = _ptr(out)
+    del out
+    again = fn(x)
+    assert _ptr(again) == p
+    keep = again[3:, ::3]
+    expected = np.array(keep)
+    del again
+    x2, _ = _data()
+    others = [fn(x2), vg(x2, y)[1], fn(x)]
+    for o in others:
+        assert not np.shares_memory(o, keep)
+    np.testing.assert_array_equal(keep, expected)  # not overwritten by the later calls
+    with _config.generic_only():
+        ref = fn(x2.astype(np.float64))
+    np.testing.assert_allclose(others[0], ref, rtol=2e-6, atol=1e-6)

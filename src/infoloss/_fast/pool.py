@@ -5,6 +5,9 @@ every call, and the operating system zeroes each new page on first touch: measur
 costs 25–45 ms on top of a 60 ms fused forward+backward. A training loop drops the previous
 step's gradient before it asks for the next one, so the same memory can serve again.
 
+The fused ``softmax``/``log_softmax`` outputs are served the same way (measured at 4096 × 32000
+float32: a fresh output made them 1.7–1.8× a copy into mapped memory, a cached one 1.1–1.2×).
+
 How: gradients of at least :data:`MIN_BYTES` are carved from a buffer owned by this module,
 through a fresh small *owner* object per hand-out that exposes the buffer's memory with
 ``__array_interface__``. The gradient array's ``base`` is that owner, and every NumPy view of
@@ -144,7 +147,8 @@ def set_gradient_cache(enabled: bool) -> bool:
     """Turn the reuse of large gradient buffers on or off; returns the previous setting.
 
     With the cache on (the default), gradients of at least 16 MiB returned by the fused NumPy
-    kernels (and by the CPU PyTorch route) are carved from buffers that infoloss keeps for the
+    kernels (and by the CPU PyTorch route), and ``softmax``/``log_softmax`` outputs of that size
+    from those kernels, are carved from buffers that infoloss keeps for the
     next call once every view of them is gone, saving the first-touch cost of fresh memory.
     Turning it off also releases the free buffers. The environment variable
     ``INFOLOSS_GRAD_CACHE=0`` turns it off at import.

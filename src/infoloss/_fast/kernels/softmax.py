@@ -8,6 +8,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from .. import pool as _pool
 from . import _tunables
 from ._launch import _check2d, _launch, _rows_view, _scratch
 from ._rows import (
@@ -154,7 +155,9 @@ def _k_softmax_stream(xf, rs, n, c, log, out, scratch):
 
 def _softmax_launch(x: np.ndarray, log: bool) -> np.ndarray:
     n, c = x.shape
-    out = np.empty((n, c), x.dtype)
+    # large outputs reuse a cached buffer, as the gradients do (infoloss._fast.pool): a fresh
+    # 524 MB array costs the first-touch mapping of its pages, about a copy's time again
+    out = _pool.empty((n, c), x.dtype)
     if n and c:
         xf, rs = _rows_view(x)
         if out.nbytes >= _tunables._STREAM_MIN_BYTES:
