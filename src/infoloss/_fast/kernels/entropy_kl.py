@@ -27,6 +27,7 @@ from ._rows import (
 from ._tunables import _JIT, _JIT_NR, _PJIT
 from ._vecmath import (
     _exp64_neg,
+    _exp64_neg_short,
     _fence,
     _fkey,
     _funkey,
@@ -252,7 +253,8 @@ def softmax_entropy_rows(
 # class's gradient keeps its digits.
 # (The former p (d − KL) with d = (a − max a) − (b − max b) − c0 kept, for the dominant class,
 # p ≈ 1 and d ≈ KL, only the rounding of terms of the size of the logit spread: in float64 at
-# spread 1e4 ~1e6 ulps of the row's largest gradient.) Everything is float64 for both dtypes.
+# spread 1e4 ~1e6 ulps of the row's largest gradient.) Everything is float64 for both dtypes
+# (float32 rows take the shorter float64 exp, :func:`_kl_exp`).
 #
 # Per row: a max pass over each row (−min too for `b`: does it mask classes?), the search for *,
 # one pass that evaluates the two exponentials, sums them and forms Σ e^a (d − d*) (storing the
@@ -312,40 +314,54 @@ def _max_negmin(xr):
     return m, _where(m != m, m, -_funkey(kmin))
 
 
-@njit(**_JIT)
-def _kl_sums(ar, br, js, oa, ob, bs, sx, t, store):
-    """One pass over a row pair: (Σ_{j≠js} e^a_j, Σ_{j≠js} e^b_j, U = Σ_{e^a_j>0} e^a_j
-    ((a_j − oa) − (b_j − bs))), with e^a_j = exp(a_j − oa), e^b_j = exp(b_j − ob) in float64,
-    stored into ``sx[t, 0]``, ``sx[t, 1]`` when ``store``. A term of U with b_j = −inf is +inf
-    (see :func:`_u_masked`). Selects, not branches, and indices from 0 (with ``range(j0, j1)``
-    numba's negative-index wraparound keeps the stores scalar, 9× slower): the loop
-    vectorizes."""
+@njit(**_JIT, inline="always")
+def _kl_pass(ar, br, js, oa, ob, bs, sx, t, store, short):
+    """The loop of :func:`_kl_sums` with one of the two exps (``short`` and ``store`` are
+    constants of each of its four call sites: no branch inside the loop)."""
     ta = 0.0
     tb = 0.0
     u = 0.0
-    if store:
-        for j in range(ar.shape[0]):
-            bv = np.float64(br[j])
-            da = np.float64(ar[j]) - oa
+    for j in range(ar.shape[0]):
+        bv = np.float64(br[j])
+        da = np.float64(ar[j]) - oa
+        if short:
+            ea = _exp64_neg_short(da)
+            eb = _exp64_neg_short(bv - ob)
+        else:
             ea = _exp64_neg(da)
             eb = _exp64_neg(bv - ob)
+        if store:
             sx[t, 0, j] = ea
             sx[t, 1, j] = eb
-            other = j != js
-            ta += _where(other, ea, 0.0)
-            tb += _where(other, eb, 0.0)
-            u += _where(ea > 0.0, ea * (da - (bv - bs)), 0.0)
-    else:
-        for j in range(ar.shape[0]):
-            bv = np.float64(br[j])
-            da = np.float64(ar[j]) - oa
-            ea = _exp64_neg(da)
-            eb = _exp64_neg(bv - ob)
-            other = j != js
-            ta += _where(other, ea, 0.0)
-            tb += _where(other, eb, 0.0)
-            u += _where(ea > 0.0, ea * (da - (bv - bs)), 0.0)
+        other = j != js
+        ta += _where(other, ea, 0.0)
+        tb += _where(other, eb, 0.0)
+        u += _where(ea > 0.0, ea * (da - (bv - bs)), 0.0)
     return ta, tb, u
+
+
+@njit(**_JIT)
+def _kl_sums(ar, br, js, oa, ob, bs, sx, t, store, short):
+    """One pass over a row pair: (Σ_{j≠js} e^a_j, Σ_{j≠js} e^b_j, U = Σ_{e^a_j>0} e^a_j
+    ((a_j − oa) − (b_j − bs))), with e^a_j = exp(a_j − oa), e^b_j = exp(b_j − ob) in float64
+    (:func:`_kl_exp`), stored into ``sx[t, 0]``, ``sx[t, 1]`` when ``store``. A term of U with
+    b_j = −inf is +inf (see :func:`_u_masked`). Selects, not branches, and indices from 0 (with
+    ``range(j0, j1)`` numba's negative-index wraparound keeps the stores scalar, 9× slower):
+    the loop vectorizes."""
+    if short:
+        if store:
+            return _kl_pass(ar, br, js, oa, ob, bs, sx, t, True, True)
+        return _kl_pass(ar, br, js, oa, ob, bs, sx, t, False, True)
+    if store:
+        return _kl_pass(ar, br, js, oa, ob, bs, sx, t, True, False)
+    return _kl_pass(ar, br, js, oa, ob, bs, sx, t, False, False)
+
+
+@njit(**_JIT_NR, inline="always")
+def _kl_exp(x, short):
+    """exp(x) for x <= 0 in float64: :func:`_exp64_neg` (float64 inputs), or its shorter
+    polynomial :func:`_exp64_neg_short` (float32 inputs: relative error <= 2e-14)."""
+    return _exp64_neg_short(x) if short else _exp64_neg(x)
 
 
 @njit(**_JIT)
@@ -359,7 +375,7 @@ def _masked_live(ar, br, oa, lsa, lp_min):
 
 
 @njit(**_JIT)
-def _u_masked(ar, br, oa, bs, sx, t, stored):
+def _u_masked(ar, br, oa, bs, sx, t, stored, short):
     """U of :func:`_kl_sums` without the classes with b_j = −inf (whose p_j is 0 in the input
     dtype), from the exponentials stored in ``sx[t, 0]`` when ``stored``."""
     ninf = _like(-np.inf, br[0])
@@ -374,7 +390,7 @@ def _u_masked(ar, br, oa, bs, sx, t, stored):
         for j in range(ar.shape[0]):
             bv = br[j]
             da = np.float64(ar[j]) - oa
-            ea = _exp64_neg(da)
+            ea = _kl_exp(da, short)
             u += _where((ea > 0.0) & (bv != ninf), ea * (da - (np.float64(bv) - bs)), 0.0)
     return u
 
@@ -446,7 +462,7 @@ def _q_minus_p_big(eb, inva, invb, ta, tb, gs):
 
 
 @njit(**_PJIT)
-def _k_kl(af, ars, bf, brs, n, c, want_grad, gs, lp_min, kl, ga, gb, sx, tmp, stream):
+def _k_kl(af, ars, bf, brs, n, c, want_grad, gs, lp_min, kl, ga, gb, sx, tmp, stream, short):
     for i in prange(n):
         ar = af[i * ars : i * ars + c]
         br = bf[i * brs : i * brs + c]
@@ -466,7 +482,7 @@ def _k_kl(af, ars, bf, brs, n, c, want_grad, gs, lp_min, kl, ga, gb, sx, tmp, st
         if not fa:  # no distribution in `a`: KL = 0, p = 0, ∂KL/∂b = q
             kl[i] = 0.0
             if want_grad:
-                _, sb, _ = _kl_sums(ar, br, -1, oa, ob, 0.0, sx, t, True)
+                _, sb, _ = _kl_sums(ar, br, -1, oa, ob, 0.0, sx, t, True, short)
                 invb = 1.0 / sb if fb else 1.0
                 _kl_grad(
                     ar, br, sx, t, oa, 0.0, 1.0, invb, 0.0, gs, ga, gb, i, 0, -1, 0.0, tmp, stream
@@ -477,8 +493,8 @@ def _k_kl(af, ars, bf, brs, n, c, want_grad, gs, lp_min, kl, ga, gb, sx, tmp, st
         inf_row = bv == -np.inf  # q* = 0 < p*
         bs = 0.0 if inf_row else np.float64(bv)  # b* (not used when −inf)
         # the sums leave * out (U gets 0 from it)
-        ta, tb, u = _kl_sums(ar, br, js, oa, ob, bs, sx, t, want_grad)  # S_a − 1, …
-        eb = _exp64_neg(np.float64(bv) - ob)  # e^b*
+        ta, tb, u = _kl_sums(ar, br, js, oa, ob, bs, sx, t, want_grad, short)  # S_a − 1, …
+        eb = _kl_exp(np.float64(bv) - ob, short)  # e^b*
         tb = _d_plus(eb, 1.0, tb) if fb else 0.0  # S_b − 1 (S_b = 1 without a distribution)
         inva = 1.0 / (1.0 + ta)
         invb = 1.0 / (1.0 + tb)
@@ -489,7 +505,7 @@ def _k_kl(af, ars, bf, brs, n, c, want_grad, gs, lp_min, kl, ga, gb, sx, tmp, st
         if not inf_row and nmin == np.inf:
             inf_row = _masked_live(ar, br, oa, lsa, lp_min) > 0.0
             if not inf_row and u == np.inf:
-                u = _u_masked(ar, br, oa, bs, sx, t, want_grad)
+                u = _u_masked(ar, br, oa, bs, sx, t, want_grad, short)
         if inf_row:
             kl[i] = np.inf
         else:
@@ -531,7 +547,8 @@ def softmax_kl_rows(
     """KL(softmax(a) ‖ softmax(b)) per row in nats, float64 (N,), clipped at 0, with gradients.
 
     Returns ``(kl, d/da · grad_scale, d/db · grad_scale)`` (gradients None when ``grad_scale``
-    is None). Computed with a float64 exp for both dtypes (accuracy when p ≈ q). Special values
+    is None). Computed with a float64 exp for both dtypes (accuracy when p ≈ q): for float32 one
+    of relative error ≤ 2e-14 (:func:`_exp64_neg_short`), far below float32's ulp. Special values
     as the generic path: nan/+inf logits give nan rows (value and both gradients); a class with
     p_c > 0 and b_c = −inf gives KL = +inf, a nan `a` gradient row and the `b` gradient q − p.
     """
@@ -569,6 +586,7 @@ def softmax_kl_rows(
             _scratch(shape, np.float64),
             _scratch(tshape, a.dtype),
             want_grad and ga.nbytes >= _tunables._STREAM_MIN_BYTES,
+            a.dtype == np.float32,
         )
     if not want_grad:
         return kl, None, None
