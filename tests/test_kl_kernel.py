@@ -484,3 +484,70 @@ def test_strided_rows(dtype):
         ref = K.softmax_kl_rows(np.ascontiguousarray(x), np.ascontiguousarray(y), 1.0)
         for g, r in zip(got, ref, strict=True):
             np.testing.assert_array_equal(g, r)
+
+
+# --------------------------------------------------------------------------- float32 exps
+
+
+def _regime_rows(kind, n, c, scale, seed):
+    """Float32 row pairs: independent normal logits of standard deviation ``scale``; ``near``
+    (b = a plus noise of 1e-3 · scale: p ≈ q); ``confident`` (one class of `a` raised by 15 ·
+    scale); ``masked`` (independent, a −inf in every row of `b` where p is 0)."""
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((n, c)) * scale
+    b = rng.standard_normal((n, c)) * scale
+    rows = np.arange(n)
+    if kind == "near":
+        b = a + rng.standard_normal((n, c)) * 1e-3 * scale
+    elif kind == "confident":
+        a[rows, rng.integers(0, c, n)] += 15 * scale
+    elif kind == "masked":
+        k = rng.integers(0, c, n)
+        a[rows, k] = -INF
+        b[rows, k] = -INF
+    return a.astype(np.float32), b.astype(np.float32)
+
+
+@pytest.mark.parametrize("c", [24, 300, 5000])
+@pytest.mark.parametrize("kind", ["independent", "near", "confident", "masked"])
+def test_float32_exps_route_against_longdouble(kind, c):
+    """Float32 rows first try float32 exponentials under an error estimate, and fall back to
+    the float64 exps row by row: whichever route a row takes, its value is within 4 ulps of
+    max(KL, 1 + log C) and 1e-4 of KL, its gradients within 6 ulps of the row's largest (4 for
+    the estimate, the rounding to float32 on top), the value the same bit for bit with or
+    without the gradients; the route is the expected one in each regime."""
+    n = max(8, 24000 // c)
+    for scale in (0.1, 1.0, 3.0, 10.0):
+        a, b = _regime_rows(kind, n, c, scale, seed=c + int(10 * scale))
+        route = np.full(n, -1, np.int8)
+        kl, ga, gb = K.softmax_kl_rows(a, b, 1.0, route)
+        route_v = np.full(n, -1, np.int8)
+        kl_v, _, _ = K.softmax_kl_rows(a, b, None, route_v)
+        np.testing.assert_array_equal(kl_v, kl)
+        np.testing.assert_array_equal(route > 0, route_v > 0)  # the same value route
+        rk, rga, rgb = _ref_rows_ld(a, b)
+        what = f"{kind} scale {scale}: routes {np.bincount(route, minlength=3)}"
+        assert _value_ulps(kl.astype(np.float32), rk, np.float32, c) <= 4, what
+        fin = rk > 0
+        assert np.all(np.abs(kl[fin] - rk[fin]) <= 1e-4 * rk[fin]), what
+        assert _row_ulps(ga, rga, np.float32) <= 6, what
+        assert _row_ulps(gb, rgb, np.float32) <= 6, what
+        if kind in ("near", "masked"):  # p ≈ q (KL ~ 1e-7); a masked class in b
+            assert np.all(route == 0), what
+        if kind == "independent" and scale == 1.0:  # most rows: float32 exps throughout
+            assert np.mean(route == 2) >= 0.5, what
+        if kind == "confident" and scale == 10.0:  # a spans > 86: float64 gradients
+            assert np.all(route <= 1), what
+
+
+def test_float32_exps_route_of_the_benchmark_rows():
+    """The rows of ``infoloss bench --only bounds`` (independent standard normal logits, C =
+    32000) take the float32 exps for the value and both gradients."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((16, 32000), dtype=np.float32)
+    b = rng.standard_normal((16, 32000), dtype=np.float32)
+    route = np.full(16, -1, np.int8)
+    K.softmax_kl_rows(a, b, 1.0, route)
+    assert np.all(route == 2), route
+    with pytest.raises(ValueError, match="route"):
+        K.softmax_kl_rows(a, b, 1.0, np.zeros(16, np.int64))
