@@ -651,7 +651,7 @@ def _kl_fast_row(ar, br, xa, xb, js, ma, mb, want_grad, gs, kl, ga, gb, i, sx32,
     raise NotImplementedError  # pragma: no cover - replaced by the overload
 
 
-@overload(_kl_fast_row, jit_options=_JIT_NR)
+@overload(_kl_fast_row, jit_options={"fastmath": _JIT_NR["fastmath"], "error_model": "numpy"})
 def _kl_fast_row_ov(ar, br, xa, xb, js, ma, mb, want_grad, gs, kl, ga, gb, i, sx32, t, tmp, stream):
     if ma == types.float32:
         return (
