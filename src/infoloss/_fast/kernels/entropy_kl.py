@@ -534,6 +534,45 @@ def _kl_sums32(ar, br, xa, xb, js, ma, mb, bs, sx, t):
     return ta, tb, u, w
 
 
+@njit(**_JIT, inline="always")
+def _kl_emit_block(
+    ap, bp, sx, t, b0, b1, oa, bs, inva, invb, rest, gs, gap, gbp, js, ujs, gbjs, tmp, stream
+):
+    """Block [b0, b1) of a row's gradients (:func:`_kl_grad32`) from the float32 exponentials in
+    ``sx[t]``, formed in ``tmp[t]`` and copied to the gradient rows ``gap``, ``gbp`` (streaming
+    stores when ``stream``); returns the block's (G_a, G_b, M)."""
+    tma = tmp[t, 0]
+    tmb = tmp[t, 1]
+    g_a = 0.0
+    g_b = 0.0
+    mpq = 0.0
+    ub0 = np.uint64(b0)
+    for j in range(ub0, np.uint64(b1)):
+        ea = np.float64(sx[t, 0, j])
+        eb = np.float64(sx[t, 1, j])
+        p = _where(ea > 0.0, ea * inva, 0.0)
+        q = _where(eb > 0.0, eb * invb, 0.0)
+        dd = _where(ea > 0.0, (np.float64(ap[j]) - oa) - (np.float64(bp[j]) - bs), 0.0)
+        va = (p * (dd - rest)) * gs
+        vb = (q - p) * gs
+        g_a = _fmaximum(g_a, abs(va))
+        g_b = _fmaximum(g_b, abs(vb))
+        mpq = _fmaximum(mpq, _where(j != ujs, p + q, 0.0))
+        tma[j - ub0] = va
+        tmb[j - ub0] = vb
+    if b0 <= js < b1:
+        tmb[js - b0] = gbjs
+    n = b1 - b0
+    if stream:
+        _stream_copy(tma[:n], gap[b0:b1])
+        _stream_copy(tmb[:n], gbp[b0:b1])
+    else:
+        for j in range(n):
+            gap[b0 + j] = tma[j]
+            gbp[b0 + j] = tmb[j]
+    return g_a, g_b, mpq
+
+
 @njit(**_JIT)
 def _kl_grad32(ar, br, sx, t, oa, bs, inva, invb, rest, gs, ga, gb, i, js, gbjs, tmp, stream):
     """:func:`_kl_grad` (a row without masked classes in `b`, KL finite) from the float32
@@ -542,41 +581,39 @@ def _kl_grad32(ar, br, sx, t, oa, bs, inva, invb, rest, gs, ga, gb, i, js, gbjs,
     c = ar.shape[0]
     gar = ga[i]
     gbr = gb[i]
-    tma = tmp[t, 0]
-    tmb = tmp[t, 1]
     g_a = 0.0
-    g_b = 0.0
+    g_b = abs(gbjs)
     mpq = 0.0
     ujs = np.uint64(js if js >= 0 else c)  # (class * when its q − p is formed apart)
     for b0 in range(0, c, _BLK):
         b1 = min(b0 + _BLK, c)
-        ub0 = np.uint64(b0)
-        for j in range(ub0, np.uint64(b1)):
-            ea = np.float64(sx[t, 0, j])
-            eb = np.float64(sx[t, 1, j])
-            p = _where(ea > 0.0, ea * inva, 0.0)
-            q = _where(eb > 0.0, eb * invb, 0.0)
-            dd = _where(ea > 0.0, (np.float64(ar[j]) - oa) - (np.float64(br[j]) - bs), 0.0)
-            va = (p * (dd - rest)) * gs
-            vb = (q - p) * gs
-            g_a = _fmaximum(g_a, abs(va))
-            g_b = _fmaximum(g_b, abs(vb))
-            mpq = _fmaximum(mpq, _where(j != ujs, p + q, 0.0))
-            tma[j - ub0] = va
-            tmb[j - ub0] = vb
-        if b0 <= js < b1:
-            tmb[js - b0] = gbjs
-        n = b1 - b0
-        if stream:
-            _stream_copy(tma[:n], gar[b0:b1])
-            _stream_copy(tmb[:n], gbr[b0:b1])
-        else:
-            for j in range(n):
-                gar[b0 + j] = tma[j]
-                gbr[b0 + j] = tmb[j]
+        ka, kb, km = _kl_emit_block(
+            ar,
+            br,
+            sx,
+            t,
+            b0,
+            b1,
+            oa,
+            bs,
+            inva,
+            invb,
+            rest,
+            gs,
+            gar,
+            gbr,
+            js,
+            ujs,
+            gbjs,
+            tmp,
+            stream,
+        )
+        g_a = max(g_a, ka)
+        g_b = max(g_b, kb)
+        mpq = max(mpq, km)
     if stream:
         _fence()
-    return g_a, max(g_b, abs(gbjs)), mpq
+    return g_a, g_b, mpq
 
 
 @njit(**_JIT_NR)
@@ -592,40 +629,52 @@ def _q_minus_p_big(eb, inva, invb, ta, tb, gs):
 
 
 @njit(**_JIT_NR)
-def _kl_fast_row32(ar, br, xa, xb, js, ma, mb, want_grad, gs, kl, ga, gb, i, sx32, t, tmp, stream):
-    """Row i of a float32 pair without masked classes in `b` through the float32 exps (see
-    above): (value kept, gradients kept); what is not kept is left to the float64 path."""
-    bv = br[js]
-    oa = np.float64(ma)
-    ob = np.float64(mb)
+def _kl_value32(ta, tb, u, w, bv, ma, mb, c, gs):
+    """From the sums of :func:`_kl_sums32`: (kept, KL, 1/S_a, 1/S_b, Σ p (d − d*), js fix, its
+    ∂KL/∂b) — kept: the value's error estimate passes (see above)."""
     bs = np.float64(bv)
-    ta, tb, u, w = _kl_sums32(ar, br, xa, xb, js, ma, mb, bv, sx32, t)
     eb = np.float64(_exp32_diff(bv, mb))  # e^b*
     tb = _d_plus(eb, 1.0, tb)
     inva = 1.0 / (1.0 + ta)
     invb = 1.0 / (1.0 + tb)
-    lsa = math.log1p(ta)
     rest = u * inva
-    v = -lsa - ((bs - ob) - math.log1p(tb)) + rest
+    v = -math.log1p(ta) - ((bs - np.float64(mb)) - math.log1p(tb)) + rest
     v = 0.0 if v < 0.0 else v
     est = 2.0 + 2.0 * (ta * inva + tb * invb) + 4.0 * w * inva
-    if not (
-        est <= _KL_VALUE_ULPS * max(v, 1.0 + math.log(ar.shape[0]))
-        and est * _EPS32 <= _KL_VALUE_REL * v
-    ):
+    kept = est <= _KL_VALUE_ULPS * max(v, 1.0 + math.log(c)) and est * _EPS32 <= _KL_VALUE_REL * v
+    fix = inva >= 0.5 or eb * invb >= 0.5
+    gbjs = _q_minus_p_big(eb, inva, invb, ta, tb, gs) if fix else 0.0
+    return kept, v, inva, invb, rest, fix, gbjs
+
+
+@njit(**_JIT_NR)
+def _kl_grads_ok(g_a, g_b, mpq, w, inva, gs):
+    """The gradients' error estimates (see above) pass."""
+    ags = abs(gs)
+    return 2.0 * w * inva * inva * ags <= _KL_GRAD_ULPS * g_a and 2.5 * mpq * ags <= (
+        _KL_GRAD_ULPS * g_b
+    )
+
+
+@njit(**_JIT_NR)
+def _kl_fast_row32(ar, br, xa, xb, js, ma, mb, want_grad, gs, kl, ga, gb, i, sx32, t, tmp, stream):
+    """Row i of a float32 pair without masked classes in `b` through the float32 exps (see
+    above): (value kept, gradients kept); what is not kept is left to the float64 path."""
+    bv = br[js]
+    ta, tb, u, w = _kl_sums32(ar, br, xa, xb, js, ma, mb, bv, sx32, t)
+    kept, v, inva, invb, rest, fix, gbjs = _kl_value32(ta, tb, u, w, bv, ma, mb, ar.shape[0], gs)
+    if not kept:
         return False, False
     kl[i] = v
     if not want_grad:
         return True, True
-    fix = inva >= 0.5 or eb * invb >= 0.5
-    gbjs = _q_minus_p_big(eb, inva, invb, ta, tb, gs) if fix else 0.0
     g_a, g_b, mpq = _kl_grad32(
         ar,
         br,
         sx32,
         t,
-        oa,
-        bs,
+        np.float64(ma),
+        np.float64(bv),
         inva,
         invb,
         rest,
@@ -638,11 +687,7 @@ def _kl_fast_row32(ar, br, xa, xb, js, ma, mb, want_grad, gs, kl, ga, gb, i, sx3
         tmp,
         stream,
     )
-    ags = abs(gs)
-    ok = 2.0 * w * inva * inva * ags <= _KL_GRAD_ULPS * g_a and 2.5 * mpq * ags <= (
-        _KL_GRAD_ULPS * g_b
-    )
-    return True, ok
+    return True, _kl_grads_ok(g_a, g_b, mpq, w, inva, gs)
 
 
 def _kl_fast_row(ar, br, xa, xb, js, ma, mb, want_grad, gs, kl, ga, gb, i, sx32, t, tmp, stream):
@@ -667,6 +712,117 @@ def _kl_fast_row_ov(ar, br, xa, xb, js, ma, mb, want_grad, gs, kl, ga, gb, i, sx
     )
 
 
+@njit(**_JIT_NR, inline="always")
+def _kl_row_start(ar, br, want_grad, gs, kl, ga, gb, i, sx, t, tmp, stream, short):
+    """The max passes of row i, and the rows they settle: a nan or +inf logit (nan value and
+    gradient rows), no distribution in `a` (KL = 0, p = 0, ∂KL/∂b = q). Returns (settled, max a,
+    max b, −min a, −min b)."""
+    ma, nmin_a = _max_negmin(ar)
+    mb, nmin = _max_negmin(br)
+    if _bad_max(ma) or _bad_max(mb):
+        kl[i] = np.nan
+        if want_grad:
+            _fill(ga[i], _like(np.nan, ma))
+            _fill(gb[i], _like(np.nan, ma))
+        return True, ma, mb, nmin_a, nmin
+    if not _finite(ma):
+        kl[i] = 0.0
+        if want_grad:
+            fb = _finite(mb)
+            ob = np.float64(mb) if fb else 0.0
+            _, sb, _ = _kl_sums(ar, br, -1, 0.0, ob, 0.0, sx, t, True, short)
+            invb = 1.0 / sb if fb else 1.0
+            _kl_grad(
+                ar, br, sx, t, 0.0, 0.0, 1.0, invb, 0.0, gs, ga, gb, i, 0, -1, 0.0, tmp, stream
+            )
+        return True, ma, mb, nmin_a, nmin
+    return False, ma, mb, nmin_a, nmin
+
+
+@njit(**_JIT_NR, inline="always")
+def _kl_wide(ma, nmin_a, mb, nmin):
+    """A row spans more than 86 (a −inf in `a` included): the float32 exps, which flush exp(−86)
+    and below, could lose gradient entries that float32 holds as subnormals."""
+    return np.float64(ma) + np.float64(nmin_a) > 86.0 or np.float64(mb) + nmin > 86.0
+
+
+@njit(**_JIT_NR, inline="always")
+def _kl_row64(
+    ar,
+    br,
+    js,
+    ma,
+    mb,
+    nmin,
+    want_grad,
+    gs,
+    lp_min,
+    kl,
+    ga,
+    gb,
+    i,
+    sx,
+    t,
+    tmp,
+    stream,
+    short,
+    keep_v,
+):
+    """Row i (a distribution in `a`, no nan or +inf) with the float64 exps; the value is not
+    written when ``keep_v`` (the float32 exps' value, kept: see above)."""
+    fb = _finite(mb)
+    oa = np.float64(ma)
+    ob = np.float64(mb) if fb else 0.0
+    bv = br[js]
+    inf_row = bv == -np.inf  # q* = 0 < p*
+    bs = 0.0 if inf_row else np.float64(bv)  # b* (not used when −inf)
+    # the sums leave * out (U gets 0 from it)
+    ta, tb, u = _kl_sums(ar, br, js, oa, ob, bs, sx, t, want_grad, short)  # S_a − 1, …
+    eb = _kl_exp(np.float64(bv) - ob, short)  # e^b*
+    tb = _d_plus(eb, 1.0, tb) if fb else 0.0  # S_b − 1 (S_b = 1 without a distribution)
+    inva = 1.0 / (1.0 + ta)
+    invb = 1.0 / (1.0 + tb)
+    lsa = math.log1p(ta)
+    rest = 0.0
+    # a class with b_j = −inf whose p_j is > 0 in the input dtype makes KL = +inf; one whose
+    # p_j is 0 there contributes 0 (and may have made U = +inf)
+    if not inf_row and nmin == np.inf:
+        inf_row = _masked_live(ar, br, oa, lsa, lp_min) > 0.0
+        if not inf_row and u == np.inf:
+            u = _u_masked(ar, br, oa, bs, sx, t, want_grad, short)
+    if inf_row:
+        v = np.inf
+    else:
+        rest = u * inva  # Σ p (d − d*)
+        d_star = -lsa - ((bs - ob) - math.log1p(tb))  # log p* − log q*
+        v = d_star + rest
+        v = 0.0 if v < 0.0 else v  # clipped at 0 (rounding only)
+    if not keep_v:
+        kl[i] = v
+    if want_grad:
+        fix = fb and (inva >= 0.5 or eb * invb >= 0.5)
+        _kl_grad(
+            ar,
+            br,
+            sx,
+            t,
+            oa,
+            bs,
+            inva,
+            invb,
+            rest,
+            gs,
+            ga,
+            gb,
+            i,
+            1 if inf_row else 0,
+            js if fix else -1,
+            _q_minus_p_big(eb, inva, invb, ta, tb, gs) if fix else 0.0,
+            tmp,
+            stream,
+        )
+
+
 @njit(**_PJIT)
 def _k_kl(
     af, ars, bf, brs, n, c, want_grad, gs, lp_min, kl, ga, gb, sx, sx32, tmp, stream, short, route
@@ -675,35 +831,17 @@ def _k_kl(
         route[i] = 0
         ar = af[i * ars : i * ars + c]
         br = bf[i * brs : i * brs + c]
-        ma, nmin_a = _max_negmin(ar)
-        mb, nmin = _max_negmin(br)
-        if _bad_max(ma) or _bad_max(mb):  # a nan or +inf logit in either row: nan row
-            kl[i] = np.nan
-            if want_grad:
-                _fill(ga[i], _like(np.nan, ma))
-                _fill(gb[i], _like(np.nan, ma))
-            continue
-        fa = _finite(ma)
-        fb = _finite(mb)
-        oa = np.float64(ma) if fa else 0.0
-        ob = np.float64(mb) if fb else 0.0
         t = numba.get_thread_id()
-        if not fa:  # no distribution in `a`: KL = 0, p = 0, ∂KL/∂b = q
-            kl[i] = 0.0
-            if want_grad:
-                _, sb, _ = _kl_sums(ar, br, -1, oa, ob, 0.0, sx, t, True, short)
-                invb = 1.0 / sb if fb else 1.0
-                _kl_grad(
-                    ar, br, sx, t, oa, 0.0, 1.0, invb, 0.0, gs, ga, gb, i, 0, -1, 0.0, tmp, stream
-                )
+        settled, ma, mb, nmin_a, nmin = _kl_row_start(
+            ar, br, want_grad, gs, kl, ga, gb, i, sx, t, tmp, stream, short
+        )
+        if settled:
             continue
         js = _first_max(ar, ma)
         keep_v = False
         if short and nmin != np.inf:  # float32, no masked class in `b` (so b is finite)
             i1 = min(np.int64(i) + 1, n - 1)
-            # the float32 exps flush below exp(−86): gradients that float32 keeps as subnormals
-            # could be lost beyond that range (or a −inf in `a`)
-            wide = np.float64(ma) + np.float64(nmin_a) > 86.0 or np.float64(mb) + nmin > 86.0
+            wide = _kl_wide(ma, nmin_a, mb, nmin)
             keep_v, keep_g = _kl_fast_row(
                 ar,
                 br,
@@ -727,54 +865,27 @@ def _k_kl(
             route[i] = np.int8(keep_v) + np.int8(keep_v and keep_g)
             if keep_v and keep_g:
                 continue
-        bv = br[js]
-        inf_row = bv == -np.inf  # q* = 0 < p*
-        bs = 0.0 if inf_row else np.float64(bv)  # b* (not used when −inf)
-        # the sums leave * out (U gets 0 from it)
-        ta, tb, u = _kl_sums(ar, br, js, oa, ob, bs, sx, t, want_grad, short)  # S_a − 1, …
-        eb = _kl_exp(np.float64(bv) - ob, short)  # e^b*
-        tb = _d_plus(eb, 1.0, tb) if fb else 0.0  # S_b − 1 (S_b = 1 without a distribution)
-        inva = 1.0 / (1.0 + ta)
-        invb = 1.0 / (1.0 + tb)
-        lsa = math.log1p(ta)
-        rest = 0.0
-        # a class with b_j = −inf whose p_j is > 0 in the input dtype makes KL = +inf; one whose
-        # p_j is 0 there contributes 0 (and may have made U = +inf)
-        if not inf_row and nmin == np.inf:
-            inf_row = _masked_live(ar, br, oa, lsa, lp_min) > 0.0
-            if not inf_row and u == np.inf:
-                u = _u_masked(ar, br, oa, bs, sx, t, want_grad, short)
-        if inf_row:
-            v = np.inf
-        else:
-            rest = u * inva  # Σ p (d − d*)
-            d_star = -lsa - ((bs - ob) - math.log1p(tb))  # log p* − log q*
-            v = d_star + rest
-            v = 0.0 if v < 0.0 else v  # clipped at 0 (rounding only)
-        if not keep_v:  # (a value the float32 exps gave is kept: the same with the gradients)
-            kl[i] = v
-        if want_grad:
-            fix = fb and (inva >= 0.5 or eb * invb >= 0.5)
-            _kl_grad(
-                ar,
-                br,
-                sx,
-                t,
-                oa,
-                bs,
-                inva,
-                invb,
-                rest,
-                gs,
-                ga,
-                gb,
-                i,
-                1 if inf_row else 0,
-                js if fix else -1,
-                _q_minus_p_big(eb, inva, invb, ta, tb, gs) if fix else 0.0,
-                tmp,
-                stream,
-            )
+        _kl_row64(
+            ar,
+            br,
+            js,
+            ma,
+            mb,
+            nmin,
+            want_grad,
+            gs,
+            lp_min,
+            kl,
+            ga,
+            gb,
+            i,
+            sx,
+            t,
+            tmp,
+            stream,
+            short,
+            keep_v,
+        )
 
 
 # log of half the smallest subnormal: exp(x) of the input dtype is > 0 exactly above it
@@ -814,6 +925,15 @@ def softmax_kl_rows(
         # of the two gradients
         shape = (_pool_threads(), 2, -(-c // 8) * 8) if want_grad else (1, 2, 8)
         tshape = (_pool_threads(), 2, _BLK) if want_grad else (1, 2, 16)
+        sx = _scratch(shape, np.float64)
+        sx32 = _scratch(
+            (_pool_threads(), 2, -(-c // 16) * 16) if a.dtype == np.float32 else (1, 2, 16),
+            np.float32,
+        )
+        tmp = _scratch(tshape, a.dtype)
+        rt = np.zeros(n, np.int8) if route is None else route
+        stream = want_grad and ga.nbytes >= _tunables._STREAM_MIN_BYTES
+        gs = _gs(grad_scale)
         _launch(
             _k_kl,
             n * c,
@@ -824,20 +944,17 @@ def softmax_kl_rows(
             n,
             c,
             want_grad,
-            _gs(grad_scale),
+            gs,
             _LP_MIN[a.dtype],
             kl,
             ga,
             gb,
-            _scratch(shape, np.float64),
-            _scratch(
-                (_pool_threads(), 2, -(-c // 16) * 16) if a.dtype == np.float32 else (1, 2, 16),
-                np.float32,
-            ),
-            _scratch(tshape, a.dtype),
-            want_grad and ga.nbytes >= _tunables._STREAM_MIN_BYTES,
+            sx,
+            sx32,
+            tmp,
+            stream,
             a.dtype == np.float32,
-            np.zeros(n, np.int8) if route is None else route,
+            rt,
         )
     if not want_grad:
         return kl, None, None
