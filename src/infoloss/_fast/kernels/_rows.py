@@ -73,12 +73,22 @@ _SHORT = 16
 def _row_max_span(xr):
     """(m, lo, hi): the row's maximum (NaN if any element is NaN) and the first and last block
     (of _BLK elements) whose maximum equals m."""
+    m, _, lo, hi = _row_range_span(xr)
+    return m, lo, hi
+
+
+@njit(**_JIT, inline="always")
+def _row_range_span(xr):
+    """:func:`_row_max_span` with the row's minimum: (m, min, lo, hi), both NaN if any element
+    is NaN."""
     n = xr.shape[0]
     m = xr[0]
     if n <= _SHORT:
+        lo_v = xr[0]
         for j in range(n):
             m = _fmaximum(m, xr[j])
-        return m, 0, 0
+            lo_v = _where(xr[j] < lo_v, xr[j], lo_v)
+        return m, _where(m != m, m, lo_v), 0, 0
     kall = _fkey(xr[0])
     kmin = kall
     lo = 0
@@ -96,7 +106,8 @@ def _row_max_span(xr):
         elif mb == m:
             hi = b
         b += 1
-    return _where(_key_max(kall, kmin, m) != m, _like(np.nan, m), m), lo, hi
+    mx = _where(_key_max(kall, kmin, m) != m, _like(np.nan, m), m)
+    return mx, _where(mx != mx, mx, _funkey(kmin)), lo, hi
 
 
 @njit(cache=True, fastmath=_FP, error_model="numpy")

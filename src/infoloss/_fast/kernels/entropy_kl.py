@@ -22,6 +22,7 @@ from ._rows import (
     _key_range,
     _prefetch_block,
     _row_max_span,
+    _row_range_span,
     _sub_nr,
 )
 from ._tunables import _JIT, _JIT_NR, _PJIT
@@ -276,23 +277,26 @@ def softmax_entropy_rows(
 # KL = 0, a zero `a` gradient and the `b` gradient q.
 
 
-_FIND = 256  # block of the first-maximum search
-
 # The per-row calls that write take whole arrays and a row index (the scratch row ``sx[t]`` of
 # thread t, the gradient rows ``ga[i]``, ``gb[i]``) rather than slices: each slice handed to such
 # a call (which LLVM does not inline) costs ~12 ns (measured: its reference counting), which
 # was most of the time of a row of 8 classes.
 
 
+_FIND = 256  # block of the first-maximum search
+
+
 @njit(**_JIT)
-def _first_max(xr, m):
-    """The first index j with xr[j] == m (m is the row's finite maximum). Long rows: blocks of
-    _FIND elements are tested with a vectorized count (over a slice, from 0: see
-    :func:`_kl_sums`), the first one that holds m is scanned."""
+def _first_max(xr, m, lo):
+    """The first index j with xr[j] == m (m is the row's finite maximum), searched from block
+    ``lo`` of _BLK elements (the first that holds it, :func:`_row_range_span`; 0 when not
+    known). Long rows: blocks of _FIND elements are tested with a vectorized count (over a
+    slice, from 0: see :func:`_kl_sums`), the first one that holds m is scanned."""
     n = xr.shape[0]
-    if n > _FIND:
+    j0 = lo * _BLK
+    if n - j0 > _FIND:
         z0 = _like(0.0, m)
-        for b0 in range(0, n, _FIND):
+        for b0 in range(j0, n, _FIND):
             xb = xr[b0 : min(b0 + _FIND, n)]
             k = z0
             for j in range(xb.shape[0]):
@@ -301,7 +305,7 @@ def _first_max(xr, m):
                 for j in range(xb.shape[0]):
                     if xb[j] == m:
                         return b0 + j
-    for j in range(n):
+    for j in range(j0, n):
         if xr[j] == m:
             return j
     return 0
@@ -716,15 +720,16 @@ def _kl_fast_row_ov(ar, br, xa, xb, js, ma, mb, want_grad, gs, kl, ga, gb, i, sx
 def _kl_row_start(ar, br, want_grad, gs, kl, ga, gb, i, sx, t, tmp, stream, short):
     """The max passes of row i, and the rows they settle: a nan or +inf logit (nan value and
     gradient rows), no distribution in `a` (KL = 0, p = 0, ∂KL/∂b = q). Returns (settled, max a,
-    max b, −min a, −min b)."""
-    ma, nmin_a = _max_negmin(ar)
+    max b, −min a, −min b, the first block of `a` that holds its maximum)."""
+    ma, mina, lo, _ = _row_range_span(ar)
     mb, nmin = _max_negmin(br)
+    nmin_a = -np.float64(mina)
     if _bad_max(ma) or _bad_max(mb):
         kl[i] = np.nan
         if want_grad:
             _fill(ga[i], _like(np.nan, ma))
             _fill(gb[i], _like(np.nan, ma))
-        return True, ma, mb, nmin_a, nmin
+        return True, ma, mb, nmin_a, nmin, lo
     if not _finite(ma):
         kl[i] = 0.0
         if want_grad:
@@ -735,8 +740,8 @@ def _kl_row_start(ar, br, want_grad, gs, kl, ga, gb, i, sx, t, tmp, stream, shor
             _kl_grad(
                 ar, br, sx, t, 0.0, 0.0, 1.0, invb, 0.0, gs, ga, gb, i, 0, -1, 0.0, tmp, stream
             )
-        return True, ma, mb, nmin_a, nmin
-    return False, ma, mb, nmin_a, nmin
+        return True, ma, mb, nmin_a, nmin, lo
+    return False, ma, mb, nmin_a, nmin, lo
 
 
 @njit(**_JIT_NR, inline="always")
@@ -832,12 +837,12 @@ def _k_kl(
         ar = af[i * ars : i * ars + c]
         br = bf[i * brs : i * brs + c]
         t = numba.get_thread_id()
-        settled, ma, mb, nmin_a, nmin = _kl_row_start(
+        settled, ma, mb, nmin_a, nmin, lo = _kl_row_start(
             ar, br, want_grad, gs, kl, ga, gb, i, sx, t, tmp, stream, short
         )
         if settled:
             continue
-        js = _first_max(ar, ma)
+        js = _first_max(ar, ma, lo)
         keep_v = False
         if short and nmin != np.inf:  # float32, no masked class in `b` (so b is finite)
             i1 = min(np.int64(i) + 1, n - 1)

@@ -143,8 +143,8 @@ def _k_js(af, ars, bf, brs, n, c, beta, want_grad, gs, js, ga, gb, sx):
         invb = 1.0 / sb
         lsa = math.log(sa)
         lsb = math.log(sb)
-        ja = _first_max(ar, ma)
-        jb = _first_max(br, mb)
+        ja = _first_max(ar, ma, 0)
+        jb = _first_max(br, mb, 0)
         # d^P at * (a_* = max a) and d^Q at its own *, with the loop's formula
         lps = -lsa
         dps = lps - _log_m(lps, (np.float64(br[ja]) - ob) - lsb, lb, l1b)
