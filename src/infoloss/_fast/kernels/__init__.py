@@ -32,8 +32,10 @@ Design (see issue 3):
 - numba has no vector ``exp`` (no SVML), so ``exp`` is a polynomial (Cody–Waite range reduction
   to ``2^k · e^r``, ``2^k`` added to the exponent bits): a degree-6 near-minimax polynomial in
   float32 (≤ 1.05 ulp: 1.044 measured), a degree-13 Taylor polynomial in float64 (≤ 1 ulp), and for the
-  softmax KL's float32 rows a degree-9 fitted one in float64 (relative error ≤ 2e-14). All
-  vectorize. Results below about 2^-125.5 (float32) / 2^-1021.5 (float64) are flushed to 0, as is
+  softmax KL's float32 rows that fall back to float64 a degree-9 fitted one (relative error
+  ≤ 2e-14). The softmax KL's float32 rows first take a float32 exp whose argument's rounding is
+  carried by a two-sum (:func:`._vecmath._exp32_diff`, < 1.1 ulp), under a per-row error
+  estimate (:mod:`.entropy_kl`, "float32 rows"). All vectorize. Results below about 2^-125.5 (float32) / 2^-1021.5 (float64) are flushed to 0, as is
   ``exp(-inf)``; the polynomials are only evaluated at arguments ≤ 0 (``x − max``, ``−|x|``).
 - Sums of exponentials: float32 partial sums over blocks of 512 elements, added in float64; the
   row maxima (whose exponential is exactly 1) are counted rather than summed, so that

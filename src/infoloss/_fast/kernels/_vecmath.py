@@ -336,13 +336,19 @@ _M32 = 12582912.0  # 1.5 * 2^23
 _M64 = 6755399441055744.0  # 1.5 * 2^52
 
 
-@njit(cache=True, fastmath=_FP, error_model="numpy")
-def _exp32(x):
+@njit(cache=True, fastmath=_FP, error_model="numpy", inline="always")
+def _exp32_reduce(x):
+    """(kb, r) of the float32 exps: k = round(x / ln2) in the low bits of kb, r = x − k ln2."""
     mg = np.float32(_M32)
     kb = x * np.float32(1.44269504088896341) + mg
     kf = kb - mg
     r = x - kf * np.float32(0.693359375)
-    r = r - kf * np.float32(-2.12194440e-4)
+    return kb, r - kf * np.float32(-2.12194440e-4)
+
+
+@njit(cache=True, fastmath=_FP, error_model="numpy", inline="always")
+def _exp32_scale(kb, r):
+    """2^k e^r from :func:`_exp32_reduce`'s kb and r, with the flush below 2^-125.5."""
     # degree-6 near-minimax polynomial for e^r on |r| <= ln2/2 (error 2e-9 < 1/30 ulp), p(0) = 1
     p = np.float32(0.0013843650231137872)
     p = p * r + np.float32(0.008374156430363655)
@@ -351,8 +357,14 @@ def _exp32(x):
     p = p * r + np.float32(0.4999999403953552)
     p = p * r + np.float32(1.0)
     p = p * r + np.float32(1.0)
-    k = _f32_bits(kb) - _f32_bits(mg)  # (-inf: kb = -inf has negative bits, k < -125)
+    k = _f32_bits(kb) - _f32_bits(np.float32(_M32))  # (-inf: kb = -inf has negative bits, k < -125)
     return _bits_f32((_f32_bits(p) + (k << np.int32(23))) & -np.int32(k >= np.int32(-125)))
+
+
+@njit(cache=True, fastmath=_FP, error_model="numpy")
+def _exp32(x):
+    kb, r = _exp32_reduce(x)
+    return _exp32_scale(kb, r)
 
 
 @njit(cache=True, fastmath=_FP, error_model="numpy", inline="always")
@@ -418,24 +430,12 @@ def _exp32_diff(x, m):
     carried into the reduced argument: d = fl(x − m) and its error e = (x − m) − d are formed
     exactly (Knuth's two-sum, which the flag set without ``reassoc`` keeps), and r = d − k ln2
     + e. The result then has :func:`_exp32`'s error (< 1 ulp) for every x, where exp(fl(x − m))
-    is off by up to |x − m| · 2^-24 relative (5 ulps at x − m = −80)."""
+    is off by up to |x − m| · 2^-24 relative (40 ulps at x − m = −80)."""
     d = x - m
     mb = d - x
     e = (x - (d - mb)) + (-m - mb)
-    mg = np.float32(_M32)
-    kb = d * np.float32(1.44269504088896341) + mg
-    kf = kb - mg
-    r = d - kf * np.float32(0.693359375)
-    r = (r - kf * np.float32(-2.12194440e-4)) + e
-    p = np.float32(0.0013843650231137872)
-    p = p * r + np.float32(0.008374156430363655)
-    p = p * r + np.float32(0.04166800156235695)
-    p = p * r + np.float32(0.16666431725025177)
-    p = p * r + np.float32(0.4999999403953552)
-    p = p * r + np.float32(1.0)
-    p = p * r + np.float32(1.0)
-    k = _f32_bits(kb) - _f32_bits(mg)  # (x = −inf: e and r are nan, k < -125 flushes them)
-    return _bits_f32((_f32_bits(p) + (k << np.int32(23))) & -np.int32(k >= np.int32(-125)))
+    kb, r = _exp32_reduce(d)
+    return _exp32_scale(kb, r + e)  # (x = −inf: e and r are nan, k < -125 flushes them)
 
 
 @njit(cache=True, fastmath=_FP, error_model="numpy")
