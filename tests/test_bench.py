@@ -179,9 +179,10 @@ def test_bounds_part(tmp_path, capsys):
     for case, bound in _bounds.COPY_BOUNDS:
         r = res["cases"][case]
         assert len(r["ratios"]) == 5 and r["ms"] > 0 and r["bound"] == bound
+        assert r["min_over_min_copy"] == pytest.approx(r["ms"] / res["copy_ms"])
         assert re.search(
             rf"^  {re.escape(case)} +\d+\.\d +{r['median_ratio']:.2f} +{bound:.1f} +"
-            rf"{r['over_fresh_copy']:.2f}$",
+            rf"{r['over_fresh_copy']:.2f} +{r['min_over_min_copy']:.2f}$",
             stdout,
             re.M,
         )

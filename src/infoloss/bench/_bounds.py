@@ -6,6 +6,10 @@ ratio is taken per round (its time over that round's copy) and the median over t
 printed, with the minimum times. The bounds are those of issue 17 (float32, 2 threads,
 4096 × 32000; sigmoid CE at 4096 × 1000 against PyTorch).
 
+A last column divides the case's best time by the copy's best time over the same rounds: a
+round whose copy alone was slowed (this machine's copies ranged from 26 to over 60 ms within a
+run) moves the per-round median, not this.
+
 Two floors are printed beside them. A fresh copy (``x.copy()``): a case that returns a new N × C
 array pays, as it does, for the kernel mapping the new pages at their first write, which the
 preallocated copy does not (with glibc, arrays this large are fresh mmaps each call). And for the
@@ -103,6 +107,7 @@ def time_bounds(
             "median_ratio": statistics.median(ratios),
             "ratios": ratios,
             "bound": bound,
+            "min_over_min_copy": min(times[k]) / min(copy),
             "over_fresh_copy": statistics.median(
                 [t / f for t, f in zip(times[k], times["fresh"], strict=True)]
             ),
@@ -177,12 +182,13 @@ def format_bounds(res: dict[str, Any]) -> str:
         f"  a fresh copy (x.copy(): a new array, its pages mapped by the first write) "
         f"{res['fresh_copy_ms']:.1f} ms, {res['fresh_over_copy']:.2f}x the copy: the floor of "
         "a case that returns a new N x C array",
-        f"  {'case':42s} {'ms (min)':>9s} {'/ copy':>7s} {'bound':>6s} {'/ fresh copy':>13s}",
+        f"  {'case':42s} {'ms (min)':>9s} {'/ copy':>7s} {'bound':>6s} {'/ fresh copy':>13s} "
+        f"{'min / min copy':>15s}",
     ]
     for k, r in res["cases"].items():
         lines.append(
             f"  {k:42s} {r['ms']:9.1f} {r['median_ratio']:7.2f} {r['bound']:6.1f} "
-            f"{r['over_fresh_copy']:13.2f}"
+            f"{r['over_fresh_copy']:13.2f} {r['min_over_min_copy']:15.2f}"
         )
     s = res.get("sigmoid")
     if s:
