@@ -4,9 +4,9 @@ Layout: :mod:`._tunables` (fast-math flag sets, numba options, block sizes and t
 :mod:`._vecmath` (LLVM intrinsics and the exp/log1p polynomials), :mod:`._rows` (row primitives:
 max passes, blocked exp-and-sum, scaling), :mod:`._launch` (threading layer, serial twins,
 launches, scratch and gradient buffers), and one module per op family: :mod:`.softmax`,
-:mod:`.sparse_ce`, :mod:`.dense_ce`, :mod:`.sigmoid_ce`, :mod:`.entropy_kl`, :mod:`.js`, :mod:`.focal`,
-:mod:`.dense_focal`. This package
-re-exports each family's NumPy wrapper.
+:mod:`.sparse_ce`, :mod:`.dense_ce`, :mod:`.sigmoid_ce`, :mod:`.entropy`, :mod:`.kl` (with
+:mod:`.kl_float32`), :mod:`.js`, :mod:`.focal`, :mod:`.dense_focal`. This package re-exports each
+family's NumPy wrapper.
 
 Every public function here takes 2-D ``(N, C)`` NumPy arrays (rows = examples, classes along the
 last axis) of dtype float32 or float64 and returns NumPy arrays. They implement exactly the
@@ -35,7 +35,8 @@ Design (see issue 3):
   softmax KL's float32 rows that fall back to float64 a degree-9 fitted one (relative error
   ≤ 2e-14). The softmax KL's float32 rows first take a float32 exp whose argument's rounding is
   carried by a two-sum (:func:`._vecmath._exp32_diff`, < 1.1 ulp), under a per-row error
-  estimate (:mod:`.entropy_kl`, "float32 rows"). All vectorize. Results below about 2^-125.5 (float32) / 2^-1021.5 (float64) are flushed to 0, as is
+  estimate (:mod:`.kl_float32`). All vectorize. Results below about 2^-125.5 (float32) /
+  2^-1021.5 (float64) are flushed to 0, as is
   ``exp(-inf)``; the polynomials are only evaluated at arguments ≤ 0 (``x − max``, ``−|x|``).
 - Sums of exponentials: float32 partial sums over blocks of 512 elements, added in float64; the
   row maxima (whose exponential is exactly 1) are counted rather than summed, so that
@@ -80,9 +81,10 @@ from __future__ import annotations
 from ._launch import num_threads, threading_layer  # first: starts numba's thread pool
 from .dense_ce import softmax_ce
 from .dense_focal import dense_focal
-from .entropy_kl import softmax_entropy_rows, softmax_kl_rows
+from .entropy import softmax_entropy_rows
 from .focal import sigmoid_focal, target_logs
 from .js import softmax_js_rows
+from .kl import softmax_kl_rows
 from .sharded_ce import shard_grad, shard_stats
 from .sigmoid_ce import sigmoid_ce
 from .softmax import log_softmax_rows, logsumexp_rows, softmax_rows

@@ -33,7 +33,7 @@ from ._launch import _check2d, _grad_buffer, _gs, _launch, _pool_threads, _rows_
 from ._rows import _bad_max, _fill, _finite, _row_max
 from ._tunables import _JIT, _JIT_NR, _PJIT
 from ._vecmath import _exp64_neg, _fmaximum, _like, _log1p_unit64, _where
-from .entropy_kl import _first_max
+from .kl import _first_max
 
 __all__ = ["softmax_js_rows"]
 
