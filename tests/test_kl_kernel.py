@@ -535,7 +535,9 @@ def test_float32_exps_route_against_longdouble(kind, c):
         if kind in ("near", "masked"):  # p ≈ q (KL ~ 1e-7); a masked class in b
             assert np.all(route == 0), what
         if kind == "independent" and scale == 1.0:  # most rows: float32 exps throughout
-            assert np.mean(route == 2) >= 0.5, what
+            # (C = 24: a value fallback now and then sends the rest of its group of 16 rows to
+            # the float64 exps)
+            assert np.mean(route == 2) >= (0.5 if c >= 300 else 0.4), what
         if kind == "confident" and scale == 10.0:  # a spans > 86: float64 gradients
             assert np.all(route <= 1), what
 
@@ -568,3 +570,26 @@ def test_float32_exps_route_with_streaming_stores(monkeypatch):
     assert set(np.unique(r1)) >= {0, 2}
     for x, y in ((r0, r1), (kl0, kl1), (ga0, ga1), (gb0, gb1)):
         np.testing.assert_array_equal(x, y)
+
+
+def test_float32_exps_routes_do_not_depend_on_the_threads():
+    """Rows go in groups of consecutive rows (after a row whose value falls back to the float64
+    exps, the rest of its group goes there directly): the groups depend on N only, so routes,
+    values and gradients are the same bit for bit on one thread and on all of them."""
+    import numba
+
+    a, b = _regime_rows("independent", 512, 200, 1.0, seed=3)
+    a[100:300], b[100:300] = _regime_rows("near", 200, 200, 1.0, seed=4)
+    res = []
+    n_threads = numba.get_num_threads()
+    for threads in (1, n_threads):
+        numba.set_num_threads(threads)
+        try:
+            r = np.full(512, -1, np.int8)
+            res.append((r, *K.softmax_kl_rows(a, b, 1.0, r)))
+        finally:
+            numba.set_num_threads(n_threads)
+    for x, y in zip(res[0], res[1], strict=True):
+        np.testing.assert_array_equal(x, y)
+    r = res[0][0]
+    assert np.all(r[112:288] == 0) and np.mean(r[:96] == 2) >= 0.5, np.bincount(r)

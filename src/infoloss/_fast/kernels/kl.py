@@ -359,68 +359,96 @@ def _kl_row64(
 
 @njit(**_PJIT)
 def _k_kl(
-    af, ars, bf, brs, n, c, want_grad, gs, lp_min, kl, ga, gb, sx, sx32, tmp, stream, short, route
+    af,
+    ars,
+    bf,
+    brs,
+    n,
+    c,
+    want_grad,
+    gs,
+    lp_min,
+    kl,
+    ga,
+    gb,
+    sx,
+    sx32,
+    tmp,
+    stream,
+    short,
+    route,
+    grp,
 ):
-    for i in prange(n):
-        route[i] = 0
-        ar = af[i * ars : i * ars + c]
-        br = bf[i * brs : i * brs + c]
-        t = numba.get_thread_id()
-        settled, ma, mb, nmin_a, nmin, lo = _kl_row_start(
-            ar, br, want_grad, gs, kl, ga, gb, i, sx, t, tmp, stream, short
-        )
-        if settled:
-            continue
-        js = _first_max(ar, ma, lo)
-        keep_v = False
-        if short and nmin != np.inf:  # float32, no masked class in `b` (so b is finite)
-            i1 = min(np.int64(i) + 1, n - 1)
-            wide = _kl_wide(ma, nmin_a, mb, nmin)
-            keep_v, keep_g = _kl_fast_row(
+    # Rows in groups of ``grp`` consecutive rows (a function of N only: the routes, and so the
+    # values, do not depend on the number of threads): after a row whose value the float32 exps
+    # could not keep, the rest of its group goes straight to the float64 exps (rows alike, such
+    # as p ≈ q in distillation, would each pay for a float32 pass they cannot use).
+    for gi in prange((n + grp - 1) // grp):
+        try32 = short
+        for i in range(gi * grp, min(n, gi * grp + grp)):
+            route[i] = 0
+            ar = af[i * ars : i * ars + c]
+            br = bf[i * brs : i * brs + c]
+            t = numba.get_thread_id()
+            settled, ma, mb, nmin_a, nmin, lo = _kl_row_start(
+                ar, br, want_grad, gs, kl, ga, gb, i, sx, t, tmp, stream, short
+            )
+            if settled:
+                continue
+            js = _first_max(ar, ma, lo)
+            keep_v = False
+            if try32 and nmin != np.inf:  # float32, no masked class in `b` (so b is finite)
+                i1 = min(np.int64(i) + 1, n - 1)
+                wide = _kl_wide(ma, nmin_a, mb, nmin)
+                keep_v, keep_g = _kl_fast_row(
+                    ar,
+                    br,
+                    af[i1 * ars : i1 * ars + c],
+                    bf[i1 * brs : i1 * brs + c],
+                    js,
+                    ma,
+                    mb,
+                    want_grad and not wide,
+                    gs,
+                    kl,
+                    ga,
+                    gb,
+                    i,
+                    sx32,
+                    t,
+                    tmp,
+                    stream,
+                )
+                keep_g = keep_g and not (want_grad and wide)
+                route[i] = np.int8(keep_v) + np.int8(keep_v and keep_g)
+                try32 = keep_v
+                if keep_v and keep_g:
+                    continue
+            _kl_row64(
                 ar,
                 br,
-                af[i1 * ars : i1 * ars + c],
-                bf[i1 * brs : i1 * brs + c],
                 js,
                 ma,
                 mb,
-                want_grad and not wide,
+                nmin,
+                want_grad,
                 gs,
+                lp_min,
                 kl,
                 ga,
                 gb,
                 i,
-                sx32,
+                sx,
                 t,
                 tmp,
                 stream,
+                short,
+                keep_v,
             )
-            keep_g = keep_g and not (want_grad and wide)
-            route[i] = np.int8(keep_v) + np.int8(keep_v and keep_g)
-            if keep_v and keep_g:
-                continue
-        _kl_row64(
-            ar,
-            br,
-            js,
-            ma,
-            mb,
-            nmin,
-            want_grad,
-            gs,
-            lp_min,
-            kl,
-            ga,
-            gb,
-            i,
-            sx,
-            t,
-            tmp,
-            stream,
-            short,
-            keep_v,
-        )
 
+
+#: Rows per group of :func:`_k_kl` (the float32 route's give-up unit), from N = 16 groups up
+_KL_GROUP = 16
 
 # log of half the smallest subnormal: exp(x) of the input dtype is > 0 exactly above it
 _LP_MIN = {np.dtype(np.float32): -150 * math.log(2.0), np.dtype(np.float64): -1075 * math.log(2.0)}
@@ -489,6 +517,7 @@ def softmax_kl_rows(
             stream,
             a.dtype == np.float32,
             rt,
+            _KL_GROUP if n >= 16 * _KL_GROUP else 1,
         )
     if not want_grad:
         return kl, None, None
