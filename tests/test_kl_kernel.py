@@ -593,3 +593,23 @@ def test_float32_exps_routes_do_not_depend_on_the_threads():
         np.testing.assert_array_equal(x, y)
     r = res[0][0]
     assert np.all(r[112:288] == 0) and np.mean(r[:96] == 2) >= 0.5, np.bincount(r)
+
+
+def test_float32_exps_route_masked_a_and_zero_grad_scale():
+    """A −inf in `a` only (p = 0 there): the value may take the float32 exps, the gradients take
+    the float64 exps (the row spans more than 86); both against longdouble. ``grad_scale = 0``
+    on rows that take the float32 exps throughout gives exact zero gradients."""
+    a, b = _regime_rows("independent", 64, 3000, 1.0, seed=5)
+    a[::2, 7] = -INF
+    route = np.full(64, -1, np.int8)
+    kl, ga, gb = K.softmax_kl_rows(a, b, 1.0, route)
+    rk, rga, rgb = _ref_rows_ld(a, b)
+    assert np.all(route[::2] <= 1) and np.any(route[::2] == 1), route
+    assert _value_ulps(kl.astype(np.float32), rk, np.float32, 3000) <= 4
+    assert _row_ulps(ga, rga, np.float32) <= 6 and _row_ulps(gb, rgb, np.float32) <= 6
+    assert np.all(ga[::2, 7] == 0.0)
+    route0 = np.full(64, -1, np.int8)
+    kl0, ga0, gb0 = K.softmax_kl_rows(a, b, 0.0, route0)
+    np.testing.assert_array_equal(kl0, kl)
+    assert np.any(route0 == 2)
+    assert not np.any(ga0) and not np.any(gb0)  # (±0, as on the float64 route)
