@@ -73,8 +73,11 @@ def test_out_may_be_the_logits(case, backend):
     xx = x.copy()
     v1, g1 = vg(fn)(xx, labels, reduction="mean", out=xx, **kw)
     assert g1 is xx
-    np.testing.assert_array_equal(v1, v0)
-    np.testing.assert_array_equal(xx, g0)
+    # another kernel may take the in-place call: equal up to a few float32 roundings (its sums
+    # in another order; seen on an Intel Xeon, not on an AMD EPYC)
+    tiny = 8 * np.finfo(g0.dtype).eps
+    np.testing.assert_allclose(v1, v0, rtol=tiny)
+    np.testing.assert_allclose(xx, g0, rtol=tiny, atol=tiny * float(np.max(np.abs(g0))))
 
 
 def test_out_logits_in_place_large_rows_match(backend):

@@ -306,7 +306,8 @@ def test_sparse_softmax_ce_grid(dtype, use_cw, use_sw, eps, z, gs, shape, stream
                         # LLVM fused a multiply-add differently), far tighter than the reference
                         tiny = 8 * np.finfo(dtype).eps
                         np.testing.assert_allclose(gi, g, rtol=0, atol=tiny * np.max(mag) * gs)
-                        np.testing.assert_allclose(loss_i, loss, rtol=8 * np.finfo(float).eps)
+                        # (the float32 kernels' sums may differ in order: seen on an Intel Xeon)
+                        np.testing.assert_allclose(loss_i, loss, rtol=tiny)
             if ignore is not None:
                 assert np.all(loss[labels == ignore] == 0)
 
